@@ -1,0 +1,94 @@
+// The server's host keys: made once, on the first run of any step, then reused so that clients keep trusting them.
+import { createHash, createPublicKey } from 'node:crypto';
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ssh2 from 'ssh2';
+import type { ParsedKey } from 'ssh2';
+import { explain, fail, shown } from './errors.ts';
+
+const { utils } = ssh2;
+
+const COMMENT = 'conch-steps';
+
+/**
+ * Returns the host private keys, Ed25519 and RSA, in OpenSSH's format, and prints the fingerprint of each as
+ * `ssh-keygen -lf` does. The keys live in `HOST_KEYS_DIR` (default `keys/`); the first run makes them.
+ */
+export function readHostKeys(): string[] {
+  const dir = process.env.HOST_KEYS_DIR || fileURLToPath(new URL('../keys/', import.meta.url));
+  const keys = [
+    readOrCreate(join(dir, 'ssh_host_ed25519_key'), () => utils.generateKeyPairSync('ed25519', { comment: COMMENT })),
+    readOrCreate(join(dir, 'ssh_host_rsa_key'), () => utils.generateKeyPairSync('rsa', { bits: 3072, comment: COMMENT })),
+  ];
+  for (const { key } of keys) {
+    console.log(`host key: ${fingerprint(key)}`);
+  }
+  return keys.map(({ text }) => text);
+}
+
+/** Reads one private key file, or makes it if it is missing; writes the matching `.pub` file beside it. */
+function readOrCreate(path: string, make: () => { private: string }) {
+  const text = readKeyFile(path) ?? create(path, make);
+  const key = utils.parseKey(text);
+  if (key instanceof Error || !key.isPrivateKey()) {
+    const why = key instanceof Error ? key.message : 'it holds no private key';
+    fail(`host key ${shown(path)} is not a usable private key (${why}); move it away and a new one will be made`);
+  }
+  const line = [key.type, key.getPublicSSH().toString('base64'), key.comment].filter(Boolean).join(' ');
+  writePublicKey(`${path}.pub`, `${line}\n`);
+  return { text, key };
+}
+
+/**
+ * Writes a new key under a name of its own, then links it into place. The link fails if another step, started at
+ * the same moment, got there first; either way every step then reads the one key that won.
+ */
+function create(path: string, make: () => { private: string }): string {
+  const temporary = `${path}.${process.pid}.new`;
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(temporary, make().private, { mode: 0o600 });
+    linkSync(temporary, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') fail(`cannot create host key ${shown(path)}: ${explain(err)}`);
+  } finally {
+    rmSync(temporary, { force: true });
+  }
+  return readKeyFile(path) ?? fail(`host key ${shown(path)} vanished as it was made`);
+}
+
+function readKeyFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return fail(`cannot read host key ${shown(path)}: ${explain(err)}`);
+  }
+}
+
+/** The public half, for the reader's `ssh-keygen -lf`. Rewritten (atomically) only when it is missing or stale. */
+function writePublicKey(path: string, line: string): void {
+  try {
+    if (readFileSync(path, 'utf8') === line) return;
+  } catch {
+    // missing or unreadable: write it
+  }
+  const temporary = `${path}.${process.pid}.new`;
+  try {
+    writeFileSync(temporary, line, { mode: 0o644 });
+    renameSync(temporary, path);
+  } catch (err) {
+    fail(`cannot write ${shown(path)}: ${explain(err)}`);
+  }
+}
+
+/** `256 SHA256:... comment (ED25519)`: the line `ssh-keygen -lf` prints for the key. */
+function fingerprint(key: ParsedKey): string {
+  const blob = key.getPublicSSH();
+  const hash = createHash('sha256').update(blob).digest('base64').replace(/=+$/, '');
+  const details = createPublicKey(key.getPublicPEM()).asymmetricKeyDetails;
+  const bits = key.type === 'ssh-ed25519' ? 256 : details?.modulusLength ?? 0;
+  const name = key.type === 'ssh-ed25519' ? 'ED25519' : key.type === 'ssh-rsa' ? 'RSA' : key.type;
+  return `${bits} SHA256:${hash} ${key.comment || 'no comment'} (${name})`;
+}

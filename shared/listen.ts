@@ -1,0 +1,71 @@
+// Listening for connections, and what every connection needs that no step is about.
+import { createServer, type Socket } from 'node:net';
+import type { AuthContext, Server } from 'ssh2';
+import { explain, fail } from './errors.ts';
+import { options } from './options.ts';
+
+/**
+ * Listens on `--port`/`PORT` (default 2022) and `--host`/`HOST` (default 127.0.0.1), prints
+ * `listening on HOST:PORT`, and hands each TCP connection to the SSH server. Every connection gets TCP_NODELAY,
+ * an error listener (so nothing a client sends can crash the process) and a log line when it opens, logs in and
+ * closes. Ctrl-C or SIGTERM closes the listener and exits with status 0.
+ */
+export function listen(server: Server): void {
+  server.on('connection', (client, info) => {
+    const peer = address(info.ip, info.port);
+    // An 'error' nobody listens for would end the whole process: a reset socket or a bad packet must only
+    // end this connection, which ssh2 does by itself once the error is reported.
+    client.on('error', (err) => console.log(`${peer} error: ${err.message}`));
+    // Note who is logging in, without answering: answering is the step's job. (Listening when the step does
+    // not would stop ssh2 from turning the attempts down by itself.)
+    let username = '';
+    if (client.listenerCount('authentication') > 0) {
+      client.prependListener('authentication', (ctx: AuthContext) => (username = ctx.username));
+    }
+    client.on('ready', () => console.log(`${peer} authenticated as ${username}`));
+  });
+
+  // We listen ourselves rather than with server.listen(): ssh2 reports a connection only once the client has
+  // sent its SSH version line, and we want to log (and set up) every connection from its first byte.
+  const sockets = new Set<Socket>();
+  const listener = createServer((socket) => {
+    const peer = address(socket.remoteAddress, socket.remotePort);
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add about 90 ms to every session on loopback.
+    socket.setNoDelay(true);
+    sockets.add(socket);
+    console.log(`${peer} connection opened`);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      console.log(`${peer} connection closed`);
+    });
+    server.injectSocket(socket);
+  });
+
+  listener.on('error', (err: NodeJS.ErrnoException) => {
+    const where = address(options.host, options.port);
+    if (err.code === 'EADDRINUSE') fail(`cannot listen on ${where}: the port is in use (choose another with --port)`);
+    if (err.code === 'EADDRNOTAVAIL') fail(`cannot listen on ${where}: this machine has no such address`);
+    if (err.code === 'EACCES') fail(`cannot listen on ${where}: permission denied (ports below 1024 need root)`);
+    fail(`cannot listen on ${where}: ${explain(err)}`);
+  });
+  listener.listen(options.port, options.host, () => {
+    const bound = listener.address();
+    const port = typeof bound === 'object' && bound ? bound.port : options.port;
+    console.log(`listening on ${address(options.host, port)}`);
+  });
+
+  const stop = (signal: string) => {
+    console.log(`${signal}: closing the listener and ${sockets.size} connection(s)`);
+    listener.close();
+    for (const socket of sockets) socket.destroy();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+/** `127.0.0.1:2022`, or `[::1]:2022` for an IPv6 address. */
+function address(host: string | undefined, port: number | undefined): string {
+  const name = host ?? 'unknown';
+  return `${name.includes(':') ? `[${name}]` : name}:${port ?? '?'}`;
+}

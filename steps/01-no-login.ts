@@ -1,0 +1,20 @@
+// Step 01: an SSH server that nobody can log in to.
+//
+// An SSH server needs two things before anything else: a host key, which lets a client check that it reaches
+// the same server as last time, and a port to listen on. This step has just those. A client can connect and
+// agree on keys with it, and then finds that there is no way to log in.
+//
+// Run it:   npx tsx steps/01-no-login.ts
+// Connect:  ssh -p 2022 alice@localhost
+// You see:  alice@localhost: Permission denied ().
+import ssh2 from 'ssh2';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { listen } from '../shared/listen.ts';
+
+const { Server } = ssh2;
+
+const server = new Server({ hostKeys: readHostKeys() }, (client) => {
+  // Nothing here yet. With no 'authentication' listener on the client, ssh2 turns down every way to log in.
+});
+
+listen(server);

@@ -1,0 +1,31 @@
+// Step 02: logging in with a password, and then nothing to do.
+//
+// The server now listens for 'authentication': the client offers a user name and a way to prove who it is,
+// and the server answers yes or no. This step accepts one way, a password, checked against the password file
+// (keys/ssh-passwords). Once logged in, the client asks to open a channel for its session, and this server
+// has none to give.
+//
+// Run it:   npx tsx steps/02-password-auth.ts
+// Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
+// You see:  channel 0: open failed: administratively prohibited: 
+import ssh2 from 'ssh2';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { listen } from '../shared/listen.ts';
+import { readPasswordFile } from '../shared/passwords.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+const server = new Server({ hostKeys: readHostKeys() }, (client) => {
+  client.on('authentication', (ctx) => {
+    if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
+      ctx.accept();
+    } else {
+      // Tell the client which ways to log in are left: only 'password'.
+      ctx.reject(['password']);
+    }
+  });
+});
+
+listen(server);

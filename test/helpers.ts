@@ -1,0 +1,208 @@
+// What the tests share: starting a step as a real process, and driving it with OpenSSH, ssh2 and tmux.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** A fresh temporary folder, removed by the operating system's usual clean-up, not by the tests. */
+export function temporaryDir(): string {
+  return mkdtempSync(join(tmpdir(), 'conch-steps-test-'));
+}
+
+/** One folder of host keys for the whole test file, so that RSA keys are made once. */
+const sharedKeys = temporaryDir();
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+export interface Step {
+  port: number;
+  /** Everything the step has printed on standard output so far. */
+  output(): string;
+  /** Sends SIGTERM and resolves with the exit status. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface StartOptions {
+  args?: string[];
+  env?: Record<string, string>;
+  /** Start through the `tsx` command, as the README does, rather than `node --import tsx`. */
+  viaTsxCommand?: boolean;
+}
+
+/** Starts `steps/FILE` on a free port and resolves once it prints `listening on HOST:PORT`. */
+export function startStep(file: string, options: StartOptions = {}): Promise<Step> {
+  const child = launch(file, ['--port', '0', ...(options.args ?? [])], options);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${file} did not start:\n${stdout}${stderr}`)), 30_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${file} exited with ${code} before listening:\n${stdout}${stderr}`));
+    });
+    child.stdout!.on('data', () => {
+      const match = /listening on \S+:(\d+)/.exec(stdout);
+      if (!match) return;
+      clearTimeout(timer);
+      resolve({
+        port: Number(match[1]),
+        output: () => stdout,
+        stop: async (signal = 'SIGTERM') => {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+          return exited;
+        },
+      });
+    });
+  });
+}
+
+/** Runs a step to its end (for start-up errors and --help) and returns what it printed and its exit status. */
+export function runStep(file: string, args: string[], env: Record<string, string> = {}) {
+  const child = launch(file, args, { env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  return new Promise<{ stdout: string; stderr: string; status: number | null }>((resolve) =>
+    child.once('close', (status) => resolve({ stdout, stderr, status })),
+  );
+}
+
+function launch(file: string, args: string[], options: StartOptions): ChildProcess {
+  const path = join(root, 'steps', file);
+  const command = options.viaTsxCommand
+    ? [join(root, 'node_modules', '.bin', 'tsx'), path]
+    : [process.execPath, '--import', 'tsx', path];
+  const child = spawn(command[0]!, [...command.slice(1), ...args], {
+    cwd: root,
+    env: { ...process.env, HOST_KEYS_DIR: sharedKeys, PORT: '', HOST: '', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+/** An SSH_ASKPASS program that answers every password prompt with $TEST_PASSWORD. */
+const askpass = join(temporaryDir(), 'askpass');
+writeFileSync(askpass, '#!/bin/sh\nprintf "%s\\n" "$TEST_PASSWORD"\n');
+chmodSync(askpass, 0o700);
+
+/** The options and environment every OpenSSH client in the tests uses: no user config, no known_hosts. */
+export const sshOptions = [
+  '-F', '/dev/null',
+  '-o', 'UserKnownHostsFile=/dev/null',
+  '-o', 'StrictHostKeyChecking=no',
+  '-o', 'ConnectTimeout=10',
+];
+
+export function sshEnv(password: string): Record<string, string> {
+  return { SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', TEST_PASSWORD: password };
+}
+
+export interface SshResult {
+  stdout: string;
+  /** Standard error, less the known_hosts warning that `UserKnownHostsFile=/dev/null` makes ssh print each time. */
+  stderr: string;
+  status: number | null;
+}
+
+/** Runs the real OpenSSH client, `ssh -p PORT USER@localhost ARGS...`, with the password given through SSH_ASKPASS. */
+export function ssh(port: number, user: string, password: string, args: string[] = [], input = ''): Promise<SshResult> {
+  const child = spawn('ssh', [...sshOptions, '-p', String(port), `${user}@localhost`, ...args], {
+    env: { ...process.env, ...sshEnv(password) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  child.stdin.end(input);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve) =>
+    child.once('close', (status) => {
+      clearTimeout(timer);
+      running.delete(child);
+      resolve({ stdout, stderr: withoutKnownHostsWarning(stderr), status });
+    }),
+  );
+}
+
+export function withoutKnownHostsWarning(text: string): string {
+  return text.replace(/^Warning: Permanently added .* to the list of known hosts\.\r?\n/gm, '');
+}
+
+/** The lines of a text, without the empty one after the last newline. */
+export function lines(text: string): string[] {
+  return text.split(/\r?\n/).filter((line, i, all) => line !== '' || i < all.length - 1);
+}
+
+/** Polls until `check` returns something other than undefined, or fails after `ms`. */
+export async function waitFor<T>(what: string, check: () => T | undefined, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A real terminal: a tmux server of its own, with one window of the given size running `command`. */
+export class Terminal {
+  private readonly socket = join(temporaryDir(), 'tmux');
+
+  constructor(command: string[], env: Record<string, string>, width = 100, height = 30) {
+    const config = join(temporaryDir(), 'tmux.conf');
+    // Keep the window after the command ends, so the test can read the screen and the exit status.
+    writeFileSync(config, 'set -g remain-on-exit on\n');
+    const envArgs = Object.entries(env).flatMap(([key, value]) => ['-e', `${key}=${value}`]);
+    this.tmux('-f', config, 'new-session', '-d', '-x', String(width), '-y', String(height), ...envArgs,
+      command.map(quote).join(' '));
+  }
+
+  /** The visible screen, one string a row, without trailing blank rows or tmux's own "Pane is dead" row. */
+  screen(): string[] {
+    const rows = this.tmux('capture-pane', '-p').split('\n');
+    if (this.exitStatus() !== undefined) {
+      const last = rows.findLastIndex((row) => row.trim() !== '');
+      if (rows[last]?.startsWith('Pane is dead (')) rows.splice(last);
+    }
+    while (rows.length && rows[rows.length - 1]!.trim() === '') rows.pop();
+    return rows;
+  }
+
+  /** The command's exit status once it has ended, else undefined. */
+  exitStatus(): number | undefined {
+    const [dead, status] = this.tmux('display-message', '-p', '#{pane_dead} #{pane_dead_status}').trim().split(' ');
+    return dead === '1' ? Number(status) : undefined;
+  }
+
+  sendKeys(...keys: string[]): void {
+    this.tmux('send-keys', ...keys);
+  }
+
+  close(): void {
+    spawnSync('tmux', ['-S', this.socket, 'kill-server']);
+  }
+
+  private tmux(...args: string[]): string {
+    const result = spawnSync('tmux', ['-S', this.socket, ...args], { encoding: 'utf8' });
+    if (result.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${result.stderr}`);
+    return result.stdout;
+  }
+}
+
+function quote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}

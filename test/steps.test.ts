@@ -1,0 +1,126 @@
+// Each step as a reader meets it: started as a process, driven by the real OpenSSH client.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import ssh2 from 'ssh2';
+import { lines, ssh, sshEnv, sshOptions, startStep, Terminal, waitFor, type Step } from './helpers.ts';
+
+const NO_TTY = 'Pseudo-terminal will not be allocated because stdin is not a terminal.';
+const TRY_AGAIN = 'Permission denied, please try again.';
+const GOODBYE = 'This session is very simple. Goodbye!';
+
+describe('step 01: nobody can log in', { timeout: 60_000 }, () => {
+  let step: Step;
+  before(async () => (step = await startStep('01-no-login.ts')));
+  after(() => step.stop());
+
+  test('even the right password is refused, with no way to log in left', async () => {
+    const result = await ssh(step.port, 'alice', 'wonderland');
+    assert.deepEqual(lines(result.stderr), [NO_TTY, TRY_AGAIN, TRY_AGAIN, 'alice@localhost: Permission denied ().']);
+    assert.equal(result.stdout, '');
+    assert.equal(result.status, 255);
+    await quiet(step);
+    assert.doesNotMatch(step.output(), /authenticated/);
+  });
+});
+
+describe('step 02: a password, and nothing after it', { timeout: 60_000 }, () => {
+  let step: Step;
+  before(async () => (step = await startStep('02-password-auth.ts')));
+  after(() => step.stop());
+
+  test('the right password logs in, and the session channel is refused', async () => {
+    const result = await ssh(step.port, 'alice', 'wonderland');
+    assert.deepEqual(lines(result.stderr), [NO_TTY, 'channel 0: open failed: administratively prohibited: ']);
+    assert.equal(result.stdout, '');
+    assert.equal(result.status, 255);
+    await waitFor('the log line', () => (/:\d+ authenticated as alice\n/.test(step.output()) || undefined));
+  });
+
+  refusals(() => step, 'password');
+});
+
+describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
+  let step: Step;
+  before(async () => (step = await startStep('03-trivial-channel.ts')));
+  after(() => step.stop());
+
+  test('with input from a pipe, the shell request gets the goodbye line', async () => {
+    const result = await ssh(step.port, 'alice', 'wonderland');
+    assert.equal(result.stdout, `${GOODBYE}\r\n`);
+    assert.deepEqual(lines(result.stderr), [NO_TTY]);
+    // The server never says how the session ended (an exit status comes in a later step), so ssh reports 255.
+    assert.equal(result.status, 255);
+  });
+
+  test('in a real terminal, the reader sees the three lines of the original post', async () => {
+    const terminal = new Terminal(['ssh', ...sshOptions, '-p', String(step.port), 'alice@localhost'],
+      sshEnv('wonderland'));
+    try {
+      const status = await waitFor('ssh to end', () => terminal.exitStatus());
+      assert.deepEqual(terminal.screen(), [
+        'PTY allocation request failed on channel 0',
+        GOODBYE,
+        'Connection to localhost closed.',
+      ]);
+      assert.equal(status, 255);
+    } finally {
+      terminal.close();
+    }
+  });
+
+  test('the ssh2 client gets the exact bytes, and the channel closes while the connection stays up', async () => {
+    const client = new ssh2.Client();
+    const ready = new Promise<void>((resolve, reject) => client.once('ready', resolve).once('error', reject));
+    client.connect({ host: '127.0.0.1', port: step.port, username: 'bob', password: 'builder' });
+    await ready;
+    let closedConnection = false;
+    client.once('close', () => (closedConnection = true));
+    try {
+      for (const attempt of [1, 2]) {
+        const received = await new Promise<string>((resolve, reject) =>
+          client.shell(false, (err, channel) => {
+            if (err) return reject(err);
+            let bytes = '';
+            channel.on('data', (chunk: Buffer) => (bytes += chunk.toString('latin1')));
+            channel.once('close', () => resolve(bytes));
+          }),
+        );
+        assert.equal(received, `${GOODBYE}\r\n`, `session ${attempt}`);
+        // The server closed the channel, not the connection: the same connection opens a second session.
+        assert.equal(closedConnection, false, `connection still open after session ${attempt}`);
+      }
+    } finally {
+      client.end();
+    }
+  });
+
+  refusals(() => step, 'password');
+});
+
+/** A wrong password and an unknown user are both refused with the list of ways left. */
+function refusals(step: () => Step, methods: string) {
+  for (const [user, password, why] of [['alice', 'builder', 'a wrong password'], ['carol', 'wonderland', 'an unknown user']]) {
+    test(`${why} is refused`, async () => {
+      const loginsBefore = count(step().output(), /authenticated as/g);
+      const result = await ssh(step().port, user!, password!);
+      const expected = [NO_TTY, TRY_AGAIN, TRY_AGAIN, `${user}@localhost: Permission denied (${methods}).`];
+      assert.deepEqual(lines(result.stderr), expected);
+      assert.equal(result.stdout, '');
+      assert.equal(result.status, 255);
+      await quiet(step());
+      assert.equal(count(step().output(), /authenticated as/g), loginsBefore, 'no login in the server log');
+    });
+  }
+}
+
+function count(text: string, pattern: RegExp): number {
+  return text.match(pattern)?.length ?? 0;
+}
+
+/** Waits until the server has logged the close of every connection it logged as opened. */
+function quiet(step: Step): Promise<true> {
+  return waitFor('every connection to close', () => {
+    const text = step.output();
+    return count(text, / connection opened$/gm) === count(text, / connection closed$/gm) || undefined;
+  });
+}
