@@ -6,7 +6,8 @@
 //
 // Run it:   npx tsx steps/01-no-login.ts
 // Connect:  ssh -p 2022 alice@localhost
-// You see:  alice@localhost: Permission denied ().
+// You see:  three password prompts, each refused whatever you type, then
+//           alice@localhost: Permission denied ().
 import ssh2 from 'ssh2';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';

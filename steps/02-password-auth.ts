@@ -7,7 +7,7 @@
 //
 // Run it:   npx tsx steps/02-password-auth.ts
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
-// You see:  channel 0: open failed: administratively prohibited: 
+// You see:  channel 0: open failed: administratively prohibited:
 import ssh2 from 'ssh2';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';

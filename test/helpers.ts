@@ -1,6 +1,6 @@
 // What the tests share: starting a step as a real process, and driving it with OpenSSH, ssh2 and tmux.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,32 +160,32 @@ export async function waitFor<T>(what: string, check: () => T | undefined, ms = 
 
 /** A real terminal: a tmux server of its own, with one window of the given size running `command`. */
 export class Terminal {
-  private readonly socket = join(temporaryDir(), 'tmux');
+  private readonly dir = temporaryDir();
+  private readonly socket = join(this.dir, 'tmux.sock');
+  private readonly statusFile = join(this.dir, 'status');
 
   constructor(command: string[], env: Record<string, string>, width = 100, height = 30) {
-    const config = join(temporaryDir(), 'tmux.conf');
-    // Keep the window after the command ends, so the test can read the screen and the exit status.
-    writeFileSync(config, 'set -g remain-on-exit on\n');
     const envArgs = Object.entries(env).flatMap(([key, value]) => ['-e', `${key}=${value}`]);
-    this.tmux('-f', config, 'new-session', '-d', '-x', String(width), '-y', String(height), ...envArgs,
-      command.map(quote).join(' '));
+    // When the command ends, its exit status goes to a file and the window stays open, unchanged, to be read.
+    const script = `${command.map(quote).join(' ')}; echo $? > ${quote(this.statusFile)}; exec sleep 600`;
+    this.tmux('new-session', '-d', '-x', String(width), '-y', String(height), ...envArgs, script);
   }
 
-  /** The visible screen, one string a row, without trailing blank rows or tmux's own "Pane is dead" row. */
+  /** The visible screen, one string a row, less trailing blank rows and the known_hosts warning (see SshResult). */
   screen(): string[] {
-    const rows = this.tmux('capture-pane', '-p').split('\n');
-    if (this.exitStatus() !== undefined) {
-      const last = rows.findLastIndex((row) => row.trim() !== '');
-      if (rows[last]?.startsWith('Pane is dead (')) rows.splice(last);
-    }
+    const rows = withoutKnownHostsWarning(this.tmux('capture-pane', '-p')).split('\n');
     while (rows.length && rows[rows.length - 1]!.trim() === '') rows.pop();
     return rows;
   }
 
   /** The command's exit status once it has ended, else undefined. */
   exitStatus(): number | undefined {
-    const [dead, status] = this.tmux('display-message', '-p', '#{pane_dead} #{pane_dead_status}').trim().split(' ');
-    return dead === '1' ? Number(status) : undefined;
+    try {
+      const text = readFileSync(this.statusFile, 'utf8');
+      return text.endsWith('\n') ? Number(text) : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   sendKeys(...keys: string[]): void {

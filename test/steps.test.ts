@@ -36,6 +36,13 @@ describe('step 02: a password, and nothing after it', { timeout: 60_000 }, () =>
     await waitFor('the log line', () => (/:\d+ authenticated as alice\n/.test(step.output()) || undefined));
   });
 
+  test('in a real terminal, the reader sees the refusal and the connection close', async () => {
+    assert.deepEqual(await inTerminal(step.port), {
+      status: 255,
+      screen: ['channel 0: open failed: administratively prohibited:', 'Connection to localhost closed.'],
+    });
+  });
+
   refusals(() => step, 'password');
 });
 
@@ -53,19 +60,10 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
   });
 
   test('in a real terminal, the reader sees the three lines of the original post', async () => {
-    const terminal = new Terminal(['ssh', ...sshOptions, '-p', String(step.port), 'alice@localhost'],
-      sshEnv('wonderland'));
-    try {
-      const status = await waitFor('ssh to end', () => terminal.exitStatus());
-      assert.deepEqual(terminal.screen(), [
-        'PTY allocation request failed on channel 0',
-        GOODBYE,
-        'Connection to localhost closed.',
-      ]);
-      assert.equal(status, 255);
-    } finally {
-      terminal.close();
-    }
+    assert.deepEqual(await inTerminal(step.port), {
+      status: 255,
+      screen: ['PTY allocation request failed on channel 0', GOODBYE, 'Connection to localhost closed.'],
+    });
   });
 
   test('the ssh2 client gets the exact bytes, and the channel closes while the connection stays up', async () => {
@@ -96,6 +94,17 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
 
   refusals(() => step, 'password');
 });
+
+/** Runs `ssh -p PORT alice@localhost` in a 100x30 tmux terminal; returns the screen and exit status at its end. */
+async function inTerminal(port: number) {
+  const terminal = new Terminal(['ssh', ...sshOptions, '-p', String(port), 'alice@localhost'], sshEnv('wonderland'));
+  try {
+    const status = await waitFor('ssh to end', () => terminal.exitStatus());
+    return { status, screen: terminal.screen() };
+  } finally {
+    terminal.close();
+  }
+}
 
 /** A wrong password and an unknown user are both refused with the list of ways left. */
 function refusals(step: () => Step, methods: string) {

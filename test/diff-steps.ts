@@ -1,0 +1,35 @@
+// `npm run diff -- 2 3`: what step 03 adds to step 02, as a unified diff. Not a test; the README's diffs come from it.
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const stepsDir = fileURLToPath(new URL('../steps/', import.meta.url));
+
+/** `steps/03-trivial-channel.ts` for `3` or `03`. */
+function stepFile(number: string | undefined): string {
+  const prefix = `${String(Number(number)).padStart(2, '0')}-`;
+  const name = readdirSync(stepsDir).find((file) => file.startsWith(prefix) && file.endsWith('.ts'));
+  if (!number || !/^\d+$/.test(number) || !name) {
+    console.error(`error: no step numbered "${number ?? ''}" (usage: npm run diff -- 2 3)`);
+    process.exit(2);
+  }
+  return `steps/${name}`;
+}
+
+/** The unified diff between two steps, with their paths as labels (no dates), as the README shows it. */
+export function diffSteps(from: string, to: string): string {
+  const [a, b] = [stepFile(from), stepFile(to)];
+  const result = spawnSync('diff', ['-u', '--label', a, '--label', b, a, b], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    encoding: 'utf8',
+  });
+  if (result.status !== 0 && result.status !== 1) {
+    console.error(`error: diff failed: ${result.stderr || result.error?.message}`);
+    process.exit(2);
+  }
+  return result.stdout;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  process.stdout.write(diffSteps(process.argv[2] ?? '', process.argv[3] ?? ''));
+}
