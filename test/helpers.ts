@@ -33,6 +33,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Start through the `tsx` command, as the README does, rather than `node --import tsx`. */
   viaTsxCommand?: boolean;
+  /** More modules for node to load before the step (`--import`). */
+  preload?: string[];
 }
 
 /** Starts `steps/FILE` on a free port and resolves once it prints `listening on HOST:PORT`. */
@@ -81,7 +83,7 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
   const path = join(root, 'steps', file);
   const command = options.viaTsxCommand
     ? [join(root, 'node_modules', '.bin', 'tsx'), path]
-    : [process.execPath, '--import', 'tsx', path];
+    : [process.execPath, '--import', 'tsx', ...(options.preload ?? []).flatMap((m) => ['--import', m]), path];
   const child = spawn(command[0]!, [...command.slice(1), ...args], {
     cwd: root,
     env: { ...process.env, HOST_KEYS_DIR: sharedKeys, PORT: '', HOST: '', ...options.env },

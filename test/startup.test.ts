@@ -162,6 +162,19 @@ describe('options and listening', { timeout: 60_000 }, () => {
     }
   });
 
+  test('every connection gets TCP_NODELAY as soon as it opens', async () => {
+    const step = await startStep('03-trivial-channel.ts', { preload: ['./test/spy-nodelay.ts'] });
+    try {
+      await ssh(step.port, 'alice', 'wonderland');
+      await ssh(step.port, 'carol', 'nobody');
+    } finally {
+      await step.stop();
+    }
+    const peers = [...step.output().matchAll(/^(\S+) connection opened$/gm)].map((m) => m[1]);
+    assert.equal(peers.length, 2);
+    for (const peer of peers) assert.match(step.output(), new RegExp(`^setNoDelay\\(true\\) for ${peer!.replaceAll('.', '\\.')}$`, 'm'));
+  });
+
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     test(`${signal} closes the listener and exits 0, also through the tsx command`, async () => {
       const step = await startStep('03-trivial-channel.ts', { viaTsxCommand: true });
