@@ -1,8 +1,10 @@
 // What the tests share: starting a step as a real process, and driving it with OpenSSH, ssh2 and tmux.
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
@@ -40,24 +42,21 @@ export interface StartOptions {
 /** Starts `steps/FILE` on a free port and resolves once it prints `listening on HOST:PORT`. */
 export function startStep(file: string, options: StartOptions = {}): Promise<Step> {
   const child = launch(file, ['--port', '0', ...(options.args ?? [])], options);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const printed = collect(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${file} did not start:\n${stdout}${stderr}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`${file} did not start:\n${printed.stdout}${printed.stderr}`)), 30_000);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`${file} exited with ${code} before listening:\n${stdout}${stderr}`));
+      reject(new Error(`${file} exited with ${code} before listening:\n${printed.stdout}${printed.stderr}`));
     });
     child.stdout!.on('data', () => {
-      const match = /listening on \S+:(\d+)/.exec(stdout);
+      const match = /listening on \S+:(\d+)/.exec(printed.stdout);
       if (!match) return;
       clearTimeout(timer);
       resolve({
         port: Number(match[1]),
-        output: () => stdout,
+        output: () => printed.stdout,
         stop: async (signal = 'SIGTERM') => {
           if (child.exitCode === null && child.signalCode === null) child.kill(signal);
           return exited;
@@ -70,13 +69,28 @@ export function startStep(file: string, options: StartOptions = {}): Promise<Ste
 /** Runs a step to its end (for start-up errors and --help) and returns what it printed and its exit status. */
 export function runStep(file: string, args: string[], env: Record<string, string> = {}) {
   const child = launch(file, args, { env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const printed = collect(child);
   return new Promise<{ stdout: string; stderr: string; status: number | null }>((resolve) =>
-    child.once('close', (status) => resolve({ stdout, stderr, status })),
+    child.once('close', (status) => resolve({ ...printed, status })),
   );
+}
+
+/** Starts `steps/FILE` before the tests of the enclosing `describe` and stops it after them. */
+export function useStep(file: string, options: StartOptions = {}): () => Step {
+  let step: Step | undefined;
+  before(async () => {
+    step = await startStep(file, options);
+  });
+  after(() => step?.stop());
+  return () => step ?? assert.fail(`${file} has not started`);
+}
+
+/** What a child process prints, as it arrives. */
+function collect(child: ChildProcess): { stdout: string; stderr: string } {
+  const printed = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (chunk) => (printed.stdout += chunk));
+  child.stderr!.on('data', (chunk) => (printed.stderr += chunk));
+  return printed;
 }
 
 function launch(file: string, args: string[], options: StartOptions): ChildProcess {
@@ -125,17 +139,14 @@ export function ssh(port: number, user: string, password: string, args: string[]
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   running.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const printed = collect(child);
   child.stdin.end(input);
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   return new Promise((resolve) =>
     child.once('close', (status) => {
       clearTimeout(timer);
       running.delete(child);
-      resolve({ stdout, stderr: withoutKnownHostsWarning(stderr), status });
+      resolve({ stdout: printed.stdout, stderr: withoutKnownHostsWarning(printed.stderr), status });
     }),
   );
 }

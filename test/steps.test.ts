@@ -1,58 +1,52 @@
 // Each step as a reader meets it: started as a process, driven by the real OpenSSH client.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { lines, ssh, sshEnv, sshOptions, startStep, Terminal, waitFor, type Step } from './helpers.ts';
+import { lines, ssh, sshEnv, sshOptions, Terminal, useStep, waitFor, type Step } from './helpers.ts';
 
 const NO_TTY = 'Pseudo-terminal will not be allocated because stdin is not a terminal.';
 const TRY_AGAIN = 'Permission denied, please try again.';
 const GOODBYE = 'This session is very simple. Goodbye!';
 
 describe('step 01: nobody can log in', { timeout: 60_000 }, () => {
-  let step: Step;
-  before(async () => (step = await startStep('01-no-login.ts')));
-  after(() => step.stop());
+  const step = useStep('01-no-login.ts');
 
   test('even the right password is refused, with no way to log in left', async () => {
-    const result = await ssh(step.port, 'alice', 'wonderland');
+    const result = await ssh(step().port, 'alice', 'wonderland');
     assert.deepEqual(lines(result.stderr), [NO_TTY, TRY_AGAIN, TRY_AGAIN, 'alice@localhost: Permission denied ().']);
     assert.equal(result.stdout, '');
     assert.equal(result.status, 255);
-    await quiet(step);
-    assert.doesNotMatch(step.output(), /authenticated/);
+    await quiet(step());
+    assert.doesNotMatch(step().output(), /authenticated/);
   });
 });
 
 describe('step 02: a password, and nothing after it', { timeout: 60_000 }, () => {
-  let step: Step;
-  before(async () => (step = await startStep('02-password-auth.ts')));
-  after(() => step.stop());
+  const step = useStep('02-password-auth.ts');
 
   test('the right password logs in, and the session channel is refused', async () => {
-    const result = await ssh(step.port, 'alice', 'wonderland');
+    const result = await ssh(step().port, 'alice', 'wonderland');
     assert.deepEqual(lines(result.stderr), [NO_TTY, 'channel 0: open failed: administratively prohibited: ']);
     assert.equal(result.stdout, '');
     assert.equal(result.status, 255);
-    await waitFor('the log line', () => (/:\d+ authenticated as alice\n/.test(step.output()) || undefined));
+    await waitFor('the log line', () => (/:\d+ authenticated as alice\n/.test(step().output()) || undefined));
   });
 
   test('in a real terminal, the reader sees the refusal and the connection close', async () => {
-    assert.deepEqual(await inTerminal(step.port), {
+    assert.deepEqual(await inTerminal(step().port), {
       status: 255,
       screen: ['channel 0: open failed: administratively prohibited:', 'Connection to localhost closed.'],
     });
   });
 
-  refusals(() => step, 'password');
+  refusals(step, 'password');
 });
 
 describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
-  let step: Step;
-  before(async () => (step = await startStep('03-trivial-channel.ts')));
-  after(() => step.stop());
+  const step = useStep('03-trivial-channel.ts');
 
   test('with input from a pipe, the shell request gets the goodbye line', async () => {
-    const result = await ssh(step.port, 'alice', 'wonderland');
+    const result = await ssh(step().port, 'alice', 'wonderland');
     assert.equal(result.stdout, `${GOODBYE}\r\n`);
     assert.deepEqual(lines(result.stderr), [NO_TTY]);
     // The server never says how the session ended (an exit status comes in a later step), so ssh reports 255.
@@ -60,7 +54,7 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
   });
 
   test('in a real terminal, the reader sees the three lines of the original post', async () => {
-    assert.deepEqual(await inTerminal(step.port), {
+    assert.deepEqual(await inTerminal(step().port), {
       status: 255,
       screen: ['PTY allocation request failed on channel 0', GOODBYE, 'Connection to localhost closed.'],
     });
@@ -69,7 +63,7 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
   test('the ssh2 client gets the exact bytes, and the channel closes while the connection stays up', async () => {
     const client = new ssh2.Client();
     const ready = new Promise<void>((resolve, reject) => client.once('ready', resolve).once('error', reject));
-    client.connect({ host: '127.0.0.1', port: step.port, username: 'bob', password: 'builder' });
+    client.connect({ host: '127.0.0.1', port: step().port, username: 'bob', password: 'builder' });
     await ready;
     let closedConnection = false;
     client.once('close', () => (closedConnection = true));
@@ -92,7 +86,7 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
     }
   });
 
-  refusals(() => step, 'password');
+  refusals(step, 'password');
 });
 
 /** Runs `ssh -p PORT alice@localhost` in a 100x30 tmux terminal; returns the screen and exit status at its end. */
