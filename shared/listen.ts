@@ -42,6 +42,8 @@ export function listen(server: Server): void {
   });
 
   listener.on('error', (err: NodeJS.ErrnoException) => {
+    // Once listening, an error (such as running out of file descriptors) loses one connection, not the server.
+    if (listener.listening) return console.log(`listener error: ${err.message}`);
     const where = address(options.host, options.port);
     if (err.code === 'EADDRINUSE') fail(`cannot listen on ${where}: the port is in use (choose another with --port)`);
     if (err.code === 'EADDRNOTAVAIL') fail(`cannot listen on ${where}: this machine has no such address`);
