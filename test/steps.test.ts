@@ -19,6 +19,8 @@ describe('step 01: nobody can log in', { timeout: 60_000 }, () => {
     await quiet(step());
     assert.doesNotMatch(step().output(), /authenticated/);
   });
+
+  refusals(step, '');
 });
 
 describe('step 02: a password, and nothing after it', { timeout: 60_000 }, () => {
