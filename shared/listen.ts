@@ -2,6 +2,7 @@
 import { createServer, type Socket } from 'node:net';
 import type { AuthContext, Server } from 'ssh2';
 import { explain, fail } from './errors.ts';
+import { address, log } from './log.ts';
 import { options } from './options.ts';
 
 /**
@@ -12,31 +13,30 @@ import { options } from './options.ts';
  */
 export function listen(server: Server): void {
   server.on('connection', (client, info) => {
-    const peer = address(info.ip, info.port);
     // An 'error' nobody listens for would end the whole process: a reset socket or a bad packet must only
     // end this connection, which ssh2 does by itself once the error is reported.
-    client.on('error', (err) => console.log(`${peer} error: ${err.message}`));
+    client.on('error', (err) => log(info, `error: ${err.message}`));
     // Note who is logging in, without answering: answering is the step's job. (Listening when the step does
     // not would stop ssh2 from turning the attempts down by itself.)
     let username = '';
     if (client.listenerCount('authentication') > 0) {
       client.prependListener('authentication', (ctx: AuthContext) => (username = ctx.username));
     }
-    client.on('ready', () => console.log(`${peer} authenticated as ${username}`));
+    client.on('ready', () => log(info, `authenticated as ${username}`));
   });
 
   // We listen ourselves rather than with server.listen(): ssh2 reports a connection only once the client has
   // sent its SSH version line, and we want to log (and set up) every connection from its first byte.
   const sockets = new Set<Socket>();
   const listener = createServer((socket) => {
-    const peer = address(socket.remoteAddress, socket.remotePort);
+    const peer = { ip: socket.remoteAddress, port: socket.remotePort };
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add about 90 ms to every session on loopback.
     socket.setNoDelay(true);
     sockets.add(socket);
-    console.log(`${peer} connection opened`);
+    log(peer, 'connection opened');
     socket.on('close', () => {
       sockets.delete(socket);
-      console.log(`${peer} connection closed`);
+      log(peer, 'connection closed');
     });
     server.injectSocket(socket);
   });
@@ -64,10 +64,4 @@ export function listen(server: Server): void {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-}
-
-/** `127.0.0.1:2022`, or `[::1]:2022` for an IPv6 address. */
-function address(host: string | undefined, port: number | undefined): string {
-  const name = host ?? 'unknown';
-  return `${name.includes(':') ? `[${name}]` : name}:${port ?? '?'}`;
 }

@@ -160,6 +160,17 @@ export function lines(text: string): string[] {
   return text.split(/\r?\n/).filter((line, i, all) => line !== '' || i < all.length - 1);
 }
 
+/** How many times the step's output matches `pattern` (a global RegExp). */
+export function count(step: Step, pattern: RegExp): number {
+  return step.output().match(pattern)?.length ?? 0;
+}
+
+/** Waits until the step has logged the close of every connection it logged as opened. */
+export function quiet(step: Step): Promise<true> {
+  return waitFor('every connection to close', () =>
+    count(step, / connection opened$/gm) === count(step, / connection closed$/gm) || undefined);
+}
+
 /** Polls until `check` returns something other than undefined, or fails after `ms`. */
 export async function waitFor<T>(what: string, check: () => T | undefined, ms = 20_000): Promise<T> {
   const deadline = Date.now() + ms;

@@ -1,0 +1,57 @@
+// Step 05: accepting input.
+//
+// Until now the server spoke and hung up. This step keeps the channel open after the shell request and answers
+// every chunk of data the client sends with `echo: ` and the bytes, shown the way Python's repr() shows them.
+// In a terminal each key press is a chunk of its own; from a pipe, a chunk can hold a whole line or more.
+//
+// Run it:   npx tsx steps/05-accepting-input.ts
+// Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
+// You see:  the terminal line of step 04, then `echo: 'a'` for each key you press (Enter is `echo: '\r'`).
+//           Leave with Enter, then ~. (Ctrl-C and Ctrl-D are only bytes here: '\x03' and '\x04').
+import ssh2 from 'ssh2';
+import type { PseudoTtyInfo } from 'ssh2';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { listen } from '../shared/listen.ts';
+import { readPasswordFile } from '../shared/passwords.ts';
+import { showBytes } from '../shared/show-bytes.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+const server = new Server({ hostKeys: readHostKeys() }, (client) => {
+  client.on('authentication', (ctx) => {
+    if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
+      ctx.accept();
+    } else {
+      // Tell the client which ways to log in are left: only 'password'.
+      ctx.reject(['password']);
+    }
+  });
+
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    // The terminal the client asked for, if it asked for one.
+    let terminal: PseudoTtyInfo | undefined;
+    session.on('pty', (accept, reject, info) => {
+      terminal = info;
+      // ssh2 gives no accept function when the client wants no reply.
+      accept?.();
+    });
+    session.on('shell', (acceptShell) => {
+      const channel = acceptShell();
+      if (terminal) {
+        channel.write(`Your terminal name is "${terminal.term}". `
+          + `Your terminal is ${terminal.cols} columns wide and ${terminal.rows} rows tall.\r\n`);
+      } else {
+        channel.write('No terminal was requested, so there is no name or size to show.\r\n');
+      }
+      // Keep the channel open, and answer each chunk of input as it arrives.
+      channel.on('data', (data: Buffer) => {
+        channel.write(`echo: ${showBytes(data)}\r\n`);
+      });
+    });
+  });
+});
+
+listen(server);

@@ -1,0 +1,63 @@
+// Step 07: protocols, or what a session does kept apart from the channel it runs on.
+//
+// Steps 04 to 06 wrote the session's behaviour straight into the shell handler, mixed with SSH's plumbing.
+// Twisted separates the two: a protocol (connectionMade, dataReceived, connectionLost) is connected to the
+// channel. In Node the channel is a Duplex stream, so a protocol is a function that takes a stream. It knows
+// nothing of SSH, and the same function would serve a TCP socket. This one greets, then echoes what it gets.
+//
+// Run it:   npx tsx steps/07-protocols.ts
+// Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
+// You see:  Echo protocol connected
+//           then each key you type, echoed back. Leave with Enter, then ~.
+import type { Duplex } from 'node:stream';
+import ssh2 from 'ssh2';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { listen } from '../shared/listen.ts';
+import { log } from '../shared/log.ts';
+import { readPasswordFile } from '../shared/passwords.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+/** The echo protocol: greets, sends back every byte it receives, and finishes when the input does. */
+function echoProtocol(stream: Duplex): void {
+  stream.write('Echo protocol connected\r\n');
+  stream.on('data', (data: Buffer) => stream.write(data));
+  stream.on('end', () => stream.end());
+}
+
+const server = new Server({ hostKeys: readHostKeys() }, (client, info) => {
+  client.on('authentication', (ctx) => {
+    if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
+      ctx.accept();
+    } else {
+      // Tell the client which ways to log in are left: only 'password'.
+      ctx.reject(['password']);
+    }
+  });
+
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    session.on('pty', (accept) => {
+      // Accept the terminal (ssh2 gives no accept function when the client wants no reply).
+      accept?.();
+    });
+    session.on('shell', (acceptShell) => {
+      const channel = acceptShell();
+      // ssh2 reports the client's EOF on the session as soon as it arrives. The channel's 'end' comes after
+      // the last chunk of input has been read, but also when the channel closes without an EOF.
+      let eofReceived = false;
+      session.on('eof', () => {
+        eofReceived = true;
+      });
+      channel.on('close', () => {
+        if (!eofReceived) log(info, 'channel closed without EOF');
+      });
+      // Everything else the session does is the protocol's business.
+      echoProtocol(channel);
+    });
+  });
+});
+
+listen(server);
