@@ -1,28 +1,24 @@
 // Listening for connections, and what every connection needs that no step is about.
 import { createServer, type Socket } from 'node:net';
-import type { AuthContext, Server } from 'ssh2';
+import type { Server } from 'ssh2';
 import { explain, fail } from './errors.ts';
+import { admit, setKeepalive, watchLogins } from './limits.ts';
 import { address, log } from './log.ts';
 import { options } from './options.ts';
 
 /**
  * Listens on `--port`/`PORT` (default 2022) and `--host`/`HOST` (default 127.0.0.1), prints
  * `listening on HOST:PORT`, and hands each TCP connection to the SSH server. Every connection gets TCP_NODELAY,
- * an error listener (so nothing a client sends can crash the process) and a log line when it opens, logs in and
- * closes. Ctrl-C or SIGTERM closes the listener and exits with status 0.
+ * an error listener (so nothing a client sends can crash the process), the limits of shared/limits.ts, and a
+ * log line when it opens, logs in and closes. Ctrl-C or SIGTERM closes the listener and exits with status 0.
  */
 export function listen(server: Server): void {
+  setKeepalive();
   server.on('connection', (client, info) => {
     // An 'error' nobody listens for would end the whole process: a reset socket or a bad packet must only
     // end this connection, which ssh2 does by itself once the error is reported.
     client.on('error', (err) => log(info, `error: ${err.message}`));
-    // Note who is logging in, without answering: answering is the step's job. (Listening when the step does
-    // not would stop ssh2 from turning the attempts down by itself.)
-    let username = '';
-    if (client.listenerCount('authentication') > 0) {
-      client.prependListener('authentication', (ctx: AuthContext) => (username = ctx.username));
-    }
-    client.on('ready', () => log(info, `authenticated as ${username}`));
+    watchLogins(client, info);
   });
 
   // We listen ourselves rather than with server.listen(): ssh2 reports a connection only once the client has
@@ -32,12 +28,16 @@ export function listen(server: Server): void {
     const peer = { ip: socket.remoteAddress, port: socket.remotePort };
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add about 90 ms to every session on loopback.
     socket.setNoDelay(true);
-    sockets.add(socket);
     log(peer, 'connection opened');
     socket.on('close', () => {
       sockets.delete(socket);
       log(peer, 'connection closed');
     });
+    if (!admit(socket)) return;
+    sockets.add(socket);
+    // When the server has finished its side (after a disconnect), a client that never closes its own side
+    // (frozen, or hostile) would keep the connection forever: it gets two seconds.
+    socket.once('finish', () => setTimeout(() => socket.destroy(), 2000).unref());
     server.injectSocket(socket);
   });
 

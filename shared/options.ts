@@ -13,8 +13,15 @@ Options:
   --help          print this help and exit
 
 Environment:
-  SSH_PASSWORDS   the password file, one username:password a line (default: keys/ssh-passwords)
-  HOST_KEYS_DIR   the folder that holds the host keys (default: keys/)
+  SSH_PASSWORDS        the password file, one username:password a line (default: keys/ssh-passwords)
+  HOST_KEYS_DIR        the folder that holds the host keys (default: keys/)
+  MAX_AUTH_TRIES       failed logins a connection may make before it is closed (default: 6)
+  LOGIN_GRACE_TIME     seconds a connection has to log in (default: 120; 0: no limit)
+  MAX_STARTUPS         connections that may be logging in at once (default: 10)
+  AUTH_PENALTY_MAX     the longest delay, in seconds, before answering an address that keeps failing
+                       to log in (default: 8; 0: no delay)
+  KEEPALIVE_INTERVAL   seconds between checks that a logged-in client is still there (default: 15)
+  KEEPALIVE_COUNT_MAX  unanswered checks before the connection is closed (default: 3)
 `;
 
 function read(): { port: number; host: string } {
@@ -45,3 +52,22 @@ function read(): { port: number; host: string } {
 
 /** The port and address to listen on, from `--port`/`PORT` and `--host`/`HOST`. */
 export const options = read();
+
+/** The number in the environment variable `name` (at least `min`), or `fallback` when it is not set. */
+function setting(name: string, fallback: number, min: number): number {
+  const text = process.env[name] || String(fallback);
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) < min) {
+    fail(`${name} must be a number of at least ${min}, not "${text}"`);
+  }
+  return Number(text);
+}
+
+/** The limits that protect every step, as sshd's settings of the same names do (see the README). */
+export const limits = {
+  maxAuthTries: setting('MAX_AUTH_TRIES', 6, 1),
+  loginGraceTime: setting('LOGIN_GRACE_TIME', 120, 0),
+  maxStartups: setting('MAX_STARTUPS', 10, 1),
+  authPenaltyMax: setting('AUTH_PENALTY_MAX', 8, 0),
+  keepaliveInterval: setting('KEEPALIVE_INTERVAL', 15, 0),
+  keepaliveCountMax: setting('KEEPALIVE_COUNT_MAX', 3, 0),
+};

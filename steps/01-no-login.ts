@@ -9,12 +9,13 @@
 // You see:  three password prompts, each refused whatever you type, then
 //           alice@localhost: Permission denied ().
 import ssh2 from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';
 
 const { Server } = ssh2;
 
-const server = new Server({ hostKeys: readHostKeys() }, (client) => {
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => {
   // Nothing here yet. With no 'authentication' listener on the client, ssh2 turns down every way to log in.
 });
 

@@ -9,6 +9,7 @@
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
 // You see:  channel 0: open failed: administratively prohibited:
 import ssh2 from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';
 import { readPasswordFile } from '../shared/passwords.ts';
@@ -17,7 +18,7 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-const server = new Server({ hostKeys: readHostKeys() }, (client) => {
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => {
   client.on('authentication', (ctx) => {
     if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
       ctx.accept();

@@ -11,6 +11,7 @@
 //           This session is very simple. Goodbye!
 //           Connection to localhost closed.
 import ssh2 from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';
 import { readPasswordFile } from '../shared/passwords.ts';
@@ -19,7 +20,7 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-const server = new Server({ hostKeys: readHostKeys() }, (client) => {
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => {
   client.on('authentication', (ctx) => {
     if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
       ctx.accept();

@@ -12,6 +12,7 @@
 // With `ssh -T` (no terminal), the step says that no terminal was requested.
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo } from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';
 import { readPasswordFile } from '../shared/passwords.ts';
@@ -20,7 +21,7 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-const server = new Server({ hostKeys: readHostKeys() }, (client) => {
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => {
   client.on('authentication', (ctx) => {
     if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
       ctx.accept();

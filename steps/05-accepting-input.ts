@@ -10,6 +10,7 @@
 //           Leave with Enter, then ~. (Ctrl-C and Ctrl-D are only bytes here: '\x03' and '\x04').
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo } from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';
 import { readPasswordFile } from '../shared/passwords.ts';
@@ -19,7 +20,7 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-const server = new Server({ hostKeys: readHostKeys() }, (client) => {
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => {
   client.on('authentication', (ctx) => {
     if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
       ctx.accept();

@@ -12,6 +12,7 @@
 //           eof received
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo } from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';
 import { log } from '../shared/log.ts';
@@ -22,7 +23,7 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-const server = new Server({ hostKeys: readHostKeys() }, (client, info) => {
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   client.on('authentication', (ctx) => {
     if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
       ctx.accept();

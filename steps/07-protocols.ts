@@ -11,6 +11,7 @@
 //           then each key you type, echoed back. Leave with Enter, then ~.
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';
 import { log } from '../shared/log.ts';
@@ -27,7 +28,7 @@ function echoProtocol(stream: Duplex): void {
   stream.on('end', () => stream.end());
 }
 
-const server = new Server({ hostKeys: readHostKeys() }, (client, info) => {
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   client.on('authentication', (ctx) => {
     if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
       ctx.accept();

@@ -1,6 +1,7 @@
-// `npm run diff -- 2 3`: what step 03 adds to step 02, as a unified diff. Not a test; the README's diffs come from it.
+// `npm run diff -- 2 3`: what step 03 adds to step 02, as a unified diff. Not a test; the README's diffs come from it
+// (`npm run diff -- --readme` rewrites them).
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const stepsDir = fileURLToPath(new URL('../steps/', import.meta.url));
@@ -30,6 +31,17 @@ export function diffSteps(from: string, to: string): string {
   return result.stdout;
 }
 
+/** Rewrites every `<!-- diff: A B -->` block in README.md with the current diff (`npm run diff -- --readme`). */
+function updateReadme(): void {
+  const path = fileURLToPath(new URL('../README.md', import.meta.url));
+  const text = readFileSync(path, 'utf8').replace(
+    /^<!-- diff: (\d+) (\d+) -->\n```diff\n[\s\S]*?^```$/gm,
+    (_, from: string, to: string) => `<!-- diff: ${from} ${to} -->\n\`\`\`diff\n${diffSteps(from, to)}\`\`\``,
+  );
+  writeFileSync(path, text);
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.stdout.write(diffSteps(process.argv[2] ?? '', process.argv[3] ?? ''));
+  if (process.argv[2] === '--readme') updateReadme();
+  else process.stdout.write(diffSteps(process.argv[2] ?? '', process.argv[3] ?? ''));
 }

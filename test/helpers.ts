@@ -100,7 +100,8 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
     : [process.execPath, '--import', 'tsx', ...(options.preload ?? []).flatMap((m) => ['--import', m]), path];
   const child = spawn(command[0]!, [...command.slice(1), ...args], {
     cwd: root,
-    env: { ...process.env, HOST_KEYS_DIR: sharedKeys, PORT: '', HOST: '', ...options.env },
+    // The tests log in wrongly on purpose, often, from one address: no penalty delays unless a test asks.
+    env: { ...process.env, HOST_KEYS_DIR: sharedKeys, PORT: '', HOST: '', AUTH_PENALTY_MAX: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);
@@ -108,9 +109,15 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
   return child;
 }
 
-/** An SSH_ASKPASS program that answers every password prompt with $TEST_PASSWORD. */
+/** An SSH_ASKPASS program that answers every password prompt with $TEST_PASSWORD (noting the time of each
+ * prompt in $ASKPASS_LOG, when that is set). */
 const askpass = join(temporaryDir(), 'askpass');
-writeFileSync(askpass, '#!/bin/sh\nprintf "%s\\n" "$TEST_PASSWORD"\n');
+writeFileSync(askpass, [
+  '#!/bin/sh',
+  '[ -n "$ASKPASS_LOG" ] && date +%s.%N >> "$ASKPASS_LOG"',
+  'printf "%s\\n" "$TEST_PASSWORD"',
+  '',
+].join('\n'));
 chmodSync(askpass, 0o700);
 
 /** The options and environment every OpenSSH client in the tests uses: no user config, no known_hosts. */
@@ -133,9 +140,10 @@ export interface SshResult {
 }
 
 /** Runs the real OpenSSH client, `ssh -p PORT USER@localhost ARGS...`, with the password given through SSH_ASKPASS. */
-export function ssh(port: number, user: string, password: string, args: string[] = [], input = ''): Promise<SshResult> {
+export function ssh(port: number, user: string, password: string, args: string[] = [], input = '',
+  env: Record<string, string> = {}): Promise<SshResult> {
   const child = spawn('ssh', [...sshOptions, '-p', String(port), `${user}@localhost`, ...args], {
-    env: { ...process.env, ...sshEnv(password) },
+    env: { ...process.env, ...sshEnv(password), ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   running.add(child);

@@ -1,0 +1,25 @@
+// Which algorithms the server offers: only those that a current audit (ssh-audit) accepts and current clients
+// (OpenSSH, PuTTY, Dropbear) support. ssh2's defaults also offer NIST curves, SHA-1 and encrypt-and-MAC modes.
+import type { Algorithms } from 'ssh2';
+
+/** The `algorithms` to give `new Server()`. ssh2 adds strict key exchange (the fix for Terrapin) by itself. */
+export const algorithms: Algorithms = {
+  kex: [
+    'curve25519-sha256',
+    'curve25519-sha256@libssh.org',
+    'diffie-hellman-group16-sha512',
+    'diffie-hellman-group18-sha512',
+  ],
+  serverHostKey: ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256'],
+  cipher: [
+    'chacha20-poly1305@openssh.com',
+    'aes256-gcm@openssh.com',
+    'aes128-gcm@openssh.com',
+    'aes256-ctr',
+    'aes192-ctr',
+    'aes128-ctr',
+  ],
+  // Only encrypt-then-MAC. (With the AEAD ciphers above, chacha20 and GCM, no separate MAC is used at all.)
+  hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com'],
+  compress: ['none', 'zlib@openssh.com'],
+};
