@@ -19,8 +19,8 @@ const { Server } = ssh2;
 const passwords = readPasswordFile();
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => {
-  client.on('authentication', (ctx) => {
-    if (ctx.method === 'password' && passwords.check(ctx.username, ctx.password)) {
+  client.on('authentication', async (ctx) => {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       ctx.accept();
     } else {
       // Tell the client which ways to log in are left: only 'password'.

@@ -200,7 +200,7 @@ export class Terminal {
     const envArgs = Object.entries(env).flatMap(([key, value]) => ['-e', `${key}=${value}`]);
     // When the command ends, its exit status goes to a file and the window stays open, unchanged, to be read.
     const script = `${command.map(quote).join(' ')}; echo $? > ${quote(this.statusFile)}; exec sleep 600`;
-    this.tmux('new-session', '-d', '-x', String(width), '-y', String(height), ...envArgs, script);
+    this.tmux('new-session', '-d', '-c', root, '-x', String(width), '-y', String(height), ...envArgs, script);
   }
 
   /** The visible screen, one string a row, less trailing blank rows and the known_hosts warning (see SshResult). */
