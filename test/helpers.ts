@@ -24,6 +24,7 @@ process.on('exit', () => {
 
 export interface Step {
   port: number;
+  pid: number;
   /** Everything the step has printed on standard output so far. */
   output(): string;
   /** Sends SIGTERM and resolves with the exit status. */
@@ -56,6 +57,7 @@ export function startStep(file: string, options: StartOptions = {}): Promise<Ste
       clearTimeout(timer);
       resolve({
         port: Number(match[1]),
+        pid: child.pid!,
         output: () => printed.stdout,
         stop: async (signal = 'SIGTERM') => {
           if (child.exitCode === null && child.signalCode === null) child.kill(signal);

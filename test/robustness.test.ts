@@ -1,6 +1,7 @@
 // Nothing a client sends may crash a step: after garbage and abrupt resets, the same process still serves logins.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import { ssh, useStep, waitFor } from './helpers.ts';
@@ -85,3 +86,112 @@ describe('robustness', { timeout: 90_000 }, () => {
     assert.ok(opened >= 7, `${opened} connections logged`);
   });
 });
+
+describe('robustness under load', { timeout: 180_000 }, () => {
+  const step = useStep('03-trivial-channel.ts');
+  const random = seededRandom(Number(process.env.FUZZ_SEED ?? 20111)); // rerun a failure with its FUZZ_SEED
+
+  test('hundreds of resets at random points and of mutated handshake packets: the process stays up, its '
+    + 'memory levels off, and a normal login works afterwards', async () => {
+    const rss: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      await inParallel(150, 8, (i) => (i % 2 === 0 ? resetSomewhere(step().port, random) : mutatedHandshake(step().port, random)));
+      rss.push(residentBytes(step().pid));
+    }
+    const growth = rss[2]! - rss[1]!;
+    assert.ok(growth < 32 * 1024 * 1024, `the last round grew the server by ${growth} bytes (${rss.join(', ')})`);
+    const result = await ssh(step().port, 'alice', 'wonderland', ['-T']);
+    assert.equal(result.stdout, 'This session is very simple. Goodbye!\r\n');
+  });
+});
+
+/** A small deterministic generator (mulberry32), so that a failing run can be repeated. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function inParallel(total: number, width: number, task: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < total) await task(next++);
+  }));
+}
+
+function residentBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) * 1024;
+}
+
+/** Connects, goes some way into the handshake (nothing, the version line, the server's KEXINIT), then resets. */
+function resetSomewhere(port: number, random: () => number): Promise<Buffer> {
+  const stage = Math.floor(random() * 3);
+  const wait = Math.floor(random() * 30);
+  return rawConnection(port, (socket, received) => {
+    if (stage >= 1) socket.write(sshIdent);
+    if (stage >= 2) socket.write(kexinitPacket(random));
+    const poll = setInterval(() => {
+      if (stage === 2 && received().length < 100) return;
+      clearInterval(poll);
+      setTimeout(() => socket.resetAndDestroy(), wait);
+    }, 5);
+  });
+}
+
+/** Sends the version line and a client KEXINIT packet, damaged in one of several ways, then closes. */
+function mutatedHandshake(port: number, random: () => number): Promise<Buffer> {
+  const packet = kexinitPacket(random);
+  const kind = Math.floor(random() * 5);
+  let bytes: Buffer;
+  if (kind === 0) {
+    bytes = Buffer.from(packet); // bit flips
+    for (let flips = 1 + Math.floor(random() * 5); flips > 0; flips--) {
+      bytes[Math.floor(random() * bytes.length)]! ^= 1 << Math.floor(random() * 8);
+    }
+  } else if (kind === 1) {
+    bytes = Buffer.from(packet); // a wrong length
+    bytes.writeUInt32BE(Math.floor(random() * 0xffffffff), 0);
+  } else if (kind === 2) {
+    bytes = packet.subarray(0, Math.floor(random() * packet.length)); // truncated
+  } else if (kind === 3) {
+    bytes = randomBytes(1 + Math.floor(random() * 2048)); // random bytes where the packet should be
+  } else {
+    bytes = Buffer.concat([packet, randomBytes(1 + Math.floor(random() * 512))]); // a good packet, then garbage
+  }
+  return rawConnection(port, (socket) => {
+    socket.write(sshIdent);
+    socket.write(bytes);
+    setTimeout(() => socket.end(), 20);
+  });
+}
+
+/** An SSH_MSG_KEXINIT from a client, framed as an unencrypted binary packet (RFC 4253, sections 6 and 7.1). */
+function kexinitPacket(random: () => number): Buffer {
+  const nameList = (names: string) => {
+    const text = Buffer.from(names);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(text.length);
+    return Buffer.concat([length, text]);
+  };
+  const cookie = Buffer.from(Array.from({ length: 16 }, () => Math.floor(random() * 256)));
+  const payload = Buffer.concat([
+    Buffer.from([20]), cookie,
+    nameList('curve25519-sha256'), nameList('ssh-ed25519'),
+    nameList('aes128-ctr'), nameList('aes128-ctr'),
+    nameList('hmac-sha2-256-etm@openssh.com'), nameList('hmac-sha2-256-etm@openssh.com'),
+    nameList('none'), nameList('none'), nameList(''), nameList(''),
+    Buffer.from([0, 0, 0, 0, 0]),
+  ]);
+  let padding = 8 - ((4 + 1 + payload.length) % 8);
+  if (padding < 4) padding += 8;
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(1 + payload.length + padding, 0);
+  header[4] = padding;
+  return Buffer.concat([header, payload, Buffer.alloc(padding)]);
+}
