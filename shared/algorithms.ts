@@ -5,8 +5,10 @@ import type { Algorithms } from 'ssh2';
 /** The `algorithms` to give `new Server()`. ssh2 adds strict key exchange (the fix for Terrapin) by itself. */
 export const algorithms: Algorithms = {
   kex: [
-    'curve25519-sha256',
+    // The same curve under two names. Dropbear's client (2022.83) hangs when the server's first choice equals
+    // its own, curve25519-sha256, and it believes it guessed the key exchange in advance; this order avoids that.
     'curve25519-sha256@libssh.org',
+    'curve25519-sha256',
     'diffie-hellman-group16-sha512',
     'diffie-hellman-group18-sha512',
   ],

@@ -77,7 +77,7 @@ function digest(password: string): Buffer {
   return createHash('sha256').update(password, 'utf8').digest();
 }
 
-/** The cost of a new hash: N = 2^16, r = 8, p = 1 (64 MiB and, on a small machine, about a third of a second). */
+/** The cost of a new hash: N = 2^16, r = 8, p = 1, which takes 64 MiB of memory for each check. */
 const LOG2_N = 16;
 const R = 8;
 const P = 1;

@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, lines, ssh, sshEnv, sshOptions, startStep, temporaryDir, waitFor, type Step } from './helpers.ts';
+import { count, kexinitPacket, lines, ssh, sshEnv, sshOptions, startStep, temporaryDir, waitFor, type Step } from './helpers.ts';
 
 const TRY_AGAIN = 'Permission denied, please try again.';
 
@@ -73,12 +73,16 @@ describe('LOGIN_GRACE_TIME', { timeout: 60_000 }, () => {
     try {
       const silent = idleConnection(step.port);
       const halfBanner = idleConnection(step.port);
-      await halfBanner.opened;
+      // This one starts the key exchange (a version line and a KEXINIT), then never sends its key.
+      const slowKeyExchange = idleConnection(step.port);
+      await Promise.all([halfBanner.opened, slowKeyExchange.opened]);
       halfBanner.socket.write('SSH-2.0-slow');
+      slowKeyExchange.socket.write(Buffer.concat([Buffer.from('SSH-2.0-slow\r\n'), kexinitPacket()]));
       const started = Date.now();
-      await Promise.all([silent.closed, halfBanner.closed]);
+      await Promise.all([silent.closed, halfBanner.closed, slowKeyExchange.closed]);
+      assert.match(slowKeyExchange.received(), /^SSH-2\.0-/, 'the key exchange had begun');
       assert.ok(Date.now() - started >= 900, 'not before the grace time');
-      assert.equal(count(step, / not logged in after 1 s \(LOGIN_GRACE_TIME\): closing$/gm), 2);
+      assert.equal(count(step, / not logged in after 1 s \(LOGIN_GRACE_TIME\): closing$/gm), 3);
       // A login that takes less than the grace time is not affected.
       assert.equal((await ssh(step.port, 'alice', 'wonderland', ['-T'])).stdout,
         'This session is very simple. Goodbye!\r\n');

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
-import { ssh, useStep, waitFor } from './helpers.ts';
+import { kexinitPacket, ssh, useStep, waitFor } from './helpers.ts';
 
 /** Connects, lets `act` write to the socket, and resolves once the socket has closed (ours or theirs). */
 function rawConnection(port: number, act: (socket: Socket, received: () => Buffer) => void): Promise<Buffer> {
@@ -169,29 +169,4 @@ function mutatedHandshake(port: number, random: () => number): Promise<Buffer> {
     socket.write(bytes);
     setTimeout(() => socket.end(), 20);
   });
-}
-
-/** An SSH_MSG_KEXINIT from a client, framed as an unencrypted binary packet (RFC 4253, sections 6 and 7.1). */
-function kexinitPacket(random: () => number): Buffer {
-  const nameList = (names: string) => {
-    const text = Buffer.from(names);
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(text.length);
-    return Buffer.concat([length, text]);
-  };
-  const cookie = Buffer.from(Array.from({ length: 16 }, () => Math.floor(random() * 256)));
-  const payload = Buffer.concat([
-    Buffer.from([20]), cookie,
-    nameList('curve25519-sha256'), nameList('ssh-ed25519'),
-    nameList('aes128-ctr'), nameList('aes128-ctr'),
-    nameList('hmac-sha2-256-etm@openssh.com'), nameList('hmac-sha2-256-etm@openssh.com'),
-    nameList('none'), nameList('none'), nameList(''), nameList(''),
-    Buffer.from([0, 0, 0, 0, 0]),
-  ]);
-  let padding = 8 - ((4 + 1 + payload.length) % 8);
-  if (padding < 4) padding += 8;
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(1 + payload.length + padding, 0);
-  header[4] = padding;
-  return Buffer.concat([header, payload, Buffer.alloc(padding)]);
 }
