@@ -85,6 +85,8 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
     if (!stepAnswers) ctx.reject();
   });
   client.on('ready', () => {
+    // A slow password check can end after the client has gone; ssh2 then reports a login nobody will use.
+    if (closed) return;
     log(info, `authenticated as ${username}`);
     finishers.get(address(info.ip, info.port))?.();
   });
