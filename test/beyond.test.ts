@@ -1,10 +1,13 @@
 // Steps 08-10, beyond the series: commands with an exit status, public keys, a full-screen app.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import type { ClientChannel } from 'ssh2';
-import { ssh, useStep } from './helpers.ts';
+import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
+import { ssh, temporaryDir, useStep } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
@@ -73,5 +76,90 @@ describe('step 08: exec requests', { timeout: 60_000 }, () => {
   test('a shell request still gets the echo protocol', async () => {
     const result = await ssh(step().port, 'alice', 'wonderland', ['-T'], 'hi\n');
     assert.deepEqual(result, { stdout: 'Echo protocol connected\r\nhi\n', stderr: '', status: 255 });
+  });
+});
+
+describe('step 09: public key authentication', { timeout: 90_000 }, () => {
+  const dir = temporaryDir();
+  const keysDir = join(dir, 'authorized_keys');
+  mkdirSync(keysDir);
+  const keygen = (name: string, ...args: string[]) => {
+    const file = join(dir, name);
+    const result = spawnSync('ssh-keygen', ['-q', '-N', '', '-C', name, '-f', file, ...args]);
+    assert.equal(result.status, 0, String(result.stderr));
+    return file;
+  };
+  const ed25519 = keygen('alice-ed25519', '-t', 'ed25519');
+  const ecdsa = keygen('alice-ecdsa', '-t', 'ecdsa', '-b', '256');
+  const rsa = keygen('alice-rsa', '-t', 'rsa', '-b', '3072');
+  const bobKey = keygen('bob-ed25519', '-t', 'ed25519');
+  const strangerKey = keygen('stranger-ed25519', '-t', 'ed25519');
+  const pub = (file: string) => readFileSync(`${file}.pub`, 'utf8');
+  writeFileSync(join(keysDir, 'alice'),
+    `# alice's keys\n${pub(ed25519)}this line is not a key\n${pub(ecdsa)}\n${pub(rsa)}`);
+  writeFileSync(join(keysDir, 'bob'), pub(bobKey));
+
+  const step = useStep('09-public-key-auth.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: keysDir } });
+  /** `ssh -i KEY USER@localhost whoami`, keys only: no password is tried. */
+  const withKey = (user: string, key: string, ...options: string[]) => ssh(step().port, user, 'unused', [
+    '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'PreferredAuthentications=publickey',
+    ...options, 'whoami']);
+
+  for (const [type, key] of [['Ed25519', ed25519], ['ECDSA', ecdsa], ['RSA (SHA-2)', rsa]] as const) {
+    test(`an ${type} key listed for alice logs in as alice`, async () => {
+      assert.deepEqual(await withKey('alice', key), { stdout: 'alice\n', stderr: '', status: 0 });
+    });
+  }
+
+  test('a key that is not listed, or listed for another user, is refused', async () => {
+    const refused = { stdout: '', stderr: 'alice@localhost: Permission denied (publickey,password).\r\n', status: 255 };
+    assert.deepEqual(await withKey('alice', strangerKey), refused);
+    assert.deepEqual(await withKey('alice', bobKey), refused);
+    assert.deepEqual(await withKey('bob', bobKey), { stdout: 'bob\n', stderr: '', status: 0 });
+  });
+
+  test('RSA signed with SHA-1 (ssh-rsa) is refused', async () => {
+    const result = await withKey('alice', rsa, '-o', 'PubkeyAcceptedAlgorithms=ssh-rsa');
+    assert.equal(result.status, 255);
+  });
+
+  test('a user with no file, or a name that is not a file name, has no keys; passwords still work', async () => {
+    assert.equal((await withKey('carol', ed25519)).status, 255);
+    assert.equal((await withKey('../authorized_keys/alice', ed25519)).status, 255);
+    assert.deepEqual(await ssh(step().port, 'alice', 'wonderland', ['whoami']), { stdout: 'alice\n', stderr: '', status: 0 });
+  });
+
+  test('a line that is not a key is skipped and logged with its file and line', () => {
+    assert.match(step().output(), new RegExp(`^${join(keysDir, 'alice')} line 3: skipped, not a public key`, 'm'));
+  });
+
+  test('a listed key with a wrong signature is refused: the server checks the signature', async () => {
+    const parsed = ssh2.utils.parseKey(readFileSync(ed25519));
+    assert.ok(!(parsed instanceof Error));
+    // The same private key, but this copy signs with 64 bytes of nothing.
+    const forged: ParsedKey = Object.create(parsed, { sign: { value: () => Buffer.alloc(64) } });
+    const logIn = (key: ParsedKey) => new Promise<string>((resolve) => {
+      const method: PublicKeyAuthMethod = { type: 'publickey', username: 'alice', key };
+      const client = new ssh2.Client();
+      client.once('ready', () => (client.end(), resolve('logged in')));
+      client.once('error', (err) => resolve(err.message));
+      client.connect({ host: '127.0.0.1', port: step().port, username: 'alice',
+        authHandler: [method] });
+    });
+    assert.equal(await logIn(parsed), 'logged in', 'the genuine key logs in this way');
+    assert.equal(await logIn(forged), 'All configured authentication methods failed');
+  });
+});
+
+describe('step 09 without an authorized_keys folder', { timeout: 30_000 }, () => {
+  const step = useStep('09-public-key-auth.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: join(temporaryDir(), 'none') } });
+
+  test('means no keys, not a crash', async () => {
+    const key = join(temporaryDir(), 'key');
+    spawnSync('ssh-keygen', ['-q', '-N', '', '-t', 'ed25519', '-f', key]);
+    const result = await ssh(step().port, 'alice', 'unused', ['-i', key, '-o', 'IdentitiesOnly=yes',
+      '-o', 'PreferredAuthentications=publickey', 'whoami']);
+    assert.equal(result.status, 255);
+    assert.equal((await ssh(step().port, 'alice', 'wonderland', ['whoami'])).stdout, 'alice\n');
   });
 });

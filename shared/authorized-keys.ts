@@ -1,0 +1,40 @@
+// Users' public keys: an OpenSSH authorized_keys file for each user, keys/authorized_keys/USERNAME.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ssh2 from 'ssh2';
+import type { ParsedKey } from 'ssh2';
+import { shown } from './errors.ts';
+
+const { utils } = ssh2;
+
+/**
+ * The public keys that may log in as `username`, read afresh from `SSH_AUTHORIZED_KEYS_DIR/USERNAME` (default
+ * `keys/authorized_keys/USERNAME`) so that an edit counts at once. A missing folder or file means no keys. A line
+ * that is not a public key is skipped, with a log line naming the file and the line.
+ */
+export function authorizedKeys(username: string): ParsedKey[] {
+  // The user name comes from the client and becomes a file name: nothing that could leave the folder.
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(username)) return [];
+  const dir = process.env.SSH_AUTHORIZED_KEYS_DIR
+    || fileURLToPath(new URL('../keys/authorized_keys/', import.meta.url));
+  const path = join(dir, username);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  const keys: ParsedKey[] = [];
+  text.split('\n').forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const key = utils.parseKey(line);
+    if (key instanceof Error || key.isPrivateKey()) {
+      console.log(`${shown(path)} line ${index + 1}: skipped, not a public key (options before the key are not supported)`);
+      return;
+    }
+    keys.push(key);
+  });
+  return keys;
+}
