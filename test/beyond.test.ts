@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { ssh, temporaryDir, useStep } from './helpers.ts';
+import { ssh, sshEnv, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
@@ -163,3 +163,86 @@ describe('step 09 without an authorized_keys folder', { timeout: 30_000 }, () =>
     assert.equal((await ssh(step().port, 'alice', 'wonderland', ['whoami'])).stdout, 'alice\n');
   });
 });
+
+describe('step 10: window-change', { timeout: 60_000 }, () => {
+  const step = useStep('10-window-change.ts');
+  const border = (width: number) => `+${'-'.repeat(width - 2)}+`;
+  const sizeLine = (cols: number, rows: number) => `This terminal is ${cols} columns wide and ${rows} rows tall.`;
+  /** The screen once it shows the app drawn for a `cols` x `rows` terminal, checked row by row. */
+  const drawnFor = async (terminal: Terminal, cols: number, rows: number) => {
+    const screen = await waitFor(`a ${cols}x${rows} screen`, () => {
+      const rowsNow = terminal.screen();
+      return rowsNow.some((row) => row.includes(sizeLine(cols, rows))) ? rowsNow : undefined;
+    });
+    assert.equal(screen.length, rows, 'the box fills every row');
+    assert.equal(screen[0], border(cols));
+    assert.equal(screen[rows - 1], border(cols));
+    for (const row of screen.slice(1, -1)) assert.match(row, new RegExp(`^\\|.{${cols - 2}}\\|$`));
+    assert.ok(screen.some((row) => row.includes('Hello, alice!')));
+  };
+
+  test('the app fills the terminal, follows a resize, and q gives the terminal back', async () => {
+    const terminal = sshTerminal(step().port);
+    try {
+      await drawnFor(terminal, 100, 30);
+      assert.equal(terminal.display('#{alternate_on} #{cursor_flag}'), '1 0', 'alternate screen, cursor hidden');
+      terminal.resize(80, 24);
+      await drawnFor(terminal, 80, 24);
+      terminal.resize(120, 40);
+      await drawnFor(terminal, 120, 40);
+      terminal.sendKeys('q');
+      assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 0);
+      assert.equal(terminal.display('#{alternate_on} #{cursor_flag}'), '0 1', 'normal screen, cursor shown');
+      assert.equal(terminal.screen().at(-1), 'Connection to localhost closed.');
+    } finally {
+      terminal.close();
+    }
+  });
+
+  test('Ctrl-C quits too', async () => {
+    const terminal = sshTerminal(step().port);
+    try {
+      await drawnFor(terminal, 100, 30);
+      terminal.sendKeys('C-c');
+      assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 0);
+    } finally {
+      terminal.close();
+    }
+  });
+
+  test('without a pty the app says it needs one and exits 1; commands still run', async () => {
+    assert.deepEqual(await ssh(step().port, 'alice', 'wonderland', ['-T']), {
+      stdout: '',
+      stderr: 'This app draws on a terminal, and none was requested: connect with ssh -t.\n',
+      status: 1,
+    });
+    assert.equal((await ssh(step().port, 'alice', 'wonderland', ['whoami'])).stdout, 'alice\n');
+  });
+
+  test('the ssh2 client sees a redraw with the new size after its window-change request', async () => {
+    const client = new ssh2.Client();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.once('ready', resolve).once('error', reject);
+        client.connect({ host: '127.0.0.1', port: step().port, username: 'bob', password: 'builder' });
+      });
+      const channel = await new Promise<ClientChannel>((resolve, reject) =>
+        client.shell({ term: 'xterm', cols: 60, rows: 12 }, (err, channel) => (err ? reject(err) : resolve(channel))));
+      let received = '';
+      channel.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+      await waitFor('the first drawing', () => received.includes(sizeLine(60, 12)) || undefined);
+      assert.ok(received.startsWith('\x1b[?1049h\x1b[?25l'), 'it switches to the alternate screen first');
+      channel.setWindow(20, 70, 0, 0);
+      await waitFor('the redraw', () => received.includes(sizeLine(70, 20)) || undefined);
+      assert.ok(received.includes(`\x1b[20;1H${border(70)}`), 'the bottom border is on row 20');
+      channel.end();
+    } finally {
+      client.end();
+    }
+  });
+});
+
+/** `ssh -p PORT alice@localhost` in a 100x30 tmux terminal. */
+function sshTerminal(port: number): Terminal {
+  return new Terminal(['ssh', ...sshOptions, '-p', String(port), 'alice@localhost'], sshEnv('wonderland'));
+}

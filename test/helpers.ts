@@ -226,6 +226,16 @@ export class Terminal {
     this.tmux('send-keys', ...keys);
   }
 
+  /** Resizes the window, as a person dragging its corner would; the program in it gets SIGWINCH. */
+  resize(width: number, height: number): void {
+    this.tmux('resize-window', '-x', String(width), '-y', String(height));
+  }
+
+  /** A tmux format about the pane, such as `#{alternate_on}` or `#{cursor_flag}`. */
+  display(format: string): string {
+    return this.tmux('display-message', '-p', format).trim();
+  }
+
   close(): void {
     spawnSync('tmux', ['-S', this.socket, 'kill-server']);
   }

@@ -1,0 +1,161 @@
+// Step 10: a full-screen app that follows the size of the terminal.
+//
+// With a pty, the shell request now starts a small full-screen app: it switches the terminal to its alternate
+// screen, draws a border and a greeting that fill it, and redraws whenever the client says the window changed
+// size (a window-change request, sent when you resize your terminal). q or Ctrl-C quits: the app restores the
+// screen you had and ends with exit status 0. Without a pty there is no screen to draw, and it says so.
+//
+// Run it:   npx tsx steps/10-window-change.ts
+// Connect:  ssh -p 2022 alice@localhost            (password: wonderland), then resize the window, then q
+// You see:  a box the size of your terminal, saying so, that follows every resize
+import ssh2 from 'ssh2';
+import type { PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
+import { authorizedKeys } from '../shared/authorized-keys.ts';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { listen } from '../shared/listen.ts';
+import { log } from '../shared/log.ts';
+import { readPasswordFile } from '../shared/passwords.ts';
+import { drawScreen } from '../shared/screen.ts';
+import { splitWords } from '../shared/split-words.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+/**
+ * The full-screen app: draws itself to fill the terminal (again at each `redraw`), and quits on q or Ctrl-C,
+ * giving back the screen it found.
+ */
+function greeter(channel: ServerChannel, user: string, terminal: { cols: number; rows: number }) {
+  const draw = () => channel.write(drawScreen(terminal.cols, terminal.rows, [
+    `Hello, ${user}!`,
+    `This terminal is ${terminal.cols} columns wide and ${terminal.rows} rows tall.`,
+    '',
+    'Resize the window, or press q to quit.',
+  ]));
+  // Switch to the alternate screen (the one full-screen programs use) and hide the cursor.
+  channel.write('\x1b[?1049h\x1b[?25l');
+  draw();
+  channel.on('data', (data: Buffer) => {
+    if (!data.includes('q') && !data.includes(0x03)) return;
+    // Show the cursor again and go back to the normal screen, as it was before.
+    channel.write('\x1b[?25h\x1b[?1049l');
+    channel.exit(0);
+    channel.end();
+  });
+  return { redraw: draw };
+}
+
+/** A command writes to the channel and returns (or resolves to) its exit status. */
+type Command = (args: string[], channel: ServerChannel, user: string) => number | Promise<number>;
+
+/** The commands a client may run, and no others. */
+const commands: Record<string, Command> = {
+  echo: (args, channel) => (channel.write(`${args.join(' ')}\n`), 0),
+  whoami: (args, channel, user) => (channel.write(`${user}\n`), 0),
+  date: (args, channel) => (channel.write(`${new Date().toUTCString()}\n`), 0),
+  // Copies standard input to standard output until the client sends EOF.
+  cat: (args, channel) => new Promise((resolve) => {
+    channel.on('data', (data: Buffer) => channel.write(data));
+    channel.once('end', () => resolve(0));
+  }),
+  exit: (args, channel) => {
+    if (args.length === 0) return 0;
+    if (/^\d+$/.test(args[0]!)) return Number(args[0]) % 256;
+    channel.stderr.write(`exit: ${args[0]}: numeric argument required\n`);
+    return 2;
+  },
+};
+
+async function run(commandLine: string, channel: ServerChannel, user: string): Promise<number> {
+  const words = splitWords(commandLine);
+  if ('error' in words) {
+    channel.stderr.write(`sh: ${words.error}\n`);
+    return 2;
+  }
+  const [name, ...args] = words;
+  if (name === undefined) return 0;
+  const command = commands[name];
+  if (!command) {
+    channel.stderr.write(`${name}: command not found\n`);
+    return 127;
+  }
+  return command(args, channel, user);
+}
+
+/** Whether the offered key is listed for the user and, once the client has signed, whether the signature holds. */
+function keyMayLogIn(ctx: PublicKeyAuthContext): boolean {
+  // RSA signed with SHA-1 (`ssh-rsa`; ssh2 then names no hash) is refused, as OpenSSH has since 8.8.
+  if (ctx.key.algo === 'ssh-rsa' && !ctx.hashAlgo) return false;
+  const key = authorizedKeys(ctx.username).find((listed) => listed.getPublicSSH().equals(ctx.key.data));
+  if (!key) return false;
+  // First round: the client only asks whether this key would do.
+  if (!ctx.signature || !ctx.blob) return true;
+  // Second round: the signature over this session proves the client holds the private key.
+  return key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true;
+}
+
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+  let user = '';
+  client.on('authentication', async (ctx) => {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+      user = ctx.username;
+      ctx.accept();
+    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx)) {
+      // Without a signature, accept() only answers "this key would do"; with one, it logs the user in.
+      user = ctx.username;
+      ctx.accept();
+    } else {
+      // Tell the client which ways to log in are left.
+      ctx.reject(['publickey', 'password']);
+    }
+  });
+
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    // The terminal the client asked for, and the app drawn on it once the shell starts.
+    let terminal: PseudoTtyInfo | undefined;
+    let app: ReturnType<typeof greeter> | undefined;
+    session.on('pty', (accept, reject, info) => {
+      terminal = info;
+      accept?.();
+    });
+    // The client's window changed size: ssh sends this whenever you resize your terminal.
+    session.on('window-change', (accept, reject, info) => {
+      accept?.();
+      if (!terminal) return;
+      terminal.cols = info.cols;
+      terminal.rows = info.rows;
+      app?.redraw();
+    });
+    session.on('shell', (acceptShell) => {
+      const channel = acceptShell();
+      // ssh2 reports the client's EOF on the session as soon as it arrives. The channel's 'end' comes after
+      // the last chunk of input has been read, but also when the channel closes without an EOF.
+      let eofReceived = false;
+      session.on('eof', () => {
+        eofReceived = true;
+      });
+      channel.on('close', () => {
+        if (!eofReceived) log(info, 'channel closed without EOF');
+      });
+      if (!terminal) {
+        channel.stderr.write('This app draws on a terminal, and none was requested: connect with ssh -t.\n');
+        channel.exit(1);
+        channel.end();
+        return;
+      }
+      app = greeter(channel, user, terminal);
+    });
+    session.on('exec', async (acceptExec, reject, { command }) => {
+      const channel = acceptExec();
+      const status = await run(command, channel, user);
+      // The exit status goes first, then the channel closes: `ssh` exits with that status.
+      channel.exit(status);
+      channel.end();
+    });
+  });
+});
+
+listen(server);
