@@ -19,8 +19,8 @@ const COMMENT = 'conch-steps';
 export function readHostKeys(): EncryptedPrivateKey[] {
   const dir = process.env.HOST_KEYS_DIR || fileURLToPath(new URL('../keys/', import.meta.url));
   const keys = [
-    readOrCreate(join(dir, 'ssh_host_ed25519_key'), () => utils.generateKeyPairSync('ed25519', { comment: COMMENT })),
-    readOrCreate(join(dir, 'ssh_host_rsa_key'), () => utils.generateKeyPairSync('rsa', { bits: 3072, comment: COMMENT })),
+    readOrCreate(join(dir, 'ssh_host_ed25519_key'), 'ed25519'),
+    readOrCreate(join(dir, 'ssh_host_rsa_key'), 'rsa'),
   ];
   for (const { key } of keys) {
     console.log(`host key: ${fingerprint(key)}`);
@@ -34,8 +34,8 @@ export function readHostKeys(): EncryptedPrivateKey[] {
 }
 
 /** Reads one private key file, or makes it if it is missing; writes the matching `.pub` file beside it. */
-function readOrCreate(path: string, make: () => { private: string }) {
-  const text = readKeyFile(path) ?? create(path, make);
+function readOrCreate(path: string, type: 'ed25519' | 'rsa') {
+  const text = readKeyFile(path) ?? create(path, type);
   const key = utils.parseKey(text);
   if (key instanceof Error || !key.isPrivateKey()) {
     const why = key instanceof Error ? key.message : 'it holds no private key';
@@ -50,11 +50,11 @@ function readOrCreate(path: string, make: () => { private: string }) {
  * Writes a new key under a name of its own, then links it into place. The link fails if another step, started at
  * the same moment, got there first; either way every step then reads the one key that won.
  */
-function create(path: string, make: () => { private: string }): string {
+function create(path: string, type: 'ed25519' | 'rsa'): string {
   const temporary = `${path}.${process.pid}.new`;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(temporary, make().private, { mode: 0o600 });
+    writeFileSync(temporary, newHostKey(type), { mode: 0o600 });
     linkSync(temporary, path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') fail(`cannot create host key ${shown(path)}: ${explain(err)}`);
@@ -62,6 +62,21 @@ function create(path: string, make: () => { private: string }): string {
     rmSync(temporary, { force: true });
   }
   return readKeyFile(path) ?? fail(`host key ${shown(path)} vanished as it was made`);
+}
+
+/**
+ * A new private key in OpenSSH's format: Ed25519, or RSA of 3072 bits. ssh2 1.17 writes a malformed Ed25519
+ * key when the public key begins with a zero byte (it drops that byte), about one key in 256: those are made
+ * again, so that every key is one ssh2 reads back.
+ */
+export function newHostKey(type: 'ed25519' | 'rsa'): string {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const { private: key } = type === 'rsa'
+      ? utils.generateKeyPairSync('rsa', { bits: 3072, comment: COMMENT })
+      : utils.generateKeyPairSync('ed25519', { comment: COMMENT });
+    if (!(utils.parseKey(key) instanceof Error)) return key;
+  }
+  return fail(`cannot make an ${type} host key that ssh2 reads back`);
 }
 
 function readKeyFile(path: string): string | undefined {

@@ -15,6 +15,8 @@ Options:
 Environment:
   SSH_PASSWORDS        the password file, one username:password a line (default: keys/ssh-passwords)
   HOST_KEYS_DIR        the folder that holds the host keys (default: keys/)
+  SSH_AUTHORIZED_KEYS_DIR  the folder of users' public keys, a file for each user (steps 09 and 10;
+                       default: keys/authorized_keys/)
   MAX_AUTH_TRIES       failed logins a connection may make before it is closed (default: 6)
   LOGIN_GRACE_TIME     seconds a connection has to log in (default: 120; 0: no limit)
   MAX_STARTUPS         connections that may be logging in at once (default: 10)
