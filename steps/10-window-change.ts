@@ -28,22 +28,28 @@ const passwords = readPasswordFile();
  * giving back the screen it found.
  */
 function greeter(channel: ServerChannel, user: string, terminal: { cols: number; rows: number }) {
-  const draw = () => channel.write(drawScreen(terminal.cols, terminal.rows, [
-    `Hello, ${user}!`,
-    `This terminal is ${terminal.cols} columns wide and ${terminal.rows} rows tall.`,
-    '',
-    'Resize the window, or press q to quit.',
-  ]));
+  const draw = () => {
+    // Once the app has quit, a late resize draws nothing: writing after end() would be an error.
+    if (!channel.writable) return;
+    channel.write(drawScreen(terminal.cols, terminal.rows, [
+      `Hello, ${user}!`,
+      `This terminal is ${terminal.cols} columns wide and ${terminal.rows} rows tall.`,
+      '',
+      'Resize the window, or press q to quit.',
+    ]));
+  };
   // Switch to the alternate screen (the one full-screen programs use) and hide the cursor.
   channel.write('\x1b[?1049h\x1b[?25l');
   draw();
-  channel.on('data', (data: Buffer) => {
+  const onKey = (data: Buffer) => {
     if (!data.includes('q') && !data.includes(0x03)) return;
+    channel.off('data', onKey);
     // Show the cursor again and go back to the normal screen, as it was before.
     channel.write('\x1b[?25h\x1b[?1049l');
     channel.exit(0);
     channel.end();
-  });
+  };
+  channel.on('data', onKey);
   return { redraw: draw };
 }
 

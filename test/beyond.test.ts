@@ -235,7 +235,15 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
       channel.setWindow(20, 70, 0, 0);
       await waitFor('the redraw', () => received.includes(sizeLine(70, 20)) || undefined);
       assert.ok(received.includes(`\x1b[20;1H${border(70)}`), 'the bottom border is on row 20');
-      channel.end();
+      // Quit twice and resize after quitting: the app must not write to the channel it has ended.
+      const closed = new Promise((resolve) => channel.once('close', resolve));
+      channel.write('q');
+      channel.write('q');
+      channel.setWindow(30, 90, 0, 0);
+      await closed;
+      assert.ok(received.endsWith('\x1b[?25h\x1b[?1049l'), 'the screen is given back last');
+      const after = await ssh(step().port, 'alice', 'wonderland', ['whoami']);
+      assert.equal(after.stdout, 'alice\n', 'the server is still up');
     } finally {
       client.end();
     }
