@@ -7,16 +7,12 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { ssh, sshEnv, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
+import { ssh, ssh2Login, sshEnv, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
-  const client = new ssh2.Client();
+  const client = await ssh2Login(port);
   try {
-    await new Promise<void>((resolve, reject) => {
-      client.once('ready', resolve).once('error', reject);
-      client.connect({ host: '127.0.0.1', port, username: 'bob', password: 'builder' });
-    });
     const channel = await new Promise<ClientChannel>((resolve, reject) =>
       client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))));
     const chunks: Buffer[] = [];
@@ -220,12 +216,8 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
   });
 
   test('the ssh2 client sees a redraw with the new size after its window-change request', async () => {
-    const client = new ssh2.Client();
+    const client = await ssh2Login(step().port);
     try {
-      await new Promise<void>((resolve, reject) => {
-        client.once('ready', resolve).once('error', reject);
-        client.connect({ host: '127.0.0.1', port: step().port, username: 'bob', password: 'builder' });
-      });
       const channel = await new Promise<ClientChannel>((resolve, reject) =>
         client.shell({ term: 'xterm', cols: 60, rows: 12 }, (err, channel) => (err ? reject(err) : resolve(channel))));
       let received = '';

@@ -5,6 +5,7 @@ import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
+import ssh2 from 'ssh2';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
@@ -179,6 +180,16 @@ export function count(step: Step, pattern: RegExp): number {
 export function quiet(step: Step): Promise<true> {
   return waitFor('every connection to close', () =>
     count(step, / connection opened$/gm) === count(step, / connection closed$/gm) || undefined);
+}
+
+/** Logs in with the ssh2 client (as bob, by password, unless told otherwise); `end()` it when done. */
+export async function ssh2Login(port: number, username = 'bob', password = 'builder'): Promise<ssh2.Client> {
+  const client = new ssh2.Client();
+  await new Promise<void>((resolve, reject) => {
+    client.once('ready', resolve).once('error', reject);
+    client.connect({ host: '127.0.0.1', port, username, password });
+  });
+  return client;
 }
 
 /** Polls until `check` returns something other than undefined, or fails after `ms`. */

@@ -2,9 +2,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
-import ssh2 from 'ssh2';
 import type { ClientChannel, PseudoTtyOptions } from 'ssh2';
-import { count, quiet, ssh, sshEnv, sshOptions, Terminal, useStep, waitFor } from './helpers.ts';
+import { count, quiet, ssh, ssh2Login, sshEnv, sshOptions, Terminal, useStep, waitFor } from './helpers.ts';
 
 const NO_TERMINAL = 'No terminal was requested, so there is no name or size to show.\r\n';
 const CLOSED = 'Connection to localhost closed.';
@@ -170,12 +169,8 @@ function screenShows(terminal: Terminal, row: RegExp): Promise<true> {
 
 /** Logs in with the ssh2 client as bob, opens a shell (with or without a pty) and hands the channel to `use`. */
 async function withShell<T>(port: number, pty: PseudoTtyOptions | false, use: (c: ClientChannel) => Promise<T>) {
-  const client = new ssh2.Client();
+  const client = await ssh2Login(port);
   try {
-    await new Promise<void>((resolve, reject) => {
-      client.once('ready', resolve).once('error', reject);
-      client.connect({ host: '127.0.0.1', port, username: 'bob', password: 'builder' });
-    });
     const channel = await new Promise<ClientChannel>((resolve, reject) =>
       client.shell(pty, (err, channel) => (err ? reject(err) : resolve(channel))));
     return await use(channel);

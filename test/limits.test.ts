@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, kexinitPacket, lines, ssh, sshEnv, sshOptions, startStep, temporaryDir, waitFor, type Step } from './helpers.ts';
+import { count, kexinitPacket, lines, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, waitFor, type Step } from './helpers.ts';
 
 const TRY_AGAIN = 'Permission denied, please try again.';
 
@@ -98,13 +98,8 @@ describe('MAX_STARTUPS', { timeout: 60_000 }, () => {
     const clients: ssh2.Client[] = [];
     try {
       // Two logged-in sessions take no place in the queue.
-      for (const user of [['alice', 'wonderland'], ['bob', 'builder']]) {
-        const client = new ssh2.Client();
-        clients.push(client);
-        await new Promise<void>((resolve, reject) => {
-          client.once('ready', resolve).once('error', reject);
-          client.connect({ host: '127.0.0.1', port: step.port, username: user[0], password: user[1] });
-        });
+      for (const [user, password] of [['alice', 'wonderland'], ['bob', 'builder']]) {
+        clients.push(await ssh2Login(step.port, user, password));
       }
       const crowd = [idleConnection(step.port), idleConnection(step.port), idleConnection(step.port)];
       await waitFor('three idle connections to get the server\'s version line', () =>

@@ -1,8 +1,7 @@
 // Each step as a reader meets it: started as a process, driven by the real OpenSSH client.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import ssh2 from 'ssh2';
-import { count, lines, quiet, ssh, sshEnv, sshOptions, Terminal, useStep, waitFor, type Step } from './helpers.ts';
+import { count, lines, quiet, ssh, ssh2Login, sshEnv, sshOptions, Terminal, useStep, waitFor, type Step } from './helpers.ts';
 
 const NO_TTY = 'Pseudo-terminal will not be allocated because stdin is not a terminal.';
 const TRY_AGAIN = 'Permission denied, please try again.';
@@ -63,10 +62,7 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
   });
 
   test('the ssh2 client gets the exact bytes, and the channel closes while the connection stays up', async () => {
-    const client = new ssh2.Client();
-    const ready = new Promise<void>((resolve, reject) => client.once('ready', resolve).once('error', reject));
-    client.connect({ host: '127.0.0.1', port: step().port, username: 'bob', password: 'builder' });
-    await ready;
+    const client = await ssh2Login(step().port);
     let closedConnection = false;
     client.once('close', () => (closedConnection = true));
     try {
