@@ -1,7 +1,7 @@
 // What the tests share: starting a step as a real process, and driving it with OpenSSH, ssh2 and tmux.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
@@ -10,9 +10,16 @@ import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
 
-/** A fresh temporary folder, removed by the operating system's usual clean-up, not by the tests. */
+const temporaryDirs: string[] = [];
+process.on('exit', () => {
+  for (const dir of temporaryDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temporary folder, removed when the test process exits. */
 export function temporaryDir(): string {
-  return mkdtempSync(join(tmpdir(), 'conch-steps-test-'));
+  const dir = mkdtempSync(join(tmpdir(), 'conch-steps-test-'));
+  temporaryDirs.push(dir);
+  return dir;
 }
 
 /** One folder of host keys for the whole test file, so that RSA keys are made once. */
