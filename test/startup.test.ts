@@ -152,6 +152,16 @@ describe('options and listening', { timeout: 60_000 }, () => {
     assert.equal(unknown.status, 1);
   });
 
+  test('a limit that is not a number is one line and status 1, before any key is made', async () => {
+    const dir = temporaryDir();
+    assert.deepEqual(await runStep('01-no-login.ts', [], { MAX_AUTH_TRIES: 'six', HOST_KEYS_DIR: dir }), {
+      stdout: '', stderr: 'error: MAX_AUTH_TRIES must be a number of at least 1, not "six"\n', status: 1,
+    });
+    assert.equal((await runStep('01-no-login.ts', [], { MAX_STARTUPS: '0' })).stderr,
+      'error: MAX_STARTUPS must be a number of at least 1, not "0"\n');
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
   test('PORT and HOST choose where to listen when no option does', async () => {
     const step = await startStep('01-no-login.ts', { args: [], env: { HOST: '127.0.0.2' } });
     await step.stop();
