@@ -5,13 +5,18 @@ import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { shown } from './errors.ts';
+import { decodeOnce } from './key-objects.ts';
 
 const { utils } = ssh2;
 
+/** Each file's text when it was last parsed, and the keys parsed from it. */
+const parsed = new Map<string, { text: string; keys: ParsedKey[] }>();
+
 /**
  * The public keys that may log in as `username`, read afresh from `SSH_AUTHORIZED_KEYS_DIR/USERNAME` (default
- * `keys/authorized_keys/USERNAME`) so that an edit counts at once. A missing folder or file means no keys. A line
- * that is not a public key is skipped, with a log line naming the file and the line.
+ * `keys/authorized_keys/USERNAME`) so that an edit counts at once; parsed again only when the text has changed.
+ * A missing folder or file means no keys. A line that is not a public key is skipped, with a log line naming the
+ * file and the line.
  */
 export function authorizedKeys(username: string): ParsedKey[] {
   // The user name comes from the client and becomes a file name: nothing that could leave the folder.
@@ -23,8 +28,11 @@ export function authorizedKeys(username: string): ParsedKey[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch {
+    parsed.delete(path);
     return [];
   }
+  const last = parsed.get(path);
+  if (last?.text === text) return last.keys;
   const keys: ParsedKey[] = [];
   text.split('\n').forEach((raw, index) => {
     const line = raw.trim();
@@ -34,7 +42,8 @@ export function authorizedKeys(username: string): ParsedKey[] {
       console.log(`${shown(path)} line ${index + 1}: skipped, not a public key (options before the key are not supported)`);
       return;
     }
-    keys.push(key);
+    keys.push(decodeOnce(key));
   });
+  parsed.set(path, { text, keys });
   return keys;
 }

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
 import type { EncryptedPrivateKey, ParsedKey } from 'ssh2';
 import { explain, fail, shown } from './errors.ts';
+import { decodeOnce } from './key-objects.ts';
 
 const { utils } = ssh2;
 
@@ -43,7 +44,8 @@ function readOrCreate(path: string, type: 'ed25519' | 'rsa') {
   }
   const line = [key.type, key.getPublicSSH().toString('base64'), key.comment].filter(Boolean).join(' ');
   writePublicKey(`${path}.pub`, `${line}\n`);
-  return { key };
+  // The server signs with its host key once for every connection: decoded once here, not at every signature.
+  return { key: decodeOnce(key) };
 }
 
 /**

@@ -1,35 +1,64 @@
-// `npm run bench`: what the steps cost, measured on this machine. Not a test: it asserts nothing, it measures.
+// `npm run bench`: what the steps cost, side by side with OpenSSH's sshd, measured on this machine in one run.
+// Not a test: it asserts nothing, it measures. Options: --runs N (default 3; each figure is the median),
+// --seconds S (length of each session-rate run, default 4), --json FILE (all figures, for keeping), --profile DIR
+// (runs the steps with `node --cpu-prof`, writes their profiles to DIR and prints where their time goes), --only
+// TEXT (session rates and memory of only the servers whose names hold TEXT, such as "step 09").
 //
-// Starts the steps itself (03 with a password, 09 with a key, 08 running cat), drives them with the ssh2 client
-// from this process, repeats each figure (median of --runs, default 3) and prints a table, plus JSON with --json.
-// Still to come (issue 6): the same figures for OpenSSH's sshd in the same run, and the ratios step/sshd.
+// Starts the servers itself: step 03 (password: from the demo file, from an scrypt-hashed file, and with Nagle's
+// algorithm left on by test/nagle-on.ts), step 09 (public key), step 08 (exec cat), and sshd with a config, host
+// key and user of its own (test/sshd.ts; that part needs root and Debian's openssh-server, and is left out with a
+// reason when either is missing). Every server is driven by the same load generator: the ssh2 client, from this
+// process.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
+import { hashPassword } from '../shared/passwords.ts';
 import { root, temporaryDir } from './helpers.ts';
+import { findSshd, processTree, SSHD_USER, startSshd } from './sshd.ts';
 
 const { values: args } = parseArgs({
-  options: { runs: { type: 'string', default: '3' }, seconds: { type: 'string', default: '4' }, json: { type: 'string' } },
+  options: {
+    runs: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '4' },
+    json: { type: 'string' },
+    profile: { type: 'string' },
+    only: { type: 'string' },
+  },
 });
 const RUNS = Number(args.runs);
 const SECONDS = Number(args.seconds);
+const IDLE_SESSIONS = 1000;
+const CAT_BYTES = 256 * 1024 * 1024;
 
-interface Server { name: string; port: number; pid: number; process: ChildProcess }
+interface Server { port: number; pid: number; stop: () => Promise<void> }
 
+// Each step runs in a process group of its own (npx, tsx and node), so that all three are stopped at the end.
 const started: ChildProcess[] = [];
-process.on('exit', () => started.forEach((child) => child.kill()));
+const stopStep = (child: ChildProcess) => {
+  try {
+    process.kill(-child.pid!, 'SIGTERM');
+  } catch {
+    // Already gone.
+  }
+};
+process.on('exit', () => started.forEach(stopStep));
+// Ctrl-C ends the bench through 'exit', so that the steps, sshd and its user are removed then too.
+process.once('SIGINT', () => process.exit(130));
+process.once('SIGTERM', () => process.exit(143));
 
-async function startStep(name: string, file: string, env: Record<string, string>): Promise<Server & { startupMs: number }> {
+/** Starts a step as a reader does (`npx tsx steps/FILE`), on a free port; resolves once it is listening. */
+async function startStep(file: string, env: Record<string, string>, nodeOptions: string[] = []) {
   const begun = performance.now();
-  const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'steps', file), '--port', '0'], {
+  const child = spawn('npx', ['tsx', ...nodeOptions, join('steps', file), '--port', '0'], {
     cwd: root,
     env: { ...process.env, AUTH_PENALTY_MAX: '0', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
   });
   started.push(child);
   let output = '';
@@ -41,59 +70,116 @@ async function startStep(name: string, file: string, env: Record<string, string>
     });
     child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
   });
-  // The tsx command starts node as a child of its own: the server is that child.
-  const pid = Number(spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]);
-  return { name, port, pid, process: child, startupMs: performance.now() - begun };
+  const startupMs = performance.now() - begun;
+  // What it logs for each connection is not kept (but is read, or the pipe would fill up and stop it).
+  output = '';
+  child.stdout!.removeAllListeners('data').resume();
+  // npx starts tsx, and tsx starts node (which starts esbuild): the server is the last one that runs the step.
+  const pid = processTree(child.pid!).filter((each) => commandLine(each).includes(file)).at(-1)!;
+  const stop = async () => {
+    // The server alone: tsx would pass a second SIGTERM on to it, which would end it before it writes its profile.
+    process.kill(pid, 'SIGTERM');
+    // Until the server has exited (and written its profile, if it makes one).
+    while (/^\S+ \(.*\) [^Z]/.test(readFileSafe(`/proc/${pid}/stat`))) await sleep(20);
+  };
+  return { port, pid, startupMs, stop };
 }
 
-/** CPU time the process has used, in milliseconds (user + system, from /proc). */
+/** The file's text, or '' if it is not there (a process that has ended). */
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function commandLine(pid: number): string {
+  return readFileSafe(`/proc/${pid}/cmdline`).replaceAll('\0', ' ');
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout);
+
+/** CPU time (user + system) of the process and of its children that have ended, in milliseconds (/proc). */
 function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1000) / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout);
+  const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  return (ticks * 1000) / CLOCK_TICKS;
 }
 
-function rssBytes(pid: number): number {
-  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+/**
+ * Memory of the process and every process below it, in bytes: the sum of their proportional set sizes (a page
+ * shared by n processes counts 1/n for each), so that sshd's processes per connection are not counted n times.
+ */
+function memoryBytes(pid: number): number {
+  let total = 0;
+  for (const each of processTree(pid)) {
+    try {
+      total += Number(/^Pss:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${each}/smaps_rollup`, 'utf8'))![1]) * 1024;
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return total;
 }
 
-function connect(config: ConnectConfig): Promise<ssh2.Client> {
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function connect(config: ConnectConfig, onAlgorithms?: (line: string) => void): Promise<ssh2.Client> {
   const client = new ssh2.Client();
   return new Promise((resolve, reject) => {
     client.once('ready', () => resolve(client)).once('error', reject);
-    client.connect({ host: '127.0.0.1', ...config });
+    const debug = onAlgorithms && ((line: string) => {
+      const match = /^Handshake: (KEX algorithm|Host key format|S->C cipher): (.*)$/.exec(line);
+      if (match) onAlgorithms(match[2]!);
+    });
+    client.connect({ host: '127.0.0.1', ...config, debug });
     // The load generator turns Nagle's algorithm off too, or its own small writes would wait for ACKs.
     client.setNoDelay(true);
   });
 }
 
+function close(client: ssh2.Client): Promise<void> {
+  return new Promise((resolve) => {
+    client.once('close', () => resolve());
+    client.end();
+  });
+}
+
+/** The key exchange, host key and cipher that the server and the load generator agree on. */
+async function negotiated(config: ConnectConfig): Promise<string> {
+  const seen: string[] = [];
+  await close(await connect(config, (name) => seen.push(name)));
+  return seen.join(', ');
+}
+
 /** One whole session: connect, key exchange, log in, open a session, shell, read what it says, close. */
+let sessionsDone = 0;
 async function session(config: ConnectConfig): Promise<number> {
-  const started = performance.now();
+  const begun = performance.now();
   const client = await connect(config);
   await new Promise<void>((resolve, reject) => client.shell(false, (err, channel) => {
     if (err) return reject(err);
     channel.resume();
     channel.once('close', () => resolve());
-    // Step 03 closes the channel by itself; step 09's echo protocol closes it when the input ends.
+    // Step 03 and sshd close the channel by themselves; step 09's echo protocol closes it when the input ends.
     channel.end();
   }));
-  await new Promise<void>((resolve) => {
-    client.once('close', () => resolve());
-    client.end();
-  });
-  return performance.now() - started;
+  await close(client);
+  sessionsDone += 1;
+  return performance.now() - begun;
 }
 
 async function sessionRate(server: Server, config: ConnectConfig, concurrency: number) {
   const latencies: number[] = [];
   const cpuBefore = cpuMs(server.pid);
   const deadline = performance.now() + SECONDS * 1000;
-  const started = performance.now();
+  const begun = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() < deadline) latencies.push(await session({ port: server.port, ...config }));
   }));
-  const elapsed = (performance.now() - started) / 1000;
+  const elapsed = (performance.now() - begun) / 1000;
+  await sleep(200); // sshd's processes for the last sessions must end, so that their CPU time is counted
   latencies.sort((a, b) => a - b);
   return {
     perSecond: latencies.length / elapsed,
@@ -103,35 +189,36 @@ async function sessionRate(server: Server, config: ConnectConfig, concurrency: n
   };
 }
 
-async function idleMemory(server: Server, config: ConnectConfig, count: number) {
-  const before = rssBytes(server.pid);
+/** Memory added per logged-in connection that does nothing, with IDLE_SESSIONS of them open at once. */
+async function idleMemory(server: Server, config: ConnectConfig) {
+  const before = memoryBytes(server.pid);
   const clients: ssh2.Client[] = [];
-  // Eight at a time: the step lets at most MAX_STARTUPS connections log in at once.
-  for (let i = 0; i < count; i += 8) {
-    clients.push(...await Promise.all(Array.from({ length: Math.min(8, count - i) }, () =>
+  // Eight at a time: the servers let at most 10 connections log in at once (MAX_STARTUPS, sshd's MaxStartups).
+  for (let i = 0; i < IDLE_SESSIONS; i += 8) {
+    clients.push(...await Promise.all(Array.from({ length: Math.min(8, IDLE_SESSIONS - i) }, () =>
       connect({ port: server.port, ...config }))));
   }
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  const perSession = (rssBytes(server.pid) - before) / count;
-  await Promise.all(clients.map((client) => new Promise<void>((resolve) => {
-    client.once('close', () => resolve());
-    client.end();
-  })));
-  return perSession;
+  await sleep(1000);
+  const perSession = (memoryBytes(server.pid) - before) / IDLE_SESSIONS;
+  await Promise.all(clients.map(close));
+  await sleep(500);
+  return { perSession };
 }
 
-async function throughput(server: Server, config: ConnectConfig, bytes: number) {
+/** MB/s of CAT_BYTES of random data written to `command` (and read back, if the command sends it back). */
+async function throughput(server: Server, config: ConnectConfig, command: string, echoes: boolean) {
   const client = await connect({ port: server.port, ...config });
-  const started = performance.now();
-  await new Promise<void>((resolve, reject) => client.exec('cat', (err, channel) => {
+  const begun = performance.now();
+  await new Promise<void>((resolve, reject) => client.exec(command, (err, channel) => {
     if (err) return reject(err);
     let received = 0;
     channel.on('data', (chunk: Buffer) => (received += chunk.length));
-    channel.once('close', () => (received === bytes ? resolve() : reject(new Error(`got ${received} of ${bytes}`))));
+    const expected = echoes ? CAT_BYTES : 0;
+    channel.once('close', () => (received === expected ? resolve() : reject(new Error(`got ${received} of ${expected}`))));
     const block = randomBytes(1024 * 1024);
     let sent = 0;
     const pump = () => {
-      while (sent < bytes) {
+      while (sent < CAT_BYTES) {
         sent += block.length;
         if (!channel.write(block)) return channel.once('drain', pump);
       }
@@ -139,8 +226,38 @@ async function throughput(server: Server, config: ConnectConfig, bytes: number) 
     };
     pump();
   }));
-  client.end();
-  return bytes / 1e6 / ((performance.now() - started) / 1000);
+  const mbps = CAT_BYTES / 1e6 / ((performance.now() - begun) / 1000);
+  await close(client);
+  return { mbps };
+}
+
+/**
+ * Where a step's main thread spent its time (from the largest `--cpu-prof` profile in `dir`): the functions with
+ * the most time of their own, in milliseconds per session.
+ */
+function printProfile(name: string, dir: string, sessions: number) {
+  const [file] = readdirSync(dir).map((each) => join(dir, each)).sort((a, b) => statSync(b).size - statSync(a).size);
+  if (!file) return progress(`${name}: no profile was written in ${dir}`);
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byNode = new Map<number, number>();
+  profile.samples.forEach((id, i) => byNode.set(id, (byNode.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000));
+  const byFunction = new Map<string, number>();
+  for (const { id, callFrame: frame } of profile.nodes) {
+    const where = frame.url.replace(/^.*node_modules\//, '').replace(`file://${root}`, '');
+    const key = `${frame.functionName || '(anonymous)'} ${where ? `${where}:${frame.lineNumber + 1}` : ''}`.trim();
+    byFunction.set(key, (byFunction.get(key) ?? 0) + (byNode.get(id) ?? 0));
+  }
+  byFunction.delete('(idle)');
+  const busy = [...byFunction.values()].reduce((a, b) => a + b, 0);
+  console.log(`\n${name}: main thread busy ${(busy / sessions).toFixed(2)} ms per session (${sessions} sessions, ` +
+    `start-up included; ${file}). Most time of their own, ms per session:`);
+  for (const [key, ms] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+    console.log(`${(ms / sessions).toFixed(3).padStart(8)}  ${key}`);
+  }
 }
 
 function median(values: number[]): number {
@@ -154,74 +271,191 @@ async function repeat<T extends Record<string, number>>(measure: () => Promise<T
   return Object.fromEntries(Object.keys(results[0]!).map((key) => [key, median(results.map((r) => r[key]!))])) as T;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+const benchStarted = performance.now();
+const progress = (what: string) =>
+  process.stderr.write(`bench: ${((performance.now() - benchStarted) / 1000).toFixed(0).padStart(4)} s  ${what}\n`);
+
+// --- Set-up --------------------------------------------------------------------------------------------------
 
 const dir = temporaryDir();
 const keysDir = join(dir, 'authorized_keys');
 mkdirSync(keysDir);
 spawnSync('ssh-keygen', ['-q', '-N', '', '-t', 'ed25519', '-f', join(dir, 'id_ed25519')]);
-writeFileSync(join(keysDir, 'alice'), readFileSync(join(dir, 'id_ed25519.pub')));
+const userKey = readFileSync(join(dir, 'id_ed25519'));
+const userPublicKey = readFileSync(join(dir, 'id_ed25519.pub'), 'utf8');
+writeFileSync(keysDir + '/alice', userPublicKey);
+const hashedPasswords = join(dir, 'ssh-passwords');
+writeFileSync(hashedPasswords, `alice:${await hashPassword('wonderland')}\n`);
 const env = { HOST_KEYS_DIR: join(dir, 'host-keys'), SSH_AUTHORIZED_KEYS_DIR: keysDir };
-await startStep('warm-up', '03-trivial-channel.ts', env).then((s) => s.process.kill()); // makes the host keys
+await (await startStep('03-trivial-channel.ts', env)).stop(); // makes the host keys
 
-const password: ConnectConfig = { username: 'alice', password: 'wonderland' };
-const publicKey: ConnectConfig = { username: 'alice', privateKey: readFileSync(join(dir, 'id_ed25519')) };
+const alice = { password: { username: 'alice', password: 'wonderland' }, key: { username: 'alice', privateKey: userKey } };
 
-const progress = (what: string) => process.stderr.write(`bench: ${what}\n`);
-const rows: Record<string, string | number>[] = [];
-const results: Record<string, unknown> = {
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+interface Subject {
+  name: string;
+  /** Starts the server; a step is given `node` options (for --profile). */
+  start: (nodeOptions?: string[]) => Promise<Server>;
+  config: ConnectConfig;
+  /** Measure its memory with IDLE_SESSIONS idle sessions (one subject for each server is enough). */
+  memory: boolean;
+}
+
+const subjects: Subject[] = [
+  { name: 'step 03, password', start: (options) => startStep('03-trivial-channel.ts', env, options), config: alice.password, memory: true },
+  {
+    name: 'step 03, password, Nagle on',
+    start: (options = []) => startStep('03-trivial-channel.ts', env, ['--import', './test/nagle-on.ts', ...options]),
+    config: alice.password,
+    memory: false,
+  },
+  {
+    name: 'step 03, password, RSA host key',
+    start: (options) => startStep('03-trivial-channel.ts', env, options),
+    config: { ...alice.password, algorithms: { serverHostKey: ['rsa-sha2-512'] } },
+    memory: false,
+  },
+  {
+    name: 'step 03, scrypt password',
+    start: (options) => startStep('03-trivial-channel.ts', { ...env, SSH_PASSWORDS: hashedPasswords }, options),
+    config: alice.password,
+    memory: false,
+  },
+  { name: 'step 09, public key', start: (options) => startStep('09-public-key-auth.ts', env, options), config: alice.key, memory: true },
+];
+
+const sshdPath = findSshd();
+let sshd: Awaited<ReturnType<typeof startSshd>> | undefined;
+if ('why' in sshdPath) {
+  progress(`sshd left out: ${sshdPath.why}; measuring the steps alone`);
+} else {
+  sshd = await startSshd(sshdPath.path, dir, userPublicKey);
+  const server = { port: sshd.port, pid: sshd.pid, stop: async () => {} };
+  subjects.push(
+    { name: 'sshd, password', start: async () => server, config: { username: SSHD_USER, password: sshd.password }, memory: false },
+    { name: 'sshd, public key', start: async () => server, config: { username: SSHD_USER, privateKey: userKey }, memory: true },
+  );
+}
+
+const results: Record<string, any> = {
+  machine: {
+    cpus: cpus().length,
+    model: cpus()[0]?.model,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    sshd: sshd?.version ?? null,
+    sshdPasswordHash: sshd?.passwordHash ?? null,
+  },
+  runs: RUNS,
+  secondsPerRate: SECONDS,
 };
+type Rate = Awaited<ReturnType<typeof sessionRate>>;
+const servers: Record<string, { algorithms: string; c1: Rate; c8: Rate; idleBytesPerSession?: number }> = {};
+results.servers = servers;
 
-progress('start-up time');
+// --- Measurements --------------------------------------------------------------------------------------------
+
+progress('start-up time of `npx tsx steps/03-trivial-channel.ts`');
 const startups: number[] = [];
 for (let run = 0; run < RUNS; run++) {
-  const step = await startStep('startup', '03-trivial-channel.ts', env);
+  const step = await startStep('03-trivial-channel.ts', env);
   startups.push(step.startupMs);
-  step.process.kill();
+  await step.stop();
 }
 results.startupMs = median(startups);
 
-for (const [name, file, config] of [
-  ['step 03, password', '03-trivial-channel.ts', password],
-  ['step 09, public key', '09-public-key-auth.ts', publicKey],
-] as const) {
-  const server = await startStep(name, file, env);
-  progress(`${name}: session rate, one client at a time`);
-  const c1 = await repeat(() => sessionRate(server, config, 1));
-  progress(`${name}: session rate, eight clients at a time`);
-  const c8 = await repeat(() => sessionRate(server, config, 8));
-  server.process.kill();
-  progress(`${name}: memory of 1000 idle sessions`);
-  // A fresh server for each run: a heap that has grown once does not give its memory back to the system.
-  const memory = await repeat(async () => {
-    const fresh = await startStep(name, file, env);
-    const perSession = await idleMemory(fresh, config, 1000);
-    fresh.process.kill();
-    return { perSession };
-  });
-  results[name] = { c1, c8, idleBytesPerSession: memory.perSession };
-  rows.push({
-    server: name,
-    'sessions/s c=1': c1.perSecond.toFixed(1),
-    'p50 ms c=1': c1.p50.toFixed(1),
-    'p99 ms c=1': c1.p99.toFixed(1),
-    'sessions/s c=8': c8.perSecond.toFixed(1),
-    'p50 ms c=8': c8.p50.toFixed(1),
-    'CPU ms/session': c8.cpuPerSession.toFixed(2),
-    'KiB/idle session': (memory.perSession / 1024).toFixed(1),
-  });
+for (const subject of subjects.filter(({ name }) => name.includes(args.only ?? ''))) {
+  const profileDir = args.profile && join(resolvePath(args.profile), subject.name.replace(/\W+/g, '-'));
+  const server = await subject.start(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
+  const sessionsBefore = sessionsDone;
+  const config = { port: server.port, ...subject.config };
+  const algorithms = await negotiated(config);
+  progress(`${subject.name}: session rate, one client at a time`);
+  const c1 = await repeat(() => sessionRate(server, subject.config, 1));
+  progress(`${subject.name}: session rate, eight clients at a time`);
+  const c8 = await repeat(() => sessionRate(server, subject.config, 8));
+  await server.stop();
+  if (profileDir && !subject.name.startsWith('sshd')) printProfile(subject.name, profileDir, sessionsDone - sessionsBefore);
+  let idleBytesPerSession: number | undefined;
+  if (subject.memory) {
+    progress(`${subject.name}: memory with ${IDLE_SESSIONS} idle sessions`);
+    // A step starts afresh for each run: a heap that has grown once does not give its memory back to the system.
+    idleBytesPerSession = (await repeat(async () => {
+      const fresh = await subject.start();
+      const measured = await idleMemory(fresh, subject.config);
+      await fresh.stop();
+      return measured;
+    })).perSession;
+  }
+  servers[subject.name] = { algorithms, c1, c8, idleBytesPerSession };
 }
 
 progress('throughput of cat');
-const cat = await startStep('step 08, cat', '08-exec-requests.ts', env);
-const mbPerSecond = await repeat(async () => ({ mbps: await throughput(cat, password, 256 * 1024 * 1024) }));
-cat.process.kill();
-results.catThroughputMBps = mbPerSecond.mbps;
+const cat = await startStep('08-exec-requests.ts', env);
+results.throughput = { 'step 08, cat': (await repeat(() => throughput(cat, alice.password, 'cat', true))).mbps };
+await cat.stop();
+if (sshd) {
+  const server = { port: sshd.port, pid: sshd.pid, stop: async () => {} };
+  const login = { username: SSHD_USER, privateKey: userKey };
+  results.throughput['sshd, cat > /dev/null'] = (await repeat(() => throughput(server, login, 'cat > /dev/null', false))).mbps;
+  results.throughput['sshd, cat'] = (await repeat(() => throughput(server, login, 'cat', true))).mbps;
+  sshd.stop();
+}
 
-console.table(rows);
-console.log(`step 08 cat throughput: ${mbPerSecond.mbps.toFixed(1)} MB/s (256 MiB)`);
-console.log(`start-up of step 03 (tsx to "listening on"): ${(results.startupMs as number).toFixed(0)} ms`);
+// --- Report --------------------------------------------------------------------------------------------------
+
+console.table(Object.fromEntries(Object.entries(servers).map(([name, r]) => [name, {
+  'sessions/s c=1': r.c1.perSecond.toFixed(1),
+  'p50 ms c=1': r.c1.p50.toFixed(1),
+  'p99 ms c=1': r.c1.p99.toFixed(1),
+  'sessions/s c=8': r.c8.perSecond.toFixed(1),
+  'p50 ms c=8': r.c8.p50.toFixed(1),
+  'CPU ms/session': r.c8.cpuPerSession.toFixed(2),
+  'KiB/idle session': r.idleBytesPerSession === undefined ? '' : (r.idleBytesPerSession / 1024).toFixed(1),
+}])));
+for (const [name, r] of Object.entries(servers)) console.log(`${name}: ${r.algorithms}`);
+for (const [name, mbps] of Object.entries(results.throughput as Record<string, number>)) {
+  console.log(`${name}: ${mbps.toFixed(1)} MB/s (256 MiB${name.includes('/dev/null') ? '' : ', sent back'})`);
+}
+console.log(`start-up of step 03 (npx tsx to "listening on"): ${(results.startupMs as number).toFixed(0)} ms`);
+
+// Each comparison: what is divided by what, the quotient, and the target it has (issue 6), if any. A figure of a
+// server that was not measured (no sshd, or --only) is NaN, and comparisons with it are left out.
+type Comparison = [name: string, value: number, target?: ['<=' | '>=', number]];
+type Measured = (typeof servers)[string];
+const figure = (name: string, pick: (measured: Measured) => number | undefined) =>
+  (servers[name] && pick(servers[name])) ?? NaN;
+const rate = (name: string, c: 'c1' | 'c8') => figure(name, (measured) => measured[c].perSecond);
+const p50 = (name: string) => figure(name, (measured) => measured.c1.p50);
+const cpu = (name: string) => figure(name, (measured) => measured.c8.cpuPerSession);
+const idle = (name: string) => figure(name, (measured) => measured.idleBytesPerSession);
+const throughputs = results.throughput as Record<string, number | undefined>;
+const mbps = (name: string) => throughputs[name] ?? NaN;
+const comparisons = ([
+  ['sessions/s c=1, password: Nagle on / TCP_NODELAY', rate('step 03, password, Nagle on', 'c1') / rate('step 03, password', 'c1')],
+  ['CPU ms/session, password: RSA host key / Ed25519', cpu('step 03, password, RSA host key') / cpu('step 03, password')],
+  ['CPU ms/session, password: scrypt / plain text', cpu('step 03, scrypt password') / cpu('step 03, password')],
+  ['sessions/s c=8, password: step 03 / sshd', rate('step 03, password', 'c8') / rate('sshd, password', 'c8'), ['>=', 4]],
+  ['sessions/s c=8, public key: step 09 / sshd', rate('step 09, public key', 'c8') / rate('sshd, public key', 'c8'), ['>=', 3]],
+  ['sessions/s c=8, scrypt password: step 03 / sshd', rate('step 03, scrypt password', 'c8') / rate('sshd, password', 'c8')],
+  ['p50 ms c=1, password: step 03 / sshd', p50('step 03, password') / p50('sshd, password'), ['<=', 1]],
+  ['p50 ms c=1, public key: step 09 / sshd', p50('step 09, public key') / p50('sshd, public key'), ['<=', 1]],
+  ['CPU ms/session, public key: step 09 / sshd', cpu('step 09, public key') / cpu('sshd, public key')],
+  ['KiB/idle session: step 09 / sshd', idle('step 09, public key') / idle('sshd, public key')],
+  ['MB/s: step 08 cat / sshd cat > /dev/null', mbps('step 08, cat') / mbps('sshd, cat > /dev/null'), ['>=', 0.5]],
+  ['MB/s: step 08 cat / sshd cat', mbps('step 08, cat') / mbps('sshd, cat')],
+  // Two targets are absolute figures, not ratios.
+  ['CPU ms/session, public key: step 09', cpu('step 09, public key'), ['<=', 1.5]],
+  ['KiB/idle session: step 09', idle('step 09, public key') / 1024, ['<=', 64]],
+] satisfies Comparison[]).filter(([, value]) => !Number.isNaN(value)) as Comparison[];
+const met = ([, value, target]: Comparison) =>
+  !target ? '' : (target[0] === '<=' ? value <= target[1] : value >= target[1]) ? 'met' : 'MISSED';
+console.table(Object.fromEntries(comparisons.map((comparison) => {
+  const [name, value, target] = comparison;
+  return [name, { value: value.toFixed(2), target: target ? target.join(' ') : '', '': met(comparison) }];
+})));
+results.comparisons = Object.fromEntries(comparisons.map((comparison) => [comparison[0], {
+  value: comparison[1], target: comparison[2]?.join(' ') ?? null, met: met(comparison) || null,
+}]));
 console.log(`median of ${RUNS} runs, ${SECONDS} s each for session rates; machine: ${JSON.stringify(results.machine)}`);
 if (args.json) writeFileSync(args.json, `${JSON.stringify(results, null, 2)}\n`);
 process.exit(0);

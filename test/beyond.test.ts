@@ -114,6 +114,21 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
     assert.deepEqual(await withKey('bob', bobKey), { stdout: 'bob\n', stderr: '', status: 0 });
   });
 
+  test('an edit to a user\'s file counts at the next login, even one that keeps its size', async () => {
+    const bobFile = join(keysDir, 'bob');
+    assert.equal((await withKey('bob', bobKey)).status, 0);
+    // Another Ed25519 key with a comment as long: the file keeps its size, and likely its time stamp too.
+    writeFileSync(bobFile, pub(strangerKey).replace('stranger-ed25519', 'bob-new-key'));
+    assert.equal(readFileSync(bobFile).length, pub(bobKey).length);
+    try {
+      assert.equal((await withKey('bob', bobKey)).status, 255, 'the key taken out is refused');
+      assert.deepEqual(await withKey('bob', strangerKey), { stdout: 'bob\n', stderr: '', status: 0 });
+    } finally {
+      writeFileSync(bobFile, pub(bobKey));
+    }
+    assert.equal((await withKey('bob', bobKey)).status, 0, 'and put back, it logs in again');
+  });
+
   test('RSA signed with SHA-1 (ssh-rsa) is refused', async () => {
     const result = await withKey('alice', rsa, '-o', 'PubkeyAcceptedAlgorithms=ssh-rsa');
     assert.equal(result.status, 255);

@@ -1,0 +1,139 @@
+// OpenSSH's sshd for `npm run bench`: started on loopback with a config, host key and user of the bench's own, so
+// that it is measured beside the steps doing the same work. Nothing here touches the machine's own sshd.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+/** The user the bench logs in as: sshd checks passwords against /etc/shadow, so it must be a real one. */
+export const SSHD_USER = 'conch-bench';
+
+export interface Sshd {
+  port: number;
+  pid: number;
+  process: ChildProcess;
+  password: string;
+  /** How the system stored the user's password (`yescrypt`, `sha512crypt`, ...). */
+  passwordHash: string;
+  version: string;
+  stop: () => void;
+}
+
+/** Where sshd is, or why it cannot be used (with how to install it). */
+export function findSshd(): { path: string } | { why: string } {
+  const path = ['/usr/sbin/sshd', '/usr/local/sbin/sshd'].find((candidate) => existsSync(candidate));
+  if (!path) return { why: 'sshd is not installed (Debian: `apt-get install -y openssh-server`)' };
+  if (process.getuid?.() !== 0) return { why: 'starting sshd with a user of its own needs root' };
+  return { path };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer().once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function run(command: string, args: string[], input?: string): string {
+  const result = spawnSync(command, args, { input, encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${result.stderr.trim() || result.status}`);
+  return result.stdout;
+}
+
+const HASHES: Record<string, string> = { y: 'yescrypt', '6': 'sha512crypt', '5': 'sha256crypt', '2b': 'bcrypt' };
+
+/**
+ * Starts `sshd -D` on a free loopback port: its own Ed25519 host key, password and public-key login for
+ * SSHD_USER (made now with a random password and /bin/sh, removed by `stop()`), and a forced command that prints
+ * step 03's goodbye line for a shell and runs the command for an exec (`cat > /dev/null`).
+ */
+export async function startSshd(sshdPath: string, dir: string, publicKey: string): Promise<Sshd> {
+  // The folder is read by sshd as the user (authorized keys, the forced command), so it must be open to it.
+  chmodSync(dir, 0o755);
+  spawnSync('userdel', [SSHD_USER]); // left over from a bench that was killed
+  run('useradd', ['--no-create-home', '--home-dir', dir, '--shell', '/bin/sh', SSHD_USER]);
+  const password = randomBytes(12).toString('base64url');
+  run('chpasswd', [], `${SSHD_USER}:${password}\n`);
+  const shadow = readFileSync('/etc/shadow', 'utf8').split('\n').find((line) => line.startsWith(`${SSHD_USER}:`))!;
+  const passwordHash = HASHES[shadow.split(':')[1]!.split('$')[1]!] ?? 'unknown';
+
+  const hostKey = join(dir, 'sshd_host_ed25519_key');
+  run('ssh-keygen', ['-q', '-N', '', '-t', 'ed25519', '-f', hostKey]);
+  mkdirSync(join(dir, 'sshd_authorized_keys'), { mode: 0o755 });
+  writeFileSync(join(dir, 'sshd_authorized_keys', SSHD_USER), publicKey, { mode: 0o644 });
+  const force = join(dir, 'sshd_force_command');
+  writeFileSync(force, [
+    '#!/bin/sh',
+    '[ -n "$SSH_ORIGINAL_COMMAND" ] && exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"',
+    "printf 'This session is very simple. Goodbye!\\r\\n'",
+    '',
+  ].join('\n'), { mode: 0o755 });
+
+  const port = await freePort();
+  const config = join(dir, 'sshd_config');
+  writeFileSync(config, [
+    `Port ${port}`,
+    'ListenAddress 127.0.0.1',
+    `HostKey ${hostKey}`,
+    'PidFile none',
+    'UsePAM no',
+    'StrictModes no',
+    `AuthorizedKeysFile ${join(dir, 'sshd_authorized_keys', '%u')}`,
+    'PasswordAuthentication yes',
+    'KbdInteractiveAuthentication no',
+    'PubkeyAuthentication yes',
+    `AllowUsers ${SSHD_USER}`,
+    `ForceCommand ${force}`,
+    'UseDNS no',
+    'PrintMotd no',
+    'PrintLastLog no',
+    // As the steps: at most 10 connections logging in at once (sshd's default refuses some from the 11th).
+    'MaxStartups 10',
+    '',
+  ].join('\n'));
+  mkdirSync('/run/sshd', { recursive: true }); // Debian's sshd wants its privilege-separation folder
+  const version = spawnSync(sshdPath, ['-V'], { encoding: 'utf8' }).stderr.split(',')[0]!.trim();
+  const child = spawn(sshdPath, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let errors = '';
+  const collect = (chunk: Buffer) => (errors += chunk);
+  child.stderr!.on('data', collect);
+  const stop = () => {
+    child.kill();
+    spawnSync('userdel', [SSHD_USER]);
+  };
+  process.on('exit', stop);
+  await new Promise<void>((resolve, reject) => {
+    const started = Date.now();
+    const check = () => {
+      if (child.exitCode !== null) return reject(new Error(`sshd exited: ${errors.trim()}`));
+      if (/Server listening on/.test(errors)) return resolve();
+      if (Date.now() - started > 10_000) return reject(new Error(`sshd did not start: ${errors.trim()}`));
+      setTimeout(check, 20);
+    };
+    check();
+  });
+  // What it logs for each connection is not kept, but it is read: a pipe nobody reads would fill up and stop it.
+  child.stderr!.off('data', collect).resume();
+  return { port, pid: child.pid!, process: child, password, passwordHash, version, stop };
+}
+
+/** The process and every process below it (sshd forks two for each connection, and the shell below those). */
+export function processTree(pid: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(parents.get(tree[i]!) ?? []));
+  return tree;
+}
