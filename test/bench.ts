@@ -233,25 +233,36 @@ async function throughput(server: Server, config: ConnectConfig, command: string
 
 /**
  * Where a step's main thread spent its time (from the largest `--cpu-prof` profile in `dir`): the functions with
- * the most time of their own, in milliseconds per session.
+ * the most time of their own, in milliseconds per session, each with the nearest code that is not Node.js's own
+ * below it on the stack (ssh2, tsx, or the step and shared/), which tells whose work it is.
  */
 function printProfile(name: string, dir: string, sessions: number) {
   const [file] = readdirSync(dir).map((each) => join(dir, each)).sort((a, b) => statSync(b).size - statSync(a).size);
   if (!file) return progress(`${name}: no profile was written in ${dir}`);
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as {
-    nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
-    samples: number[];
-    timeDeltas: number[];
+  type Node = { id: number; callFrame: { functionName: string; url: string }; children?: number[] };
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
+  const msByNode = new Map<number, number>();
+  profile.samples.forEach((id, i) => msByNode.set(id, (msByNode.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000));
+  const parents = new Map<number, Node>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node);
+  const fileOf = (url: string) => url.replace(/^.*node_modules\//, '').replace(`file://${root}`, '');
+  /** The nearest frame, from this one down the stack, in a file that is not part of Node.js. */
+  const owner = (node: Node): string => {
+    for (let at: Node | undefined = node; at; at = parents.get(at.id)) {
+      const { url } = at.callFrame;
+      if (url && !url.startsWith('node:')) return fileOf(url);
+    }
+    return '';
   };
-  const byNode = new Map<number, number>();
-  profile.samples.forEach((id, i) => byNode.set(id, (byNode.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000));
   const byFunction = new Map<string, number>();
-  for (const { id, callFrame: frame } of profile.nodes) {
-    const where = frame.url.replace(/^.*node_modules\//, '').replace(`file://${root}`, '');
-    const key = `${frame.functionName || '(anonymous)'} ${where ? `${where}:${frame.lineNumber + 1}` : ''}`.trim();
-    byFunction.set(key, (byFunction.get(key) ?? 0) + (byNode.get(id) ?? 0));
+  for (const node of profile.nodes) {
+    const ms = msByNode.get(node.id) ?? 0;
+    const fn = node.callFrame.functionName || '(anonymous)';
+    if (ms === 0 || fn === '(idle)') continue;
+    const from = owner(node);
+    const key = from ? `${fn}, from ${from}` : fn;
+    byFunction.set(key, (byFunction.get(key) ?? 0) + ms);
   }
-  byFunction.delete('(idle)');
   const busy = [...byFunction.values()].reduce((a, b) => a + b, 0);
   console.log(`\n${name}: main thread busy ${(busy / sessions).toFixed(2)} ms per session (${sessions} sessions, ` +
     `start-up included; ${file}). Most time of their own, ms per session:`);
@@ -328,7 +339,12 @@ let sshd: Awaited<ReturnType<typeof startSshd>> | undefined;
 if ('why' in sshdPath) {
   progress(`sshd left out: ${sshdPath.why}; measuring the steps alone`);
 } else {
-  sshd = await startSshd(sshdPath.path, dir, userPublicKey);
+  sshd = await startSshd(sshdPath.path, dir, userPublicKey).catch((err: Error) => {
+    progress(`sshd left out: ${err.message}; measuring the steps alone`);
+    return undefined;
+  });
+}
+if (sshd) {
   const server = { port: sshd.port, pid: sshd.pid, stop: async () => {} };
   subjects.push(
     { name: 'sshd, password', start: async () => server, config: { username: SSHD_USER, password: sshd.password }, memory: false },

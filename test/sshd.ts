@@ -56,6 +56,8 @@ export async function startSshd(sshdPath: string, dir: string, publicKey: string
   chmodSync(dir, 0o755);
   spawnSync('userdel', [SSHD_USER]); // left over from a bench that was killed
   run('useradd', ['--no-create-home', '--home-dir', dir, '--shell', '/bin/sh', SSHD_USER]);
+  const removeUser = () => spawnSync('userdel', [SSHD_USER]);
+  process.on('exit', removeUser);
   const password = randomBytes(12).toString('base64url');
   run('chpasswd', [], `${SSHD_USER}:${password}\n`);
   const shadow = readFileSync('/etc/shadow', 'utf8').split('\n').find((line) => line.startsWith(`${SSHD_USER}:`))!;
@@ -103,9 +105,9 @@ export async function startSshd(sshdPath: string, dir: string, publicKey: string
   child.stderr!.on('data', collect);
   const stop = () => {
     child.kill();
-    spawnSync('userdel', [SSHD_USER]);
+    removeUser();
   };
-  process.on('exit', stop);
+  process.on('exit', () => child.kill());
   await new Promise<void>((resolve, reject) => {
     const started = Date.now();
     const check = () => {
