@@ -1,8 +1,10 @@
 // `npm run bench`: what the steps cost, side by side with OpenSSH's sshd, measured on this machine in one run.
-// Not a test: it asserts nothing, it measures. Options: --runs N (default 3; each figure is the median),
-// --seconds S (length of each session-rate run, default 4), --json FILE (all figures, for keeping), --profile DIR
-// (runs the steps with `node --cpu-prof`, writes their profiles to DIR and prints where their time goes), --only
-// TEXT (session rates and memory of only the servers whose names hold TEXT, such as "step 09").
+// Not a test: it asserts nothing, it measures. Options:
+//   --runs N        runs of each figure, whose median is reported (default 3)
+//   --seconds S     length of each session-rate run (default 4)
+//   --json FILE     where to write all the figures (default: a new file in the system's temporary folder)
+//   --profile DIR   run the steps under `node --cpu-prof`, keep the profiles in DIR, print where time goes
+//   --only TEXT     session rates and memory of only the servers whose names hold TEXT, such as "step 09"
 //
 // Starts the servers itself: step 03 (password: from the demo file, from an scrypt-hashed file, and with Nagle's
 // algorithm left on by test/nagle-on.ts), step 09 (public key), step 08 (exec cat), and sshd with a config, host
@@ -12,7 +14,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
@@ -21,17 +23,29 @@ import { hashPassword } from '../shared/passwords.ts';
 import { root, temporaryDir } from './helpers.ts';
 import { findSshd, processTree, SSHD_USER, startSshd } from './sshd.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '3' },
-    seconds: { type: 'string', default: '4' },
-    json: { type: 'string' },
-    profile: { type: 'string' },
-    only: { type: 'string' },
-  },
-});
+function options() {
+  try {
+    return parseArgs({
+      options: {
+        runs: { type: 'string', default: '3' },
+        seconds: { type: 'string', default: '4' },
+        json: { type: 'string' },
+        profile: { type: 'string' },
+        only: { type: 'string' },
+      },
+    }).values;
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT)`);
+    process.exit(1);
+  }
+}
+const args = options();
 const RUNS = Number(args.runs);
 const SECONDS = Number(args.seconds);
+if (!Number.isInteger(RUNS) || RUNS < 1 || !(SECONDS > 0)) {
+  console.error('bench: --runs takes a whole number from 1, and --seconds a number above 0');
+  process.exit(1);
+}
 const IDLE_SESSIONS = 1000;
 const CAT_BYTES = 256 * 1024 * 1024;
 
@@ -473,5 +487,8 @@ results.comparisons = Object.fromEntries(comparisons.map((comparison) => [compar
   value: comparison[1], target: comparison[2]?.join(' ') ?? null, met: met(comparison) || null,
 }]));
 console.log(`median of ${RUNS} runs, ${SECONDS} s each for session rates; machine: ${JSON.stringify(results.machine)}`);
-if (args.json) writeFileSync(args.json, `${JSON.stringify(results, null, 2)}\n`);
+// All the figures, as JSON: where --json says, or in the system's temporary folder.
+const jsonFile = args.json ?? join(tmpdir(), `conch-steps-bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
+console.log(`all figures: ${jsonFile}`);
 process.exit(0);
