@@ -54,7 +54,12 @@ const HASHES: Record<string, string> = { y: 'yescrypt', '6': 'sha512crypt', '5':
 export async function startSshd(sshdPath: string, dir: string, publicKey: string): Promise<Sshd> {
   // The folder is read by sshd as the user (authorized keys, the forced command), so it must be open to it.
   chmodSync(dir, 0o755);
-  spawnSync('userdel', [SSHD_USER]); // left over from a bench that was killed
+  // A user of that name whose home is one of the bench's temporary folders was left by a bench that was killed.
+  const existing = readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith(`${SSHD_USER}:`));
+  if (existing && !existing.includes('/conch-steps-test-')) {
+    throw new Error(`a user ${SSHD_USER} exists already, and is not the bench's: the bench leaves it alone`);
+  }
+  if (existing) spawnSync('userdel', [SSHD_USER]);
   run('useradd', ['--no-create-home', '--home-dir', dir, '--shell', '/bin/sh', SSHD_USER]);
   const removeUser = () => spawnSync('userdel', [SSHD_USER]);
   process.on('exit', removeUser);
