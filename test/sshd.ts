@@ -1,6 +1,6 @@
 // OpenSSH's sshd for `npm run bench`: started on loopback with a config, host key and user of the bench's own, so
 // that it is measured beside the steps doing the same work. Nothing here touches the machine's own sshd.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -12,7 +12,6 @@ export const SSHD_USER = 'conch-bench';
 export interface Sshd {
   port: number;
   pid: number;
-  process: ChildProcess;
   password: string;
   /** How the system stored the user's password (`yescrypt`, `sha512crypt`, ...). */
   passwordHash: string;
@@ -125,7 +124,7 @@ export async function startSshd(sshdPath: string, dir: string, publicKey: string
   });
   // What it logs for each connection is not kept, but it is read: a pipe nobody reads would fill up and stop it.
   child.stderr!.off('data', collect).resume();
-  return { port, pid: child.pid!, process: child, password, passwordHash, version, stop };
+  return { port, pid: child.pid!, password, passwordHash, version, stop };
 }
 
 /** The process and every process below it (sshd forks two for each connection, and the shell below those). */
