@@ -1,0 +1,111 @@
+// The fixes to ssh2 itself, in shared/patches/ (applied by `npm install`), each tested on its own: an ssh2 server
+// in this process, so that its state can be looked at, and an ssh2 client that sends what OpenSSH never would.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import ssh2 from 'ssh2';
+import type { Algorithms, Connection, ServerChannel } from 'ssh2';
+import { newHostKey } from '../shared/host-keys.ts';
+import { waitFor } from './helpers.ts';
+
+// Compression too: a closed zlib stream was what threw first.
+const algorithms: Algorithms = { compress: ['zlib@openssh.com'] };
+
+/** The protocol object of ssh2's client and server connections: the patched code, and messages to send raw. */
+interface RawProtocol {
+  session(chan: number, window: number, packetSize: number): void;
+  exec(chan: number, command: string, wantReply: boolean): void;
+  channelClose(chan: number): void;
+  channelData(chan: number, data: Buffer): void;
+}
+const raw = (client: ssh2.Client) => (client as unknown as { _protocol: RawProtocol })._protocol;
+const channelCount = (connection: Connection) => (connection as unknown as { _chanMgr: { _count: number } })._chanMgr._count;
+
+describe('the ssh2 patch', { timeout: 60_000 }, () => {
+  const connections: Connection[] = [];
+  const execs: { command: string; channel: ServerChannel }[] = [];
+  let port = 0;
+  const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms }, (connection) => {
+    connections.push(connection);
+    connection.on('error', () => {});
+    connection.on('authentication', (ctx) => ctx.accept());
+    connection.on('session', (accept) => {
+      accept().on('exec', (acceptExec, reject, { command }) => execs.push({ command, channel: acceptExec() }));
+    });
+  });
+  before(async () => {
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as { port: number }).port;
+  });
+  after(() => {
+    for (const connection of connections) connection.end();
+    server.close();
+  });
+
+  async function login(): Promise<{ client: ssh2.Client; connection: Connection }> {
+    const before = connections.length;
+    const client = new ssh2.Client();
+    client.on('error', () => {});
+    client.connect({ host: '127.0.0.1', port, username: 'anyone', algorithms });
+    await once(client, 'ready');
+    return { client, connection: connections[before]! };
+  }
+
+  function exec(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
+    return new Promise((resolve, reject) => client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))));
+  }
+
+  test('sending on a channel after its connection is gone does nothing, and throws nothing', async () => {
+    const { client, connection } = await login();
+    await exec(client, 'first');
+    const { channel } = execs.at(-1)!;
+    client.destroy();
+    await once(connection, 'close');
+    // Unpatched, the first of these threw "Invalid Zlib instance" (or "Instance unusable" without compression).
+    channel.write('late');
+    channel.stderr.write('late');
+    channel.exit(0);
+    channel.end();
+    channel.close();
+    connection.end();
+  });
+
+  test('a second exec on one session is refused, and the step is not asked again', async () => {
+    const { client } = await login();
+    const channel = await exec(client, 'first');
+    const count = execs.length;
+    raw(client).exec(channel.outgoing.id!, 'second', true);
+    // The connection goes on: a new session still runs its command.
+    await exec(client, 'third');
+    assert.deepEqual(execs.slice(count - 1).map((e) => e.command), ['first', 'third']);
+    client.end();
+  });
+
+  test('a session closed before any request is freed, and its close confirmed', async () => {
+    const { client, connection } = await login();
+    for (let i = 0; i < 200; i++) {
+      raw(client).session(1000 + i, 2 ** 21, 2 ** 15);
+    }
+    await waitFor('200 sessions open', () => channelCount(connection) === 200 || undefined);
+    // The server numbers its channels from 0, in the order they were opened.
+    for (let i = 0; i < 200; i++) raw(client).channelClose(i);
+    await waitFor('every session freed', () => channelCount(connection) === 0 || undefined);
+    client.end();
+  });
+
+  test('data beyond the window the server gave is dropped', async () => {
+    const { client } = await login();
+    const channel = await exec(client, 'never reads');
+    const serverSide = execs.at(-1)!.channel;
+    serverSide.pause();
+    // 16 MiB, whatever the window says (the server gave 2 MiB and adjusts it only as it reads), in chunks that
+    // do not divide the window: unpatched, ssh2 stopped only at a window of exactly 0, and went below it.
+    const chunk = Buffer.alloc(32 * 1024 - 1, 'x');
+    for (let i = 0; i < 512; i++) raw(client).channelData(channel.outgoing.id!, chunk);
+    await exec(client, 'after'); // everything sent before this has been read by the server
+    // The window (2 MiB) and one adjustment of it (1 MiB), no more: unpatched, all 16 MiB.
+    assert.ok(serverSide.readableLength <= 4 * 1024 * 1024, `${serverSide.readableLength} bytes held`);
+    client.end();
+  });
+});
