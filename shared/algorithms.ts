@@ -9,8 +9,8 @@ export const algorithms: Algorithms = {
     // its own, curve25519-sha256, and it believes it guessed the key exchange in advance; this order avoids that.
     'curve25519-sha256@libssh.org',
     'curve25519-sha256',
-    'diffie-hellman-group16-sha512',
-    'diffie-hellman-group18-sha512',
+    // No finite-field Diffie-Hellman: a client can ask for an 8192-bit exchange that costs the server far more
+    // work than it costs the client. Every current client speaks Curve25519.
   ],
   serverHostKey: ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256'],
   cipher: [
@@ -23,5 +23,7 @@ export const algorithms: Algorithms = {
   ],
   // Only encrypt-then-MAC. (With the AEAD ciphers above, chacha20 and GCM, no separate MAC is used at all.)
   hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com'],
-  compress: ['none', 'zlib@openssh.com'],
+  // No compression. Inflating what a client sends has no bound in ssh2 (a packet may grow some thirty times), and
+  // on today's links it saves little; OpenSSH's `ssh -C` then simply goes without.
+  compress: ['none'],
 };

@@ -1,6 +1,6 @@
 // The server's host keys: made once, on the first run of any step, then reused so that clients keep trusting them.
 import { createHash, createPublicKey } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
@@ -19,6 +19,7 @@ const COMMENT = 'conch-steps';
  */
 export function readHostKeys(): EncryptedPrivateKey[] {
   const dir = process.env.HOST_KEYS_DIR || fileURLToPath(new URL('../keys/', import.meta.url));
+  refuseIfWorldWritable(dir);
   const keys = [
     readOrCreate(join(dir, 'ssh_host_ed25519_key'), 'ed25519'),
     readOrCreate(join(dir, 'ssh_host_rsa_key'), 'rsa'),
@@ -48,6 +49,20 @@ function readOrCreate(path: string, type: 'ed25519' | 'rsa') {
   return { key: decodeOnce(key) };
 }
 
+/** Stops the step if every user may write to the folder: anyone could plant a key, or a link, there. */
+function refuseIfWorldWritable(dir: string): void {
+  let mode: number;
+  try {
+    mode = statSync(dir).mode;
+  } catch {
+    return; // not there yet: it will be made, as ours
+  }
+  if (mode & 0o002) {
+    fail(`the host key folder ${shown(dir)} can be written by every user, who could plant a key or a link in it; `
+      + `make it yours: chmod o-w ${shown(dir)}`);
+  }
+}
+
 /**
  * Writes a new key under a name of its own, then links it into place. The link fails if another step, started at
  * the same moment, got there first; either way every step then reads the one key that won.
@@ -56,7 +71,8 @@ function create(path: string, type: 'ed25519' | 'rsa'): string {
   const temporary = `${path}.${process.pid}.new`;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(temporary, newHostKey(type), { mode: 0o600 });
+    // 'wx': a new file or nothing, never through a link someone left under that name.
+    writeFileSync(temporary, newHostKey(type), { mode: 0o600, flag: 'wx' });
     linkSync(temporary, path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') fail(`cannot create host key ${shown(path)}: ${explain(err)}`);
@@ -81,12 +97,26 @@ export function newHostKey(type: 'ed25519' | 'rsa'): string {
   return fail(`cannot make an ${type} host key that ssh2 reads back`);
 }
 
+/** A private key's text, or undefined if there is no such file. Refused if other users may read or write it. */
 function readKeyFile(path: string): string | undefined {
+  let fd: number;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     return fail(`cannot read host key ${shown(path)}: ${explain(err)}`);
+  }
+  try {
+    const mode = fstatSync(fd).mode & 0o777;
+    if (mode & 0o077) {
+      fail(`host key ${shown(path)} can be read or changed by other users (mode ${mode.toString(8).padStart(4, '0')}), `
+        + `as sshd refuses too; make it yours alone: chmod 600 ${shown(path)}`);
+    }
+    return readFileSync(fd, 'utf8');
+  } catch (err) {
+    return fail(`cannot read host key ${shown(path)}: ${explain(err)}`);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -99,7 +129,7 @@ function writePublicKey(path: string, line: string): void {
   }
   const temporary = `${path}.${process.pid}.new`;
   try {
-    writeFileSync(temporary, line, { mode: 0o644 });
+    writeFileSync(temporary, line, { mode: 0o644, flag: 'wx' });
     renameSync(temporary, path);
   } catch (err) {
     fail(`cannot write ${shown(path)}: ${explain(err)}`);

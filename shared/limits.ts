@@ -1,12 +1,13 @@
 // The limits every connection lives under, as sshd's settings of the same names set them: how long it may take
-// to log in, how many connections may be logging in at once, how many failed logins one may make, and how a
-// logged-in client that has gone away is noticed. The numbers come from shared/options.ts.
+// to log in, how many connections may be logging in at once (in all, and from one address), how many failed
+// logins one may make, how many sessions one may open, how many may be logged in at once, and how a logged-in
+// client that has gone away is noticed. The numbers come from shared/options.ts.
 import type { Socket } from 'node:net';
 import ssh2 from 'ssh2';
-import type { AuthContext, ClientInfo, Connection } from 'ssh2';
+import type { AuthContext, ClientInfo, Connection, Session } from 'ssh2';
 import { address, log } from './log.ts';
 import { limits } from './options.ts';
-import { penaltyFor } from './penalties.ts';
+import { countFailure, penalizeSource, penaltyFor, sourceRefused } from './penalties.ts';
 
 /**
  * Pings each logged-in client every `KEEPALIVE_INTERVAL` seconds, and closes its connection after
@@ -18,37 +19,66 @@ export function setKeepalive(): void {
 }
 
 let loggingIn = 0;
+let loggedIn = 0;
+/** How many connections each address has logging in now. */
+const loggingInFrom = new Map<string, number>();
 /** For each connection still logging in (by its address): what to call once it has. */
 const finishers = new Map<string, () => void>();
 
 /**
- * Admits a new TCP connection and starts its `LOGIN_GRACE_TIME` clock, or closes it at once when
- * `MAX_STARTUPS` connections are already logging in. Returns whether it was admitted.
+ * Admits a new TCP connection and starts its `LOGIN_GRACE_TIME` clock, or closes it at once (with a log line)
+ * when its address is serving a penalty, when `PER_SOURCE_MAX_STARTUPS` connections from its address are already
+ * logging in, when `MAX_CONNECTIONS` are logged in, or by `MAX_STARTUPS` (START:RATE:FULL): from START connections
+ * logging in, a new one is refused with a chance of RATE%, rising to 100% at FULL. Returns whether it was admitted.
  */
 export function admit(socket: Socket): boolean {
   const peer = { ip: socket.remoteAddress, port: socket.remotePort };
-  if (loggingIn >= limits.maxStartups) {
-    log(peer, `refused: ${loggingIn} connections are already logging in (MAX_STARTUPS)`);
+  const ip = peer.ip ?? 'unknown';
+  const fromHere = loggingInFrom.get(ip) ?? 0;
+  const { start, rate, full } = limits.maxStartups;
+  const dropChance = loggingIn < start ? 0
+    : loggingIn >= full ? 1 : (rate + ((100 - rate) * (loggingIn - start)) / (full - start)) / 100;
+  const why = sourceRefused(ip) ? 'this address is serving a penalty for connections that did not log in'
+    : fromHere >= limits.perSourceMaxStartups
+      ? `${fromHere} connections from this address are already logging in (PER_SOURCE_MAX_STARTUPS)`
+      : loggedIn >= limits.maxConnections ? `${loggedIn} connections are logged in (MAX_CONNECTIONS)`
+        : Math.random() < dropChance ? `${loggingIn} connections are already logging in (MAX_STARTUPS)`
+          : undefined;
+  if (why) {
+    log(peer, `refused: ${why}`);
     socket.destroy();
     return false;
   }
   loggingIn += 1;
+  loggingInFrom.set(ip, fromHere + 1);
+  let graceExceeded = false;
   const clock = limits.loginGraceTime === 0 ? undefined : setTimeout(() => {
     log(peer, `not logged in after ${limits.loginGraceTime} s (LOGIN_GRACE_TIME): closing`);
+    graceExceeded = true;
     socket.destroy();
   }, limits.loginGraceTime * 1000);
   const key = address(peer.ip, peer.port);
   let finished = false;
-  const finish = () => {
+  const finish = (success: boolean) => {
     if (finished) return;
     finished = true;
     clearTimeout(clock);
     loggingIn -= 1;
+    const left = loggingInFrom.get(ip)! - 1;
+    if (left === 0) loggingInFrom.delete(ip);
+    else loggingInFrom.set(ip, left);
     finishers.delete(key);
+    if (success) {
+      loggedIn += 1;
+      socket.once('close', () => (loggedIn -= 1));
+      return;
+    }
+    const refusedFor = penalizeSource(ip, graceExceeded);
+    if (refusedFor) log(peer, `its connections keep ending without logging in: the address is refused for ${refusedFor} s`);
   };
-  finishers.set(key, finish);
+  finishers.set(key, () => finish(true));
   // A connection stops counting as "logging in" when it has logged in, or when it closes.
-  socket.once('close', finish);
+  socket.once('close', () => finish(false));
   return true;
 }
 
@@ -71,6 +101,8 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
     ctx.reject = (methodsLeft, isPartial) => {
       if (ctx.method === 'none') return reject(methodsLeft, isPartial);
       failures += 1;
+      const total = countFailure(info.ip);
+      if (total) console.log(`all addresses: ${total}`);
       const answer = () => {
         if (closed) return;
         if (failures < limits.maxAuthTries) return reject(methodsLeft, isPartial);
@@ -89,5 +121,33 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
     if (closed) return;
     log(info, `authenticated as ${username}`);
     finishers.get(address(info.ip, info.port))?.();
+  });
+}
+
+/**
+ * Lets a connection have at most `MAX_SESSIONS` session channels open at once (as sshd's MaxSessions): the
+ * step's 'session' listeners see a new session only below that number; above it, ssh2 refuses the channel.
+ * The first refusal on a connection is logged; more are counted by the log.
+ */
+export function limitSessions(client: Connection, info: ClientInfo): void {
+  // With no listener of the step's, ssh2 refuses every session itself, and that stays so.
+  const stepListeners = client.listeners('session') as ((accept: () => Session, reject: () => void) => void)[];
+  if (stepListeners.length === 0) return;
+  client.removeAllListeners('session');
+  let open = 0;
+  client.on('session', (accept: () => Session | undefined, reject: () => void) => {
+    if (open >= limits.maxSessions) {
+      log(info, `refused a session: ${open} are open on this connection (MAX_SESSIONS)`);
+      return reject();
+    }
+    const counted = () => {
+      const session = accept();
+      if (session) {
+        open += 1;
+        session.once('close', () => (open -= 1));
+      }
+      return session as Session;
+    };
+    for (const listener of stepListeners) listener(counted, reject);
   });
 }

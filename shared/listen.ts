@@ -2,7 +2,7 @@
 import { createServer, type Socket } from 'node:net';
 import type { Server } from 'ssh2';
 import { explain, fail } from './errors.ts';
-import { admit, setKeepalive, watchLogins } from './limits.ts';
+import { admit, limitSessions, setKeepalive, watchLogins } from './limits.ts';
 import { address, log } from './log.ts';
 import { options } from './options.ts';
 
@@ -19,7 +19,9 @@ export function listen(server: Server): void {
     // end this connection, which ssh2 does by itself once the error is reported.
     client.on('error', (err) => log(info, `error: ${err.message}`));
     watchLogins(client, info);
+    limitSessions(client, info);
   });
+  catchTheRest();
 
   // We listen ourselves rather than with server.listen(): ssh2 reports a connection only once the client has
   // sent its SSH version line, and we want to log (and set up) every connection from its first byte.
@@ -43,7 +45,13 @@ export function listen(server: Server): void {
 
   listener.on('error', (err: NodeJS.ErrnoException) => {
     // Once listening, an error (such as running out of file descriptors) loses one connection, not the server.
-    if (listener.listening) return console.log(`listener error: ${err.message}`);
+    if (listener.listening) {
+      if (err.code === 'EMFILE' || err.code === 'ENFILE') {
+        return console.log(`cannot accept a connection: out of file descriptors with ${sockets.size} open `
+          + '(raise the limit with ulimit -n, or lower MAX_CONNECTIONS)');
+      }
+      return console.log(`listener error: ${err.message}`);
+    }
     const where = address(options.host, options.port);
     if (err.code === 'EADDRINUSE') fail(`cannot listen on ${where}: the port is in use (choose another with --port)`);
     if (err.code === 'EADDRNOTAVAIL') fail(`cannot listen on ${where}: this machine has no such address`);
@@ -64,4 +72,19 @@ export function listen(server: Server): void {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+}
+
+/**
+ * The last net under everything else: an exception or a rejected promise that nothing handled is logged, and the
+ * step goes on serving its other clients, instead of ending. Nothing a client does should ever get this far; the
+ * tests treat an `internal error` line as a failure.
+ */
+function catchTheRest(): void {
+  if (process.listenerCount('uncaughtException') > 0) return;
+  const report = (err: unknown) => {
+    const text = err instanceof Error ? err.stack ?? err.message : String(err);
+    console.log(`internal error (the step goes on serving): ${text.split('\n').slice(0, 3).join(' | ')}`);
+  };
+  process.on('uncaughtException', report);
+  process.on('unhandledRejection', report);
 }

@@ -1,12 +1,56 @@
 // The server's log: one line an event, on standard output, starting with the client's address.
+//
+// Clients choose some of what is logged (a disconnect message, a user name, an error's text), so every message is
+// made safe first: control characters and Unicode direction overrides are escaped, so no client can start a line
+// of its own or hide text; each message is cut at MAX_MESSAGE characters; and a message that repeats from one
+// connection is printed once, then counted.
 
-/** Prints `127.0.0.1:51848 MESSAGE` (or `[::1]:51848 MESSAGE`), naming the connection the line is about. */
+const MAX_MESSAGE = 300;
+
+/** For each connection: its last message and how many times it came again since it was printed. */
+const last = new Map<string, { message: string; repeats: number }>();
+
+/**
+ * Prints `127.0.0.1:51848 MESSAGE` (or `[::1]:51848 MESSAGE`), naming the connection the line is about. The same
+ * message again from the same connection is not printed; the next different one (or the connection's close)
+ * first says `(previous message repeated N more times)`.
+ */
 export function log(from: { ip?: string | undefined; port?: number | undefined }, message: string): void {
-  console.log(`${address(from.ip, from.port)} ${message}`);
+  const who = address(from.ip, from.port);
+  const text = safe(message);
+  const previous = last.get(who);
+  if (previous?.message === text) {
+    previous.repeats += 1;
+    return;
+  }
+  if (previous && previous.repeats > 0) console.log(`${who} (previous message repeated ${previous.repeats} more times)`);
+  console.log(`${who} ${text}`);
+  if (text === 'connection closed') last.delete(who);
+  else last.set(who, { message: text, repeats: 0 });
 }
 
 /** `127.0.0.1:2022`, or `[::1]:2022` for an IPv6 address. */
 export function address(host: string | undefined, port: number | undefined): string {
   const name = host ?? 'unknown';
   return `${name.includes(':') ? `[${name}]` : name}:${port ?? '?'}`;
+}
+
+/**
+ * A message fit for one log line: control characters (C0, DEL, C1), line and paragraph separators and
+ * bidirectional controls written as `\xNN` or `\u{NNNN}`, a backslash as `\\`, and at most MAX_MESSAGE characters
+ * of the original, then `... (N more characters)`.
+ */
+export function safe(message: string): string {
+  const chars = [...message];
+  const kept = chars.length > MAX_MESSAGE ? chars.slice(0, MAX_MESSAGE) : chars;
+  let text = '';
+  for (const char of kept) {
+    const code = char.codePointAt(0)!;
+    if (char === '\\') text += '\\\\';
+    else if (code < 0x20 || (code >= 0x7f && code < 0xa0)) text += `\\x${code.toString(16).padStart(2, '0')}`;
+    else if (/[\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]/u.test(char)) {
+      text += `\\u{${code.toString(16)}}`;
+    } else text += char;
+  }
+  return chars.length > kept.length ? `${text}... (${chars.length - kept.length} more characters)` : text;
 }

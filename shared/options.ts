@@ -19,9 +19,15 @@ Environment:
                        default: keys/authorized_keys/)
   MAX_AUTH_TRIES       failed logins a connection may make before it is closed (default: 6)
   LOGIN_GRACE_TIME     seconds a connection has to log in (default: 120; 0: no limit)
-  MAX_STARTUPS         connections that may be logging in at once (default: 10)
+  MAX_STARTUPS         connections that may be logging in at once, as START:RATE:FULL (default: 10:30:100):
+                       from START on, a new one is refused with a chance of RATE%, rising to 100% at FULL
+  PER_SOURCE_MAX_STARTUPS  connections from one address that may be logging in at once (default: 5)
+  MAX_SESSIONS         sessions one connection may have open at once (default: 10)
+  MAX_CONNECTIONS      logged-in connections the step serves at once (default: 1000)
   AUTH_PENALTY_MAX     the longest delay, in seconds, before answering an address that keeps failing
                        to log in (default: 8; 0: no delay)
+  SOURCE_PENALTY_MAX   the longest time, in seconds, that an address whose connections keep ending without
+                       logging in is refused (default: 600; 0: never refused)
   KEEPALIVE_INTERVAL   seconds between checks that a logged-in client is still there (default: 15)
   KEEPALIVE_COUNT_MAX  unanswered checks before the connection is closed (default: 3)
 `;
@@ -64,12 +70,27 @@ function setting(name: string, fallback: number, min: number): number {
   return Number(text);
 }
 
+/** `MAX_STARTUPS` as sshd reads MaxStartups: `START:RATE:FULL`, or one number N, meaning N:100:N. */
+function startups(): { start: number; rate: number; full: number } {
+  const text = process.env.MAX_STARTUPS || '10:30:100';
+  const match = /^(\d+)(?::(\d+):(\d+))?$/.exec(text);
+  const [start, rate, full] = match ? [Number(match[1]), Number(match[2] ?? 100), Number(match[3] ?? match[1])] : [];
+  if (!match || start! < 1 || rate! > 100 || full! < start!) {
+    fail(`MAX_STARTUPS must be a number of at least 1, or START:RATE:FULL with RATE at most 100 and FULL at least START, not "${text}"`);
+  }
+  return { start: start!, rate: rate!, full: full! };
+}
+
 /** The limits that protect every step, as sshd's settings of the same names do (see the README). */
 export const limits = {
   maxAuthTries: setting('MAX_AUTH_TRIES', 6, 1),
   loginGraceTime: setting('LOGIN_GRACE_TIME', 120, 0),
-  maxStartups: setting('MAX_STARTUPS', 10, 1),
+  maxStartups: startups(),
+  perSourceMaxStartups: setting('PER_SOURCE_MAX_STARTUPS', 5, 1),
+  maxSessions: setting('MAX_SESSIONS', 10, 1),
+  maxConnections: setting('MAX_CONNECTIONS', 1000, 1),
   authPenaltyMax: setting('AUTH_PENALTY_MAX', 8, 0),
+  sourcePenaltyMax: setting('SOURCE_PENALTY_MAX', 600, 0),
   keepaliveInterval: setting('KEEPALIVE_INTERVAL', 15, 0),
   keepaliveCountMax: setting('KEEPALIVE_COUNT_MAX', 3, 0),
 };

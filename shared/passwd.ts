@@ -4,7 +4,7 @@
 // that is a pipe. The user's line is replaced where it stands, or added at the end; every other line stays
 // byte for byte as it was. The new file is written beside the old one and renamed over it, so a crash halfway
 // leaves the old file whole.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, statSync, writeSync } from 'node:fs';
 import { explain, fail, shown } from './errors.ts';
 import { hashPassword, passwordFilePath } from './passwords.ts';
 
@@ -37,12 +37,22 @@ if (index === -1) {
 writeAtomically(path, lines.join(''));
 console.log(`${index === -1 ? 'added' : 'changed'} the password of ${username} in ${shown(path)} (scrypt)`);
 
-/** Writes `content` to a new file beside `path`, flushes it to disk, then renames it over `path`. */
-function writeAtomically(path: string, content: string): void {
+/**
+ * Writes `content` to a new file beside `path`, flushes it to disk, then renames it over `path`. When `path` is a
+ * symbolic link, the file it points to is the one replaced, and the link stays. The file keeps its mode, less
+ * anything beyond 0600: other users have no business reading password hashes.
+ */
+function writeAtomically(link: string, content: string): void {
+  let path = link;
+  try {
+    path = realpathSync(link);
+  } catch {
+    // a new file
+  }
   const temporary = `${path}.${process.pid}.new`;
   let mode = 0o600;
   try {
-    mode = statSync(path).mode & 0o777;
+    mode = statSync(path).mode & 0o600;
   } catch {
     // a new file: readable by its owner only
   }

@@ -36,3 +36,59 @@ export function penaltyFor(ip: string, onFirstPenalty: (maxSeconds: number) => v
   if (beyond === 1) onFirstPenalty(limits.authPenaltyMax);
   return Math.min(max, FIRST_DELAY_MS * 2 ** (beyond - 1));
 }
+
+// Addresses whose connections keep ending without logging in (holding MAX_STARTUPS places, scanning, or
+// guessing), as sshd's PerSourcePenalties treats them: each such connection adds to the address's penalty, and
+// once the penalty has grown to PENALTY_MIN seconds, new connections from it are refused until it has run out.
+const NOAUTH_SECONDS = 1;
+const GRACE_EXCEEDED_SECONDS = 10;
+const PENALTY_MIN_SECONDS = 15;
+
+const sources = new Map<string, { until: number; enforced: boolean }>();
+
+/**
+ * Notes that a connection from `ip` ended without logging in (`graceExceeded`: it was still trying when
+ * LOGIN_GRACE_TIME ran out) and returns the seconds the address is now refused for, or 0. The penalty never
+ * exceeds `SOURCE_PENALTY_MAX` seconds.
+ */
+export function penalizeSource(ip: string, graceExceeded: boolean): number {
+  const max = limits.sourcePenaltyMax * 1000;
+  if (max === 0) return 0;
+  const now = Date.now();
+  const record = sources.get(ip) ?? { until: now, enforced: false };
+  if (record.until <= now) Object.assign(record, { until: now, enforced: false });
+  const added = (graceExceeded ? GRACE_EXCEEDED_SECONDS : NOAUTH_SECONDS) * 1000;
+  record.until = Math.min(record.until + added, now + max);
+  const wasEnforced = record.enforced;
+  record.enforced ||= record.until - now >= Math.min(PENALTY_MIN_SECONDS * 1000, max);
+  sources.delete(ip);
+  sources.set(ip, record);
+  if (sources.size > MAX_ADDRESSES) sources.delete(sources.keys().next().value!);
+  return record.enforced && !wasEnforced ? Math.ceil((record.until - now) / 1000) : 0;
+}
+
+/** Whether new connections from `ip` are refused now, because of its penalty. */
+export function sourceRefused(ip: string): boolean {
+  const record = sources.get(ip);
+  return record !== undefined && record.enforced && record.until > Date.now();
+}
+
+// Guessing spread over many addresses (each one below every per-address limit) shows only in the total: the log
+// says so when the failures of the last minute, from all addresses together, reach 50, 500, 5000, ...
+let windowStart = 0;
+let windowFailures = 0;
+const windowAddresses = new Set<string>();
+
+/** Counts a failed login from `ip` towards the total; returns a line for the log when the total reaches a mark. */
+export function countFailure(ip: string): string | undefined {
+  const now = Date.now();
+  if (now - windowStart > 60_000) {
+    windowStart = now;
+    windowFailures = 0;
+    windowAddresses.clear();
+  }
+  windowFailures += 1;
+  if (windowAddresses.size < MAX_ADDRESSES) windowAddresses.add(ip);
+  if (!/^50*$/.test(String(windowFailures))) return undefined;
+  return `${windowFailures} failed logins in the last minute, from ${windowAddresses.size} addresses`;
+}

@@ -47,9 +47,13 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => 
       } else {
         channel.write('No terminal was requested, so there is no name or size to show.\r\n');
       }
-      // Keep the channel open, and answer each chunk of input as it arrives.
+      // Keep the channel open, and answer each chunk of input as it arrives. A client that sends without reading
+      // the answers would have them pile up here: when write() says so (false), read nothing until they have gone.
       channel.on('data', (data: Buffer) => {
-        channel.write(`echo: ${showBytes(data)}\r\n`);
+        if (!channel.write(`echo: ${showBytes(data)}\r\n`)) {
+          channel.pause();
+          channel.once('drain', () => channel.resume());
+        }
       });
     });
   });

@@ -24,8 +24,8 @@ const passwords = readPasswordFile();
 /** The echo protocol: greets, sends back every byte it receives, and finishes when the input does. */
 function echoProtocol(stream: Duplex): void {
   stream.write('Echo protocol connected\r\n');
-  stream.on('data', (data: Buffer) => stream.write(data));
-  stream.on('end', () => stream.end());
+  // pipe() writes back what it reads, reads no faster than the other side takes the echo, and ends with the input.
+  stream.pipe(stream);
 }
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {

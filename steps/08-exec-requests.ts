@@ -25,8 +25,8 @@ const passwords = readPasswordFile();
 /** The echo protocol: greets, sends back every byte it receives, and finishes when the input does. */
 function echoProtocol(stream: Duplex): void {
   stream.write('Echo protocol connected\r\n');
-  stream.on('data', (data: Buffer) => stream.write(data));
-  stream.on('end', () => stream.end());
+  // pipe() writes back what it reads, reads no faster than the other side takes the echo, and ends with the input.
+  stream.pipe(stream);
 }
 
 /** A command writes to the channel and returns (or resolves to) its exit status. */
@@ -37,9 +37,9 @@ const commands: Record<string, Command> = {
   echo: (args, channel) => (channel.write(`${args.join(' ')}\n`), 0),
   whoami: (args, channel, user) => (channel.write(`${user}\n`), 0),
   date: (args, channel) => (channel.write(`${new Date().toUTCString()}\n`), 0),
-  // Copies standard input to standard output until the client sends EOF.
+  // Copies standard input to standard output until the client sends EOF, no faster than the client reads.
   cat: (args, channel) => new Promise((resolve) => {
-    channel.on('data', (data: Buffer) => channel.write(data));
+    channel.pipe(channel, { end: false });
     channel.once('end', () => resolve(0));
   }),
   exit: (args, channel) => {
@@ -58,7 +58,8 @@ async function run(commandLine: string, channel: ServerChannel, user: string): P
   }
   const [name, ...args] = words;
   if (name === undefined) return 0;
-  const command = commands[name];
+  // Only the table's own entries: `constructor` or `toString` must not find what every object inherits.
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     channel.stderr.write(`${name}: command not found\n`);
     return 127;
@@ -100,7 +101,11 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     });
     session.on('exec', async (acceptExec, reject, { command }) => {
       const channel = acceptExec();
-      const status = await run(command, channel, user);
+      // A command that fails ends its own channel, with status 1 and a log line, and nothing else.
+      const status = await run(command, channel, user).catch((err: Error) => {
+        log(info, `exec ${JSON.stringify(command)} failed: ${err.message}`);
+        return 1;
+      });
       // The exit status goes first, then the channel closes: `ssh` exits with that status.
       channel.exit(status);
       channel.end();

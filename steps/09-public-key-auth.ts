@@ -27,8 +27,8 @@ const passwords = readPasswordFile();
 /** The echo protocol: greets, sends back every byte it receives, and finishes when the input does. */
 function echoProtocol(stream: Duplex): void {
   stream.write('Echo protocol connected\r\n');
-  stream.on('data', (data: Buffer) => stream.write(data));
-  stream.on('end', () => stream.end());
+  // pipe() writes back what it reads, reads no faster than the other side takes the echo, and ends with the input.
+  stream.pipe(stream);
 }
 
 /** A command writes to the channel and returns (or resolves to) its exit status. */
@@ -39,9 +39,9 @@ const commands: Record<string, Command> = {
   echo: (args, channel) => (channel.write(`${args.join(' ')}\n`), 0),
   whoami: (args, channel, user) => (channel.write(`${user}\n`), 0),
   date: (args, channel) => (channel.write(`${new Date().toUTCString()}\n`), 0),
-  // Copies standard input to standard output until the client sends EOF.
+  // Copies standard input to standard output until the client sends EOF, no faster than the client reads.
   cat: (args, channel) => new Promise((resolve) => {
-    channel.on('data', (data: Buffer) => channel.write(data));
+    channel.pipe(channel, { end: false });
     channel.once('end', () => resolve(0));
   }),
   exit: (args, channel) => {
@@ -60,7 +60,8 @@ async function run(commandLine: string, channel: ServerChannel, user: string): P
   }
   const [name, ...args] = words;
   if (name === undefined) return 0;
-  const command = commands[name];
+  // Only the table's own entries: `constructor` or `toString` must not find what every object inherits.
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     channel.stderr.write(`${name}: command not found\n`);
     return 127;
@@ -70,10 +71,11 @@ async function run(commandLine: string, channel: ServerChannel, user: string): P
 
 /** Whether the offered key is listed for the user and, once the client has signed, whether the signature holds. */
 function keyMayLogIn(ctx: PublicKeyAuthContext): boolean {
-  // RSA signed with SHA-1 (`ssh-rsa`; ssh2 then names no hash) is refused, as OpenSSH has since 8.8.
-  if (ctx.key.algo === 'ssh-rsa' && !ctx.hashAlgo) return false;
   const key = authorizedKeys(ctx.username).find((listed) => listed.getPublicSSH().equals(ctx.key.data));
   if (!key) return false;
+  // An RSA key must sign with SHA-2: SHA-1 is refused, as OpenSSH has since 8.8. Decided by the listed key's type,
+  // not by the algorithm name the client claims (ssh2 names a hash only for rsa-sha2-256 and rsa-sha2-512).
+  if (key.type === 'ssh-rsa' && ctx.hashAlgo !== 'sha256' && ctx.hashAlgo !== 'sha512') return false;
   // First round: the client only asks whether this key would do.
   if (!ctx.signature || !ctx.blob) return true;
   // Second round: the signature over this session proves the client holds the private key.
@@ -118,7 +120,11 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     });
     session.on('exec', async (acceptExec, reject, { command }) => {
       const channel = acceptExec();
-      const status = await run(command, channel, user);
+      // A command that fails ends its own channel, with status 1 and a log line, and nothing else.
+      const status = await run(command, channel, user).catch((err: Error) => {
+        log(info, `exec ${JSON.stringify(command)} failed: ${err.message}`);
+        return 1;
+      });
       // The exit status goes first, then the channel closes: `ssh` exits with that status.
       channel.exit(status);
       channel.end();

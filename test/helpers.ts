@@ -91,7 +91,11 @@ export function useStep(file: string, options: StartOptions = {}): () => Step {
   before(async () => {
     step = await startStep(file, options);
   });
-  after(() => step?.stop());
+  after(async () => {
+    await step?.stop();
+    // The last net of shared/listen.ts logs what nothing else caught; in a test run it must never have been needed.
+    assert.doesNotMatch(step?.output() ?? '', /^internal error/m);
+  });
   return () => step ?? assert.fail(`${file} has not started`);
 }
 
@@ -110,8 +114,11 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
     : [process.execPath, '--import', 'tsx', ...(options.preload ?? []).flatMap((m) => ['--import', m]), path];
   const child = spawn(command[0]!, [...command.slice(1), ...args], {
     cwd: root,
-    // The tests log in wrongly on purpose, often, from one address: no penalty delays unless a test asks.
-    env: { ...process.env, HOST_KEYS_DIR: sharedKeys, PORT: '', HOST: '', AUTH_PENALTY_MAX: '0', ...options.env },
+    // The tests log in wrongly on purpose, often, from one address: no penalties unless a test asks.
+    env: {
+      ...process.env, HOST_KEYS_DIR: sharedKeys, PORT: '', HOST: '', AUTH_PENALTY_MAX: '0', SOURCE_PENALTY_MAX: '0',
+      ...options.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);

@@ -45,7 +45,7 @@ describe('npm run passwd', { timeout: 60_000 }, () => {
     assert.equal(bob, 'bob:builder\n', 'a newline is added before the new line, nothing else');
     assert.match(carol!.slice('carol:'.length, -1), SCRYPT);
     assert.equal(end, undefined);
-    assert.equal(statSync(file).mode & 0o777, 0o640, 'the mode is kept');
+    assert.equal(statSync(file).mode & 0o777, 0o600, 'the mode is kept, less what others could read (0640 to 0600)');
     assert.deepEqual(readdirSync(join(file, '..')), ['passwords'], 'no temporary file is left');
 
     // Hashed and plain entries both log in; wrong passwords do not; no password reaches the log.

@@ -22,12 +22,15 @@ function rawConnection(port: number, act: (socket: Socket, received: () => Buffe
 
 const sshIdent = 'SSH-2.0-conch-steps-test\r\n';
 
+// These tests are about what a connection sends, not about how many there are: the startup limits stay out of it.
+const noStartupLimits = { env: { MAX_STARTUPS: '1000', PER_SOURCE_MAX_STARTUPS: '1000' } };
+
 describe('robustness', { timeout: 90_000 }, () => {
-  const step = useStep('03-trivial-channel.ts');
+  const step = useStep('03-trivial-channel.ts', noStartupLimits);
   // After each abuse, the process is still up and a new connection still gets the server's version line.
   afterEach(async () => {
     const reply = await rawConnection(step().port, (socket, received) => {
-      const poll = setInterval(() => received().includes('\n') && (clearInterval(poll), socket.end()), 20);
+      const poll = setInterval(() => (received().includes('\n') || socket.destroyed) && (clearInterval(poll), socket.end()), 20);
     });
     assert.match(reply.toString('latin1'), /^SSH-2\.0-/);
   });
@@ -64,7 +67,7 @@ describe('robustness', { timeout: 90_000 }, () => {
       socket.write(sshIdent);
       // Wait for the server's KEXINIT, send half of a packet, then reset the connection (RST, not FIN).
       const poll = setInterval(() => {
-        if (received().length < 200) return;
+        if (received().length < 200 && !socket.destroyed) return;
         clearInterval(poll);
         socket.write(Buffer.from([0, 0, 1, 0, 10, 20]));
         socket.resetAndDestroy();
@@ -88,7 +91,7 @@ describe('robustness', { timeout: 90_000 }, () => {
 });
 
 describe('robustness under load', { timeout: 180_000 }, () => {
-  const step = useStep('03-trivial-channel.ts');
+  const step = useStep('03-trivial-channel.ts', noStartupLimits);
   const random = seededRandom(Number(process.env.FUZZ_SEED ?? 20111)); // rerun a failure with its FUZZ_SEED
 
   test('hundreds of resets at random points and of mutated handshake packets: the process stays up, its '
@@ -137,7 +140,7 @@ function resetSomewhere(port: number, random: () => number): Promise<Buffer> {
     if (stage >= 1) socket.write(sshIdent);
     if (stage >= 2) socket.write(kexinitPacket(random));
     const poll = setInterval(() => {
-      if (stage === 2 && received().length < 100) return;
+      if (stage === 2 && received().length < 100 && !socket.destroyed) return;
       clearInterval(poll);
       setTimeout(() => socket.resetAndDestroy(), wait);
     }, 5);
