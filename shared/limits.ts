@@ -2,6 +2,7 @@
 // to log in, how many connections may be logging in at once (in all, and from one address), how many failed
 // logins one may make, how many sessions one may open, how many may be logged in at once, and how a logged-in
 // client that has gone away is noticed. The numbers come from shared/options.ts.
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { AuthContext, ClientInfo, Connection, Session } from 'ssh2';
@@ -20,6 +21,8 @@ export function setKeepalive(): void {
 
 let loggingIn = 0;
 let loggedIn = 0;
+/** Files this process may have open (`ulimit -n`), less some for everything that is not a connection. */
+const connectionsPossible = openFilesAllowed() - 64;
 /** How many connections each address has logging in now. */
 const loggingInFrom = new Map<string, number>();
 /** For each connection still logging in (by its address): what to call once it has. */
@@ -42,8 +45,11 @@ export function admit(socket: Socket): boolean {
     : fromHere >= limits.perSourceMaxStartups
       ? `${fromHere} connections from this address are already logging in (PER_SOURCE_MAX_STARTUPS)`
       : loggedIn >= limits.maxConnections ? `${loggedIn} connections are logged in (MAX_CONNECTIONS)`
-        : Math.random() < dropChance ? `${loggingIn} connections are already logging in (MAX_STARTUPS)`
-          : undefined;
+        : loggingIn + loggedIn >= connectionsPossible
+          ? `${loggingIn + loggedIn} connections are open, and this process may open only ${connectionsPossible + 64} `
+            + 'files (raise ulimit -n, or lower MAX_CONNECTIONS)'
+          : Math.random() < dropChance ? `${loggingIn} connections are already logging in (MAX_STARTUPS)`
+            : undefined;
   if (why) {
     log(peer, `refused: ${why}`);
     socket.destroy();
@@ -80,6 +86,16 @@ export function admit(socket: Socket): boolean {
   // A connection stops counting as "logging in" when it has logged in, or when it closes.
   socket.once('close', () => finish(false));
   return true;
+}
+
+/** The soft limit on open files, from /proc/self/limits (Linux); where that cannot be read, no limit. */
+function openFilesAllowed(): number {
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return line ? Number(line[1]) : Infinity;
+  } catch {
+    return Infinity;
+  }
 }
 
 /**

@@ -46,6 +46,8 @@ export interface StartOptions {
   viaTsxCommand?: boolean;
   /** More modules for node to load before the step (`--import`). */
   preload?: string[];
+  /** How many files the step may have open (`ulimit -n`, soft and hard), when not the machine's default. */
+  openFiles?: number;
 }
 
 /** Starts `steps/FILE` on a free port and resolves once it prints `listening on HOST:PORT`. */
@@ -112,6 +114,7 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
   const command = options.viaTsxCommand
     ? [join(root, 'node_modules', '.bin', 'tsx'), path]
     : [process.execPath, '--import', 'tsx', ...(options.preload ?? []).flatMap((m) => ['--import', m]), path];
+  if (options.openFiles) command.unshift('prlimit', `--nofile=${options.openFiles}:${options.openFiles}`, '--');
   const child = spawn(command[0]!, [...command.slice(1), ...args], {
     cwd: root,
     // The tests log in wrongly on purpose, often, from one address: no penalties unless a test asks.

@@ -19,6 +19,8 @@ interface RawProtocol {
   channelData(chan: number, data: Buffer): void;
 }
 const raw = (client: ssh2.Client) => (client as unknown as { _protocol: RawProtocol })._protocol;
+/** The server's number for a channel the client opened (ssh2 keeps it, but its types do not say so). */
+const remoteId = (channel: ssh2.ClientChannel) => (channel as unknown as { outgoing: { id: number } }).outgoing.id;
 const channelCount = (connection: Connection) => (connection as unknown as { _chanMgr: { _count: number } })._chanMgr._count;
 
 describe('the ssh2 patch', { timeout: 60_000 }, () => {
@@ -75,7 +77,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     const { client } = await login();
     const channel = await exec(client, 'first');
     const count = execs.length;
-    raw(client).exec(channel.outgoing.id!, 'second', true);
+    raw(client).exec(remoteId(channel), 'second', true);
     // The connection goes on: a new session still runs its command.
     await exec(client, 'third');
     assert.deepEqual(execs.slice(count - 1).map((e) => e.command), ['first', 'third']);
@@ -102,7 +104,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     // 16 MiB, whatever the window says (the server gave 2 MiB and adjusts it only as it reads), in chunks that
     // do not divide the window: unpatched, ssh2 stopped only at a window of exactly 0, and went below it.
     const chunk = Buffer.alloc(32 * 1024 - 1, 'x');
-    for (let i = 0; i < 512; i++) raw(client).channelData(channel.outgoing.id!, chunk);
+    for (let i = 0; i < 512; i++) raw(client).channelData(remoteId(channel), chunk);
     await exec(client, 'after'); // everything sent before this has been read by the server
     // The window (2 MiB) and one adjustment of it (1 MiB), no more: unpatched, all 16 MiB.
     assert.ok(serverSide.readableLength <= 4 * 1024 * 1024, `${serverSide.readableLength} bytes held`);

@@ -1,0 +1,430 @@
+// A hostile client after login, and a crowd before it: nothing a client does may end a step's process or grow it
+// without bound. Each attack is bounded in count and time, and every test ends with the step still serving.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { describe, test } from 'node:test';
+import ssh2 from 'ssh2';
+import { count, ssh, ssh2Login, sshEnv, sshOptions, startStep, useStep, waitFor, type Step } from './helpers.ts';
+
+/** The client side of ssh2's protocol object: to send what OpenSSH never would. */
+interface RawProtocol {
+  session(chan: number, window: number, packetSize: number): void;
+  pty(chan: number, rows: number, cols: number, height: number, width: number, term: string, modes: null,
+    wantReply: boolean): void;
+  windowChange(chan: number, rows: number, cols: number, height: number, width: number): void;
+  shell(chan: number, wantReply: boolean): void;
+  exec(chan: number, command: string, wantReply: boolean): void;
+  subsystem(chan: number, name: string, wantReply: boolean): void;
+  env(chan: number, key: string, value: string, wantReply: boolean): void;
+  signal(chan: number, name: string): void;
+  channelData(chan: number, data: Buffer): void;
+  channelEOF(chan: number): void;
+  channelClose(chan: number): void;
+  channelWindowAdjust(chan: number, amount: number): void;
+}
+const raw = (client: ssh2.Client) => (client as unknown as { _protocol: RawProtocol })._protocol;
+const socketOf = (client: ssh2.Client) => (client as unknown as { _sock: Socket })._sock;
+/** The server's number for a channel the client opened (ssh2 keeps it; its types do not say so). */
+const remoteId = (channel: ssh2.ClientChannel) => (channel as unknown as { outgoing: { id: number } }).outgoing.id;
+
+function residentMiB(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
+
+/** Samples the step's resident memory every 100 ms while `attack` runs; resolves with the highest, in MiB. */
+async function peakDuring(step: Step, attack: () => Promise<unknown>): Promise<number> {
+  let peak = residentMiB(step.pid);
+  const timer = setInterval(() => (peak = Math.max(peak, residentMiB(step.pid))), 100);
+  try {
+    await attack();
+  } finally {
+    clearInterval(timer);
+  }
+  return Math.max(peak, residentMiB(step.pid));
+}
+
+/** The step is alive, logs nothing caught by the last net, and a real OpenSSH login still works. */
+async function stillServes(step: Step): Promise<void> {
+  const result = await ssh(step.port, 'alice', 'wonderland', ['-T', 'whoami'], '');
+  assert.doesNotMatch(step.output(), /^internal error/m);
+  // Steps before 08 have no exec, and refuse it: that answer, too, comes only after a login.
+  assert.ok(result.status === 0 || /^exec request failed on channel 0\r?\n$/.test(result.stderr), `login failed: ${result.stderr}`);
+  process.kill(step.pid, 0);
+}
+
+function exec(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) => client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))));
+}
+
+/** A small deterministic generator (mulberry32): a failing run repeats with its FUZZ_SEED. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('crashes after login', { timeout: 120_000 }, () => {
+  test('ssh -C running cat on step 08, killed mid-stream, leaves the step serving', async () => {
+    const step = await startStep('08-exec-requests.ts');
+    try {
+      for (let round = 0; round < 3; round++) {
+        const client = spawn('ssh', [...sshOptions, '-C', '-p', String(step.port), 'alice@localhost', 'cat'], {
+          env: { ...process.env, ...sshEnv('wonderland') }, stdio: ['pipe', 'ignore', 'ignore'],
+        });
+        client.stdin.on('error', () => {});
+        const data = Buffer.alloc(64 * 1024, 'y');
+        const feed = setInterval(() => client.stdin.write(data), 5);
+        await waitFor('the login', () => count(step, / authenticated as alice$/gm) > round || undefined);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        clearInterval(feed);
+        client.kill('SIGKILL');
+        await waitFor('the connection to close', () => count(step, / connection closed$/gm) > round || undefined);
+      }
+      await stillServes(step);
+    } finally {
+      await step.stop();
+    }
+  });
+
+  for (const file of ['08-exec-requests.ts', '09-public-key-auth.ts', '10-window-change.ts']) {
+    test(`${file}: names every object has are not commands`, async () => {
+      const step = await startStep(file);
+      try {
+        for (const name of ['constructor', 'toString', '__proto__', 'valueOf', 'hasOwnProperty']) {
+          const result = await ssh(step.port, 'alice', 'wonderland', [name]);
+          assert.deepEqual([result.stderr, result.status], [`${name}: command not found\n`, 127]);
+        }
+        await stillServes(step);
+      } finally {
+        await step.stop();
+      }
+    });
+  }
+
+  test('a second exec, and an exec after a shell, on one session: refused, and the step goes on', async () => {
+    const step = await startStep('08-exec-requests.ts');
+    try {
+      const client = await ssh2Login(step.port);
+      const channel = await exec(client, 'cat');
+      raw(client).exec(remoteId(channel), 'echo second', true);
+      raw(client).shell(remoteId(channel), true);
+      const shell = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.shell(false, (err, stream) => (err ? reject(err) : resolve(stream))));
+      raw(client).exec(remoteId(shell), 'echo after the shell', true);
+      // The first command still runs: what goes in comes back.
+      let echoed = '';
+      channel.on('data', (chunk: Buffer) => (echoed += chunk));
+      channel.end('still here');
+      await waitFor('the echo', () => echoed === 'still here' || undefined);
+      client.end();
+      await stillServes(step);
+    } finally {
+      await step.stop();
+    }
+  });
+});
+
+describe('a post-login protocol fuzzer', { timeout: 240_000 }, () => {
+  const seed = Number(process.env.FUZZ_SEED ?? 4254); // rerun a failure with its FUZZ_SEED
+  for (const file of ['05-accepting-input.ts', '08-exec-requests.ts', '10-window-change.ts']) {
+    test(`${file}: random and mutated channel requests, window adjusts, data after close, repeats`, async () => {
+      const step = await startStep(file);
+      const random = seededRandom(seed);
+      const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)]!;
+      const size = () => pick([0, 1, 80, 24, 1000, 65535, 0x7fffffff, 0xffffffff]);
+      const text = () => pick(['', 'xterm', 'a'.repeat(1000), '\x1b]0;owned\x07', '\u202e', '\n127.0.0.1:1 forged']);
+      try {
+        for (let connection = 0; connection < 4; connection++) {
+          const client = await ssh2Login(step.port, 'alice', 'wonderland');
+          client.on('error', () => {});
+          const proto = raw(client);
+          let opened = 0;
+          for (let op = 0; op < 400 && !socketOf(client).destroyed; op++) {
+            // The server numbers channels from 0 in the order they are opened; sometimes aim past them.
+            const chan = random() < 0.9 ? Math.floor(random() * (opened + 1)) : pick([opened + 5, 2 ** 31, 2 ** 32 - 2]);
+            try {
+            switch (Math.floor(random() * 13)) {
+              case 0: case 1: proto.session(100 + opened++, pick([0, 1, 2 ** 21, 2 ** 32 - 1]), pick([1, 32768, 2 ** 31])); break;
+              case 2: proto.pty(chan, size(), size(), size(), size(), text(), null, random() < 0.5); break;
+              case 3: proto.shell(chan, random() < 0.5); break;
+              case 4: proto.exec(chan, pick(['cat', 'echo hi', 'constructor', 'exit 3', '"unterminated', text()]), random() < 0.5); break;
+              case 5: proto.windowChange(chan, size(), size(), size(), size()); break;
+              case 6: proto.env(chan, text(), text(), random() < 0.5); break;
+              case 7: proto.signal(chan, pick(['INT', 'KILL', text()])); break;
+              case 8: case 9: proto.channelData(chan, Buffer.alloc(pick([1, 100, 32767, 32768]), random() * 256)); break;
+              case 10: proto.channelEOF(chan); break;
+              case 11: proto.channelClose(chan); break;
+              default: proto.channelWindowAdjust(chan, pick([1, 2 ** 20, 2 ** 31, 2 ** 32 - 1])); break;
+            }
+            } catch {
+              // ssh2's client refused to send it (an invalid signal name): nothing reached the server.
+            }
+            if (op % 20 === 0) await new Promise((resolve) => setImmediate(resolve));
+          }
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          client.end();
+        }
+        await stillServes(step);
+        assert.ok(residentMiB(step.pid) < 400, `${residentMiB(step.pid)} MiB after the fuzzing`);
+      } finally {
+        await step.stop();
+      }
+    });
+  }
+});
+
+describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, () => {
+  const GiB = 1024 ** 3;
+
+  /** Sends `total` bytes on the channel through ssh2's protocol, ignoring the window, as fast as the socket takes. */
+  async function flood(client: ssh2.Client, channel: ssh2.ClientChannel, total: number): Promise<void> {
+    const chunk = Buffer.alloc(32 * 1024 - 1, 0); // each byte echoes as four: '\x00'
+    const socket = socketOf(client);
+    for (let sent = 0; sent < total && !socket.destroyed; sent += chunk.length) {
+      raw(client).channelData(remoteId(channel), chunk);
+      if (socket.writableLength > 8 * 1024 * 1024) await new Promise((resolve) => socket.once('drain', resolve));
+    }
+  }
+
+  for (const [file, command] of [['05-accepting-input.ts', undefined], ['08-exec-requests.ts', 'cat']] as const) {
+    test(`${file}: a client that sends 1 GiB and never reads stays under 200 MiB`, async () => {
+      const step = await startStep(file);
+      try {
+        const before = residentMiB(step.pid);
+        const client = await ssh2Login(step.port, 'alice', 'wonderland');
+        client.on('error', () => {});
+        const channel = command ? await exec(client, command)
+          : await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+            client.shell(false, (err, stream) => (err ? reject(err) : resolve(stream))));
+        // This client never reads: ssh2 stops opening its window once 2 MiB wait unread.
+        const peak = await peakDuring(step, () => flood(client, channel, GiB));
+        const sent = socketOf(client).bytesWritten;
+        console.log(`${file}: ${before.toFixed(0)} MiB before, ${peak.toFixed(0)} MiB at most while ${(sent / 2 ** 20).toFixed(0)} MiB were sent`);
+        assert.ok(sent > GiB, `only ${sent} bytes sent`);
+        assert.ok(peak - before < 200, `grew by ${(peak - before).toFixed(0)} MiB`);
+        client.end();
+        await stillServes(step);
+      } finally {
+        await step.stop();
+      }
+    });
+  }
+
+  test('10-window-change.ts: an enormous pty and a storm of window-changes, never read', async () => {
+    const step = await startStep('10-window-change.ts');
+    try {
+      const before = residentMiB(step.pid);
+      const client = await ssh2Login(step.port, 'alice', 'wonderland');
+      client.on('error', () => {});
+      const proto = raw(client);
+      proto.session(7, 2 ** 21, 32768);
+      proto.pty(0, 0xffffffff, 0xffffffff, 0, 0, 'xterm', null, false);
+      proto.shell(0, false);
+      const peak = await peakDuring(step, async () => {
+        for (let i = 0; i < 300; i++) {
+          proto.windowChange(0, 0xffffffff - i, 0xffffffff - i, 0, 0);
+          if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      });
+      assert.ok(peak - before < 100, `grew by ${(peak - before).toFixed(0)} MiB`);
+      client.end();
+      await stillServes(step);
+    } finally {
+      await step.stop();
+    }
+  });
+
+  test('sessions: at most MAX_SESSIONS open on one connection, refusals logged once and counted', async () => {
+    const step = await startStep('05-accepting-input.ts');
+    try {
+      const client = await ssh2Login(step.port, 'alice', 'wonderland');
+      for (let i = 0; i < 30; i++) raw(client).session(100 + i, 2 ** 21, 32768);
+      await waitFor('the refusals', () => count(step, /refused a session/g) > 0 || undefined);
+      // Closing the ten open ones makes room again: a shell opens.
+      for (let i = 0; i < 10; i++) raw(client).channelClose(i);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const shell = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.shell(false, (err, stream) => (err ? reject(err) : resolve(stream))));
+      shell.close();
+      client.end();
+      await waitFor('the close', () => count(step, / connection closed$/gm) === 1 || undefined);
+      assert.equal(count(step, / refused a session: 10 are open on this connection \(MAX_SESSIONS\)$/gm), 1);
+      assert.equal(count(step, / \(previous message repeated 19 more times\)$/gm), 1);
+    } finally {
+      await step.stop();
+    }
+  });
+
+  test('logged-in connections: MAX_CONNECTIONS, and a process near its limit of open files', async () => {
+    const step = await startStep('03-trivial-channel.ts', { env: { MAX_CONNECTIONS: '3' } });
+    const clients: ssh2.Client[] = [];
+    try {
+      for (let i = 0; i < 3; i++) clients.push(await ssh2Login(step.port));
+      const refused = new ssh2.Client();
+      await new Promise((resolve) => refused.on('error', resolve).connect({ host: '127.0.0.1', port: step.port, username: 'bob', password: 'builder' }));
+      assert.equal(count(step, / refused: 3 connections are logged in \(MAX_CONNECTIONS\)$/gm), 1);
+      clients.pop()!.end();
+      await waitFor('a place to free up', () => count(step, / connection closed$/gm) === 2 || undefined);
+      clients.push(await ssh2Login(step.port));
+    } finally {
+      for (const client of clients) client.end();
+      await step.stop();
+    }
+
+    const limited = await startStep('03-trivial-channel.ts', { openFiles: 128, env: { MAX_STARTUPS: '500', PER_SOURCE_MAX_STARTUPS: '500' } });
+    const sockets: Socket[] = [];
+    try {
+      for (let i = 0; i < 100; i++) {
+        const socket = connect(limited.port, '127.0.0.1');
+        socket.on('error', () => {});
+        sockets.push(socket);
+      }
+      await waitFor('the refusal', () => count(limited, /this process may open only 128 files/g) > 0 || undefined);
+      for (const socket of sockets) socket.destroy();
+      await waitFor('them all to close', () =>
+        count(limited, / connection closed$/gm) === count(limited, / connection opened$/gm) || undefined);
+      await stillServes(limited);
+    } finally {
+      await limited.stop();
+    }
+  });
+});
+
+describe('startups, as sshd 9.8 limits them', { timeout: 120_000 }, () => {
+  /** A connection from `localAddress` that sends half a version line and then nothing. */
+  function slotHolder(port: number, localAddress: string) {
+    const socket = connect({ port, host: '127.0.0.1', localAddress });
+    socket.on('error', () => {});
+    socket.once('connect', () => socket.write('SSH-2.0-'));
+    let received = '';
+    socket.on('data', (chunk) => (received += chunk));
+    return { socket, received: () => received };
+  }
+
+  test('ten slot holders from one address do not lock out another address', async () => {
+    const step = await startStep('03-trivial-channel.ts', { env: { MAX_STARTUPS: '10' } });
+    const holders = Array.from({ length: 10 }, () => slotHolder(step.port, '127.0.0.1'));
+    try {
+      await waitFor('five admitted, five refused', () =>
+        (holders.filter((h) => h.received().startsWith('SSH-2.0-')).length === 5
+          && holders.filter((h) => h.socket.destroyed).length === 5) || undefined);
+      assert.equal(count(step, /refused: 5 connections from this address are already logging in \(PER_SOURCE_MAX_STARTUPS\)$/gm), 5);
+      // From another address, ten logins in a row all get in while the five still hold their places.
+      for (let i = 0; i < 10; i++) {
+        const result = await ssh(step.port, 'alice', 'wonderland', ['-T', '-b', '127.0.0.2'], '');
+        assert.equal(result.stdout, 'This session is very simple. Goodbye!\r\n', result.stderr);
+      }
+    } finally {
+      for (const holder of holders) holder.socket.destroy();
+      await step.stop();
+    }
+  });
+
+  test('MAX_STARTUPS START:RATE:FULL refuses at random from START, and always at FULL', async () => {
+    const step = await startStep('03-trivial-channel.ts', { env: { MAX_STARTUPS: '2:50:6' } });
+    const holders = Array.from({ length: 30 }, (_, i) => slotHolder(step.port, `127.0.1.${i + 1}`));
+    try {
+      await waitFor('every connection answered or refused', () =>
+        holders.every((h) => h.received().startsWith('SSH-2.0-') || h.socket.destroyed) || undefined);
+      const admitted = holders.filter((h) => !h.socket.destroyed).length;
+      assert.ok(admitted >= 2 && admitted <= 6, `${admitted} admitted`);
+      assert.equal(count(step, /\(MAX_STARTUPS\)$/gm), 30 - admitted);
+    } finally {
+      for (const holder of holders) holder.socket.destroy();
+      await step.stop();
+    }
+  });
+
+  test('an address whose connections keep ending without a login is refused for a while; others are not', async () => {
+    const step = await startStep('03-trivial-channel.ts', { env: { SOURCE_PENALTY_MAX: '60' } });
+    const penalized = /^127\.0\.0\.3:\d+ its connections keep ending without logging in: the address is refused for 1[56] s$/gm;
+    try {
+      // Each such connection adds a second; from 15 seconds on, the penalty is enforced (as sshd's defaults).
+      let connections = 0;
+      while (count(step, penalized) === 0 && connections < 20) {
+        const holder = slotHolder(step.port, '127.0.0.3');
+        await waitFor('the version line', () => holder.received().startsWith('SSH-2.0-') || undefined);
+        holder.socket.destroy();
+        connections += 1;
+        await waitFor('the close', () => count(step, / connection closed$/gm) === connections || undefined);
+      }
+      assert.ok(connections >= 15 && connections <= 17, `${connections} connections`);
+      const refused = slotHolder(step.port, '127.0.0.3');
+      await waitFor('the refusal', () => refused.socket.destroyed || undefined);
+      assert.equal(refused.received(), '');
+      const result = await ssh(step.port, 'alice', 'wonderland', ['-T', '-b', '127.0.0.4'], '');
+      assert.equal(result.stdout, 'This session is very simple. Goodbye!\r\n');
+    } finally {
+      await step.stop();
+    }
+  });
+
+  test('guessing spread over many addresses is logged as such', async () => {
+    const step = await startStep('03-trivial-channel.ts');
+    try {
+      for (let i = 0; i < 50; i++) {
+        const client = new ssh2.Client();
+        const failed = new Promise((resolve) => client.once('error', resolve));
+        client.connect({ host: '127.0.0.1', port: step.port, localAddress: `127.0.2.${i + 1}`, username: 'alice', password: 'guess' });
+        await failed;
+        client.end();
+      }
+      await waitFor('the summary', () => count(step, /^all addresses: 50 failed logins in the last minute, from 50 addresses$/gm) === 1 || undefined);
+    } finally {
+      await step.stop();
+    }
+  });
+});
+
+describe('logs that a client cannot forge or flood', { timeout: 60_000 }, () => {
+  const step = useStep('03-trivial-channel.ts');
+
+  /** An unencrypted SSH_MSG_DISCONNECT (RFC 4253, 11.1) with the client's own description. */
+  function disconnectPacket(description: string): Buffer {
+    const text = Buffer.from(description);
+    const payload = Buffer.alloc(1 + 4 + 4 + text.length + 4);
+    payload[0] = 1;
+    payload.writeUInt32BE(2, 1); // protocol error: not "by application", so ssh2 reports it
+    payload.writeUInt32BE(text.length, 5);
+    text.copy(payload, 9);
+    let padding = 8 - ((4 + 1 + payload.length) % 8);
+    if (padding < 4) padding += 8;
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(1 + payload.length + padding, 0);
+    header[4] = padding;
+    return Buffer.concat([header, payload, Buffer.alloc(padding)]);
+  }
+
+  async function disconnectWith(description: string): Promise<void> {
+    const socket = connect(step().port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.resume(); // read, so that the server's close is seen
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('SSH-2.0-forger\r\n');
+    socket.write(disconnectPacket(description));
+    await new Promise((resolve) => socket.once('close', resolve));
+  }
+
+  test('control characters, newlines and direction overrides come out escaped', async () => {
+    await disconnectWith('bye\n127.0.0.1:1 authenticated as root\r\x1b[2J\u202egnp.exe');
+    await waitFor('the line', () => count(step(), /error: bye/g) === 1 || undefined);
+    assert.doesNotMatch(step().output(), /^127\.0\.0\.1:1 authenticated as root/m);
+    assert.match(step().output(), /error: bye\\x0a127\.0\.0\.1:1 authenticated as root\\x0d\\x1b\[2J\\u\{202e\}gnp\.exe$/m);
+  });
+
+  test('a long message is cut to one short line', async () => {
+    await disconnectWith(`long${'x'.repeat(30_000)}`);
+    await waitFor('the line', () => count(step(), /error: longx/g) === 1 || undefined);
+    const line = step().output().split('\n').find((l) => l.includes('error: longx'))!;
+    assert.ok(line.length < 400, `${line.length} characters`);
+    assert.match(line, /\.\.\. \(\d+ more characters\)$/);
+  });
+});
