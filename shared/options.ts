@@ -76,7 +76,7 @@ function startups(): { start: number; rate: number; full: number } {
   const match = /^(\d+)(?::(\d+):(\d+))?$/.exec(text);
   const [start, rate, full] = match ? [Number(match[1]), Number(match[2] ?? 100), Number(match[3] ?? match[1])] : [];
   if (!match || start! < 1 || rate! > 100 || full! < start!) {
-    fail(`MAX_STARTUPS must be a number of at least 1, or START:RATE:FULL with RATE at most 100 and FULL at least START, not "${text}"`);
+    fail(`MAX_STARTUPS must be a number of at least 1, or START:RATE:FULL such as 10:30:100, not "${text}"`);
   }
   return { start: start!, rate: rate!, full: full! };
 }

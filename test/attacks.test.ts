@@ -2,14 +2,18 @@
 // without bound. Each attack is bounded in count and time, and every test ends with the step still serving.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { sign } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, ssh, ssh2Login, sshEnv, sshOptions, startStep, useStep, waitFor, type Step } from './helpers.ts';
+import { hashPassword } from '../shared/passwords.ts';
+import { count, runStep, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
 
 /** The client side of ssh2's protocol object: to send what OpenSSH never would. */
 interface RawProtocol {
+  authPK(username: string, publicKey: string, keyAlgo: string, sign: (data: Buffer, done: (signature: Buffer) => void) => void): void;
   session(chan: number, window: number, packetSize: number): void;
   pty(chan: number, rows: number, cols: number, height: number, width: number, term: string, modes: null,
     wantReply: boolean): void;
@@ -426,5 +430,84 @@ describe('logs that a client cannot forge or flood', { timeout: 60_000 }, () => 
     const line = step().output().split('\n').find((l) => l.includes('error: longx'))!;
     assert.ok(line.length < 400, `${line.length} characters`);
     assert.match(line, /\.\.\. \(\d+ more characters\)$/);
+  });
+});
+
+describe('the smaller holes', { timeout: 120_000 }, () => {
+  test('when the password file holds a hash, every attempt costs one scrypt: plain, hashed or unknown user', async () => {
+    const file = join(temporaryDir(), 'passwords');
+    writeFileSync(file, `alice:wonderland\ncarol:${await hashPassword('tortoise')}\n`);
+    const step = await startStep('03-trivial-channel.ts', { env: { SSH_PASSWORDS: file }, preload: ['./test/spy-scrypt.ts'] });
+    try {
+      for (const [username, password] of [['alice', 'wrong'], ['carol', 'wrong'], ['nobody', 'wrong'], ['alice', 'wonderland']]) {
+        const before = count(step, /^scrypt called$/gm);
+        const client = new ssh2.Client();
+        await new Promise((resolve) => {
+          client.on('error', resolve);
+          client.on('ready', () => resolve(undefined));
+          client.connect({ host: '127.0.0.1', port: step.port, username, password });
+        });
+        client.end();
+        assert.equal(count(step, /^scrypt called$/gm) - before, 1, `${username} with ${password}`);
+      }
+    } finally {
+      await step.stop();
+    }
+  });
+
+  for (const file of ['09-public-key-auth.ts', '10-window-change.ts']) {
+    test(`${file}: an RSA key signing with SHA-1 is refused, whatever algorithm name the client claims`, async () => {
+      const keys = temporaryDir();
+      const pair = ssh2.utils.generateKeyPairSync('rsa', { bits: 2048 });
+      writeFileSync(join(keys, 'alice'), `${pair.public}\n`);
+      const privatePem = (ssh2.utils.parseKey(pair.private) as ssh2.ParsedKey).getPrivatePEM();
+      const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: keys } });
+      try {
+        const outcomes: string[] = [];
+        for (const claimed of ['ssh-rsa', 'ssh-ed25519', 'ecdsa-sha2-nistp256', 'rsa-sha2-256']) {
+          outcomes.push(await new Promise<string>((resolve) => {
+            const client = new ssh2.Client();
+            client.on('ready', () => (client.end(), resolve(`${claimed}: logged in`)));
+            client.on('error', () => resolve(`${claimed}: refused`));
+            client.connect({
+              host: '127.0.0.1', port: step.port, username: 'alice',
+              // Skips ssh2's own choice of method: one publickey request, signed with SHA-1, under the claimed name.
+              authHandler: () => raw(client).authPK('alice', pair.public, claimed, (data, done) => done(sign('sha1', data, privatePem))),
+            });
+          }));
+        }
+        assert.deepEqual(outcomes, ['ssh-rsa: refused', 'ssh-ed25519: refused', 'ecdsa-sha2-nistp256: refused', 'rsa-sha2-256: refused']);
+        // The same key signing with SHA-2 logs in: the refusals were about the hash.
+        const client = new ssh2.Client();
+        await new Promise((resolve, reject) => {
+          client.on('ready', () => resolve(undefined));
+          client.on('error', reject);
+          client.connect({ host: '127.0.0.1', port: step.port, username: 'alice', privateKey: pair.private });
+        });
+        client.end();
+      } finally {
+        await step.stop();
+      }
+    });
+  }
+
+  test('host keys: a folder every user may write to, or a key others may read, stops the step with one line', async () => {
+    const open = join(temporaryDir(), 'keys');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    assert.deepEqual(await runStep('01-no-login.ts', [], { HOST_KEYS_DIR: open }), {
+      stdout: '', status: 1,
+      stderr: `error: the host key folder ${open} can be written by every user, who could plant a key or a link in it; `
+        + `make it yours: chmod o-w ${open}\n`,
+    });
+    const readable = temporaryDir();
+    const key = join(readable, 'ssh_host_ed25519_key');
+    writeFileSync(key, ssh2.utils.generateKeyPairSync('ed25519').private, { mode: 0o644 });
+    chmodSync(key, 0o644);
+    assert.deepEqual(await runStep('01-no-login.ts', [], { HOST_KEYS_DIR: readable }), {
+      stdout: '', status: 1,
+      stderr: `error: host key ${key} can be read or changed by other users (mode 0644), as sshd refuses too; `
+        + `make it yours alone: chmod 600 ${key}\n`,
+    });
   });
 });

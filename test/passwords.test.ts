@@ -1,7 +1,7 @@
 // Hashed passwords and `npm run passwd`, which writes them.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { root, runStep, ssh, startStep, temporaryDir, Terminal, waitFor } from './helpers.ts';
@@ -64,6 +64,20 @@ describe('npm run passwd', { timeout: 60_000 }, () => {
     } finally {
       await step.stop();
     }
+  });
+
+  test('through a symbolic link, the file it points to is changed and the link stays; the mode becomes 0600', async () => {
+    const dir = temporaryDir();
+    const target = join(dir, 'real-passwords');
+    const link = join(dir, 'passwords');
+    writeFileSync(target, 'alice:wonderland\n', { mode: 0o644 });
+    chmodSync(target, 0o644);
+    symlinkSync('real-passwords', link);
+    assert.equal((await passwd(link, ['bob'], 'builder\n')).status, 0);
+    assert.ok(lstatSync(link).isSymbolicLink(), 'the link is still a link');
+    assert.match(readFileSync(target, 'utf8'), /^alice:wonderland\nbob:\$scrypt\$/);
+    assert.equal(statSync(target).mode & 0o777, 0o600);
+    assert.deepEqual(readdirSync(dir).sort(), ['passwords', 'real-passwords']);
   });
 
   test('on a terminal it asks twice without echo', async () => {

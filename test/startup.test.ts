@@ -158,7 +158,7 @@ describe('options and listening', { timeout: 60_000 }, () => {
       stdout: '', stderr: 'error: MAX_AUTH_TRIES must be a number of at least 1, not "six"\n', status: 1,
     });
     assert.equal((await runStep('01-no-login.ts', [], { MAX_STARTUPS: '0' })).stderr,
-      'error: MAX_STARTUPS must be a number of at least 1, not "0"\n');
+      'error: MAX_STARTUPS must be a number of at least 1, or START:RATE:FULL such as 10:30:100, not "0"\n');
     assert.deepEqual(readdirSync(dir), []);
   });
 
