@@ -3,51 +3,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { sign } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { hashPassword } from '../shared/passwords.ts';
+import { exec, flood, peakDuring, ptyStorm, raw, remoteId, residentMiB, shell, slotHolder, socketOf } from './hostile.ts';
 import { count, runStep, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
-
-/** The client side of ssh2's protocol object: to send what OpenSSH never would. */
-interface RawProtocol {
-  authPK(username: string, publicKey: string, keyAlgo: string, sign: (data: Buffer, done: (signature: Buffer) => void) => void): void;
-  session(chan: number, window: number, packetSize: number): void;
-  pty(chan: number, rows: number, cols: number, height: number, width: number, term: string, modes: null,
-    wantReply: boolean): void;
-  windowChange(chan: number, rows: number, cols: number, height: number, width: number): void;
-  shell(chan: number, wantReply: boolean): void;
-  exec(chan: number, command: string, wantReply: boolean): void;
-  subsystem(chan: number, name: string, wantReply: boolean): void;
-  env(chan: number, key: string, value: string, wantReply: boolean): void;
-  signal(chan: number, name: string): void;
-  channelData(chan: number, data: Buffer): void;
-  channelEOF(chan: number): void;
-  channelClose(chan: number): void;
-  channelWindowAdjust(chan: number, amount: number): void;
-}
-const raw = (client: ssh2.Client) => (client as unknown as { _protocol: RawProtocol })._protocol;
-const socketOf = (client: ssh2.Client) => (client as unknown as { _sock: Socket })._sock;
-/** The server's number for a channel the client opened (ssh2 keeps it; its types do not say so). */
-const remoteId = (channel: ssh2.ClientChannel) => (channel as unknown as { outgoing: { id: number } }).outgoing.id;
-
-function residentMiB(pid: number): number {
-  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
-
-/** Samples the step's resident memory every 100 ms while `attack` runs; resolves with the highest, in MiB. */
-async function peakDuring(step: Step, attack: () => Promise<unknown>): Promise<number> {
-  let peak = residentMiB(step.pid);
-  const timer = setInterval(() => (peak = Math.max(peak, residentMiB(step.pid))), 100);
-  try {
-    await attack();
-  } finally {
-    clearInterval(timer);
-  }
-  return Math.max(peak, residentMiB(step.pid));
-}
 
 /** The step is alive, logs nothing caught by the last net, and a real OpenSSH login still works. */
 async function stillServes(step: Step): Promise<void> {
@@ -56,10 +19,6 @@ async function stillServes(step: Step): Promise<void> {
   // Steps before 08 have no exec, and refuse it: that answer, too, comes only after a login.
   assert.ok(result.status === 0 || /^exec request failed on channel 0\r?\n$/.test(result.stderr), `login failed: ${result.stderr}`);
   process.kill(step.pid, 0);
-}
-
-function exec(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
-  return new Promise((resolve, reject) => client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))));
 }
 
 /** A small deterministic generator (mulberry32): a failing run repeats with its FUZZ_SEED. */
@@ -119,9 +78,7 @@ describe('crashes after login', { timeout: 120_000 }, () => {
       const channel = await exec(client, 'cat');
       raw(client).exec(remoteId(channel), 'echo second', true);
       raw(client).shell(remoteId(channel), true);
-      const shell = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-        client.shell(false, (err, stream) => (err ? reject(err) : resolve(stream))));
-      raw(client).exec(remoteId(shell), 'echo after the shell', true);
+      raw(client).exec(remoteId(await shell(client)), 'echo after the shell', true);
       // The first command still runs: what goes in comes back.
       let echoed = '';
       channel.on('data', (chunk: Buffer) => (echoed += chunk));
@@ -187,16 +144,6 @@ describe('a post-login protocol fuzzer', { timeout: 240_000 }, () => {
 describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, () => {
   const GiB = 1024 ** 3;
 
-  /** Sends `total` bytes on the channel through ssh2's protocol, ignoring the window, as fast as the socket takes. */
-  async function flood(client: ssh2.Client, channel: ssh2.ClientChannel, total: number): Promise<void> {
-    const chunk = Buffer.alloc(32 * 1024 - 1, 0); // each byte echoes as four: '\x00'
-    const socket = socketOf(client);
-    for (let sent = 0; sent < total && !socket.destroyed; sent += chunk.length) {
-      raw(client).channelData(remoteId(channel), chunk);
-      if (socket.writableLength > 8 * 1024 * 1024) await new Promise((resolve) => socket.once('drain', resolve));
-    }
-  }
-
   for (const [file, command] of [['05-accepting-input.ts', undefined], ['08-exec-requests.ts', 'cat']] as const) {
     test(`${file}: a client that sends 1 GiB and never reads stays under 200 MiB`, async () => {
       const step = await startStep(file);
@@ -204,12 +151,10 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
         const before = residentMiB(step.pid);
         const client = await ssh2Login(step.port, 'alice', 'wonderland');
         client.on('error', () => {});
-        const channel = command ? await exec(client, command)
-          : await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-            client.shell(false, (err, stream) => (err ? reject(err) : resolve(stream))));
+        const channel = command ? await exec(client, command) : await shell(client);
         // This client never reads: ssh2 stops opening its window once 2 MiB wait unread.
-        const peak = await peakDuring(step, () => flood(client, channel, GiB));
-        const sent = socketOf(client).bytesWritten;
+        let sent = 0;
+        const peak = await peakDuring(step.pid, async () => (sent = await flood(client, channel, GiB)));
         console.log(`${file}: ${before.toFixed(0)} MiB before, ${peak.toFixed(0)} MiB at most while ${(sent / 2 ** 20).toFixed(0)} MiB were sent`);
         assert.ok(sent > GiB, `only ${sent} bytes sent`);
         assert.ok(peak - before < 200, `grew by ${(peak - before).toFixed(0)} MiB`);
@@ -227,15 +172,8 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
       const before = residentMiB(step.pid);
       const client = await ssh2Login(step.port, 'alice', 'wonderland');
       client.on('error', () => {});
-      const proto = raw(client);
-      proto.session(7, 2 ** 21, 32768);
-      proto.pty(0, 0xffffffff, 0xffffffff, 0, 0, 'xterm', null, false);
-      proto.shell(0, false);
-      const peak = await peakDuring(step, async () => {
-        for (let i = 0; i < 300; i++) {
-          proto.windowChange(0, 0xffffffff - i, 0xffffffff - i, 0, 0);
-          if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-        }
+      const peak = await peakDuring(step.pid, async () => {
+        await ptyStorm(client, 300);
         await new Promise((resolve) => setTimeout(resolve, 500));
       });
       assert.ok(peak - before < 100, `grew by ${(peak - before).toFixed(0)} MiB`);
@@ -255,9 +193,7 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
       // Closing the ten open ones makes room again: a shell opens.
       for (let i = 0; i < 10; i++) raw(client).channelClose(i);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      const shell = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-        client.shell(false, (err, stream) => (err ? reject(err) : resolve(stream))));
-      shell.close();
+      (await shell(client)).close();
       client.end();
       await waitFor('the close', () => count(step, / connection closed$/gm) === 1 || undefined);
       assert.equal(count(step, / refused a session: 10 are open on this connection \(MAX_SESSIONS\)$/gm), 1);
@@ -303,16 +239,6 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
 });
 
 describe('startups, as sshd 9.8 limits them', { timeout: 120_000 }, () => {
-  /** A connection from `localAddress` that sends half a version line and then nothing. */
-  function slotHolder(port: number, localAddress: string) {
-    const socket = connect({ port, host: '127.0.0.1', localAddress });
-    socket.on('error', () => {});
-    socket.once('connect', () => socket.write('SSH-2.0-'));
-    let received = '';
-    socket.on('data', (chunk) => (received += chunk));
-    return { socket, received: () => received };
-  }
-
   test('ten slot holders from one address do not lock out another address', async () => {
     const step = await startStep('03-trivial-channel.ts', { env: { MAX_STARTUPS: '10' } });
     const holders = Array.from({ length: 10 }, () => slotHolder(step.port, '127.0.0.1'));

@@ -5,6 +5,7 @@
 //   --json FILE     where to write all the figures (default: a new file in the system's temporary folder)
 //   --profile DIR   run the steps under `node --cpu-prof`, keep the profiles in DIR, print where time goes
 //   --only TEXT     session rates and memory of only the servers whose names hold TEXT, such as "step 09"
+//   --attacks       only the figures under attack: a step's memory, and a login's latency, while it is attacked
 //
 // Starts the servers itself: step 03 (password: from the demo file, from an scrypt-hashed file, and with Nagle's
 // algorithm left on by test/nagle-on.ts), step 09 (public key), step 08 (exec cat), and sshd with a config, host
@@ -21,6 +22,7 @@ import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
 import { hashPassword } from '../shared/passwords.ts';
 import { root, temporaryDir } from './helpers.ts';
+import { exec, flood, peakDuring, ptyStorm, residentMiB, shell, slotHolder } from './hostile.ts';
 import { findSshd, processTree, SSHD_USER, startSshd } from './sshd.ts';
 
 function options() {
@@ -32,10 +34,11 @@ function options() {
         json: { type: 'string' },
         profile: { type: 'string' },
         only: { type: 'string' },
+        attacks: { type: 'boolean' },
       },
     }).values;
   } catch (err) {
-    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT)`);
+    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks)`);
     process.exit(1);
   }
 }
@@ -70,7 +73,12 @@ async function startStep(file: string, env: Record<string, string>, nodeOptions:
   const begun = performance.now();
   const child = spawn('npx', ['tsx', ...nodeOptions, join('steps', file), '--port', '0'], {
     cwd: root,
-    env: { ...process.env, AUTH_PENALTY_MAX: '0', ...env },
+    // The load generator is one address that opens 8 connections at a time, and 1000 idle ones: the limits meant
+    // for many clients from many addresses stay out of its way, as sshd's defaults do.
+    env: {
+      ...process.env, AUTH_PENALTY_MAX: '0', SOURCE_PENALTY_MAX: '0', PER_SOURCE_MAX_STARTUPS: '10',
+      MAX_CONNECTIONS: String(2 * IDLE_SESSIONS), ...env,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
     detached: true,
   });
@@ -348,7 +356,7 @@ const subjects: Subject[] = [
   { name: 'step 09, public key', start: (options) => startStep('09-public-key-auth.ts', env, options), config: alice.key, memory: true },
 ];
 
-const sshdPath = findSshd();
+const sshdPath = args.attacks ? { why: 'not needed for --attacks' } : findSshd();
 let sshd: Awaited<ReturnType<typeof startSshd>> | undefined;
 if ('why' in sshdPath) {
   progress(`sshd left out: ${sshdPath.why}; measuring the steps alone`);
@@ -386,14 +394,14 @@ results.servers = servers;
 
 progress('start-up time of `npx tsx steps/03-trivial-channel.ts`');
 const startups: number[] = [];
-for (let run = 0; run < RUNS; run++) {
+for (let run = 0; run < (args.attacks ? 0 : RUNS); run++) {
   const step = await startStep('03-trivial-channel.ts', env);
   startups.push(step.startupMs);
   await step.stop();
 }
 results.startupMs = median(startups);
 
-for (const subject of subjects.filter(({ name }) => name.includes(args.only ?? ''))) {
+for (const subject of subjects.filter(({ name }) => !args.attacks && name.includes(args.only ?? ''))) {
   const profileDir = args.profile && join(resolvePath(args.profile), subject.name.replace(/\W+/g, '-'));
   const server = await subject.start(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
   const sessionsBefore = sessionsDone;
@@ -419,10 +427,13 @@ for (const subject of subjects.filter(({ name }) => name.includes(args.only ?? '
   servers[subject.name] = { algorithms, c1, c8, idleBytesPerSession };
 }
 
-progress('throughput of cat');
-const cat = await startStep('08-exec-requests.ts', env);
-results.throughput = { 'step 08, cat': (await repeat(() => throughput(cat, alice.password, 'cat', true))).mbps };
-await cat.stop();
+results.throughput = {};
+if (!args.attacks) {
+  progress('throughput of cat');
+  const cat = await startStep('08-exec-requests.ts', env);
+  results.throughput['step 08, cat'] = (await repeat(() => throughput(cat, alice.password, 'cat', true))).mbps;
+  await cat.stop();
+}
 if (sshd) {
   const server = { port: sshd.port, pid: sshd.pid, stop: async () => {} };
   const login = { username: SSHD_USER, privateKey: userKey };
@@ -431,9 +442,81 @@ if (sshd) {
   sshd.stop();
 }
 
+/**
+ * Starts `file` afresh, runs `attack` on it, and meanwhile logs in again and again from another address (127.0.0.2,
+ * the ssh2 client, password), as a user would while the step is attacked. Returns the step's resident memory
+ * before and at its highest, and the login latencies.
+ */
+async function underAttack(file: string, attack: (port: number) => Promise<unknown>) {
+  // With the step's own limits (empty means the default), not those set aside for the load generator above.
+  const step = await startStep(file, { ...env, PER_SOURCE_MAX_STARTUPS: '', MAX_CONNECTIONS: '' });
+  const before = residentMiB(step.pid);
+  let attacking = true;
+  const peak = peakDuring(step.pid, async () => {
+    await attack(step.port);
+    attacking = false;
+  });
+  const latencies: number[] = [];
+  let failed = 0;
+  while (attacking || latencies.length < 10) {
+    const begun = performance.now();
+    try {
+      await close(await connect({ port: step.port, localAddress: '127.0.0.2', ...alice.password }));
+      latencies.push(performance.now() - begun);
+    } catch {
+      failed += 1;
+    }
+  }
+  const peakMiB = await peak;
+  await step.stop();
+  latencies.sort((a, b) => a - b);
+  return {
+    rssBeforeMiB: before, rssPeakMiB: peakMiB, logins: latencies.length, loginsFailed: failed,
+    loginP50ms: median(latencies), loginMaxMs: latencies.at(-1)!,
+  };
+}
+
+/** A logged-in client of its own, for an attack. */
+async function attacker(port: number): Promise<ssh2.Client> {
+  const client = await connect({ port, ...alice.password });
+  client.on('error', () => {}); // the step may well cut it off
+  return client;
+}
+const GiB = 1024 ** 3;
+const attacks: [string, string, (port: number) => Promise<unknown>][] = [
+  ['none (for comparison)', '03-trivial-channel.ts', () => sleep(3000)],
+  ['1 GiB sent to the echo, never read', '05-accepting-input.ts', async (port) => {
+    const client = await attacker(port);
+    await flood(client, await shell(client), GiB);
+    client.destroy();
+  }],
+  ['1 GiB sent to cat, never read', '08-exec-requests.ts', async (port) => {
+    const client = await attacker(port);
+    await flood(client, await exec(client, 'cat'), GiB);
+    client.destroy();
+  }],
+  ['a 4294967295-square pty and 300 window-changes, never read', '10-window-change.ts', async (port) => {
+    const client = await attacker(port);
+    await ptyStorm(client, 300);
+    await sleep(2000);
+    client.destroy();
+  }],
+  ['20 slot holders from one address, for 3 s', '03-trivial-channel.ts', async (port) => {
+    const holders = Array.from({ length: 20 }, () => slotHolder(port, '127.0.0.1'));
+    await sleep(3000);
+    for (const holder of holders) holder.socket.destroy();
+  }],
+];
+const underAttacks: Record<string, Awaited<ReturnType<typeof underAttack>>> = {};
+results.underAttack = underAttacks;
+for (const [name, file, attack] of attacks) {
+  progress(`under attack: ${file}, ${name}`);
+  underAttacks[`${file.slice(0, 2)}: ${name}`] = await underAttack(file, attack);
+}
+
 // --- Report --------------------------------------------------------------------------------------------------
 
-console.table(Object.fromEntries(Object.entries(servers).map(([name, r]) => [name, {
+if (!args.attacks) console.table(Object.fromEntries(Object.entries(servers).map(([name, r]) => [name, {
   'sessions/s c=1': r.c1.perSecond.toFixed(1),
   'p50 ms c=1': r.c1.p50.toFixed(1),
   'p99 ms c=1': r.c1.p99.toFixed(1),
@@ -446,7 +529,15 @@ for (const [name, r] of Object.entries(servers)) console.log(`${name}: ${r.algor
 for (const [name, mbps] of Object.entries(results.throughput as Record<string, number>)) {
   console.log(`${name}: ${mbps.toFixed(1)} MB/s (256 MiB${name.includes('/dev/null') ? '' : ', sent back'})`);
 }
-console.log(`start-up of step 03 (npx tsx to "listening on"): ${(results.startupMs as number).toFixed(0)} ms`);
+if (!args.attacks) console.log(`start-up of step 03 (npx tsx to "listening on"): ${(results.startupMs as number).toFixed(0)} ms`);
+console.table(Object.fromEntries(Object.entries(underAttacks).map(([name, r]) => [`step ${name}`, {
+  'RSS before, MiB': r.rssBeforeMiB.toFixed(0),
+  'RSS at most, MiB': r.rssPeakMiB.toFixed(0),
+  'logins meanwhile': r.logins,
+  'failed': r.loginsFailed,
+  'login p50 ms': r.loginP50ms.toFixed(1),
+  'login max ms': r.loginMaxMs.toFixed(1),
+}])));
 
 // Each comparison: what is divided by what, the quotient, and the target it has (issue 6), if any. A figure of a
 // server that was not measured (no sshd, or --only) is NaN, and comparisons with it are left out.
@@ -479,7 +570,7 @@ const comparisons = ([
 ] satisfies Comparison[]).filter(([, value]) => !Number.isNaN(value)) as Comparison[];
 const met = ([, value, target]: Comparison) =>
   !target ? '' : (target[0] === '<=' ? value <= target[1] : value >= target[1]) ? 'met' : 'MISSED';
-console.table(Object.fromEntries(comparisons.map((comparison) => {
+if (comparisons.length) console.table(Object.fromEntries(comparisons.map((comparison) => {
   const [name, value, target] = comparison;
   return [name, { value: value.toFixed(2), target: target ? target.join(' ') : '', '': met(comparison) }];
 })));

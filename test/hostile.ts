@@ -1,0 +1,96 @@
+// A hostile client's tools, for the attack tests (attacks.test.ts) and the bench's figures under attack: ssh2's
+// client protocol object, to send what OpenSSH never would, and the attacks that more than one place runs.
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import ssh2 from 'ssh2';
+
+/** The client side of ssh2's protocol object (ssh2's types do not describe it). */
+export interface RawProtocol {
+  authPK(username: string, publicKey: string, keyAlgo: string, sign: (data: Buffer, done: (signature: Buffer) => void) => void): void;
+  session(chan: number, window: number, packetSize: number): void;
+  pty(chan: number, rows: number, cols: number, height: number, width: number, term: string, modes: null,
+    wantReply: boolean): void;
+  windowChange(chan: number, rows: number, cols: number, height: number, width: number): void;
+  shell(chan: number, wantReply: boolean): void;
+  exec(chan: number, command: string, wantReply: boolean): void;
+  env(chan: number, key: string, value: string, wantReply: boolean): void;
+  signal(chan: number, name: string): void;
+  channelData(chan: number, data: Buffer): void;
+  channelEOF(chan: number): void;
+  channelClose(chan: number): void;
+  channelWindowAdjust(chan: number, amount: number): void;
+}
+
+export const raw = (client: ssh2.Client) => (client as unknown as { _protocol: RawProtocol })._protocol;
+export const socketOf = (client: ssh2.Client) => (client as unknown as { _sock: Socket })._sock;
+/** The server's number for a channel the client opened (ssh2 keeps it; its types do not say so). */
+export const remoteId = (channel: ssh2.ClientChannel) => (channel as unknown as { outgoing: { id: number } }).outgoing.id;
+
+/** A process's resident memory (VmRSS), in MiB. */
+export function residentMiB(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
+
+/** Samples a process's resident memory every 100 ms while `attack` runs; resolves with the highest, in MiB. */
+export async function peakDuring(pid: number, attack: () => Promise<unknown>): Promise<number> {
+  let peak = residentMiB(pid);
+  const timer = setInterval(() => (peak = Math.max(peak, residentMiB(pid))), 100);
+  try {
+    await attack();
+  } finally {
+    clearInterval(timer);
+  }
+  return Math.max(peak, residentMiB(pid));
+}
+
+/** Opens a shell (no pty) on a logged-in client. */
+export function shell(client: ssh2.Client): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) => client.shell(false, (err, stream) => (err ? reject(err) : resolve(stream))));
+}
+
+/** Runs a command on a logged-in client. */
+export function exec(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) => client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))));
+}
+
+/**
+ * Sends `total` bytes on the channel, never reading what comes back, and ignoring the window the server gave: as
+ * fast as the socket takes them. Zero bytes, which an echo of shown bytes (step 05) sends back four times over.
+ * Resolves with the bytes the socket wrote.
+ */
+export async function flood(client: ssh2.Client, channel: ssh2.ClientChannel, total: number): Promise<number> {
+  const chunk = Buffer.alloc(32 * 1024 - 1, 0);
+  const socket = socketOf(client);
+  const before = socket.bytesWritten;
+  for (let sent = 0; sent < total && !socket.destroyed; sent += chunk.length) {
+    raw(client).channelData(remoteId(channel), chunk);
+    if (socket.writableLength > 8 * 1024 * 1024) await new Promise((resolve) => socket.once('drain', resolve));
+  }
+  return socket.bytesWritten - before;
+}
+
+/**
+ * On a logged-in client: a session with a pty of 4,294,967,295 x 4,294,967,295, a shell, then `count`
+ * window-changes of about that size, never reading what the server draws. Assumes the session gets the server's
+ * channel number 0 (the first channel on the connection).
+ */
+export async function ptyStorm(client: ssh2.Client, count: number): Promise<void> {
+  const proto = raw(client);
+  proto.session(7, 2 ** 21, 32768);
+  proto.pty(0, 0xffffffff, 0xffffffff, 0, 0, 'xterm', null, false);
+  proto.shell(0, false);
+  for (let i = 0; i < count; i++) {
+    proto.windowChange(0, 0xffffffff - i, 0xffffffff - i, 0, 0);
+    if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A connection from `localAddress` that sends half a version line and then nothing, holding a startup place. */
+export function slotHolder(port: number, localAddress: string) {
+  const socket = connect({ port, host: '127.0.0.1', localAddress });
+  socket.on('error', () => {});
+  socket.once('connect', () => socket.write('SSH-2.0-'));
+  let received = '';
+  socket.on('data', (chunk) => (received += chunk));
+  return { socket, received: () => received };
+}
