@@ -6,6 +6,7 @@
 // connection is printed once, then counted.
 
 const MAX_MESSAGE = 300;
+const MAX_REMEMBERED = 10_000;
 
 /** For each connection: its last message and how many times it came again since it was printed. */
 const last = new Map<string, { message: string; repeats: number }>();
@@ -25,8 +26,11 @@ export function log(from: { ip?: string | undefined; port?: number | undefined }
   }
   if (previous && previous.repeats > 0) console.log(`${who} (previous message repeated ${previous.repeats} more times)`);
   console.log(`${who} ${text}`);
-  if (text === 'connection closed') last.delete(who);
-  else last.set(who, { message: text, repeats: 0 });
+  // Forgotten when the connection closes; a line that comes after that (a channel's own close) is kept until the
+  // map holds MAX_REMEMBERED connections, oldest out first.
+  last.delete(who);
+  if (text !== 'connection closed') last.set(who, { message: text, repeats: 0 });
+  if (last.size > MAX_REMEMBERED) last.delete(last.keys().next().value!);
 }
 
 /** `127.0.0.1:2022`, or `[::1]:2022` for an IPv6 address. */
@@ -52,5 +56,6 @@ export function safe(message: string): string {
       text += `\\u{${code.toString(16)}}`;
     } else text += char;
   }
-  return chars.length > kept.length ? `${text}... (${chars.length - kept.length} more characters)` : text;
+  const more = chars.length - kept.length;
+  return more > 0 ? `${text}... (${more} more character${more === 1 ? '' : 's'})` : text;
 }
