@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { hashPassword } from '../shared/passwords.ts';
-import { exec, flood, peakDuring, ptyStorm, raw, remoteId, residentMiB, shell, slotHolder, socketOf } from './hostile.ts';
+import { exec, flood, peakDuring, sendWithoutReading, ptyStorm, raw, remoteId, residentMiB, shell, slotHolder, socketOf } from './hostile.ts';
 import { count, runStep, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
 
 /** The step is alive, logs nothing caught by the last net, and a real OpenSSH login still works. */
@@ -145,20 +145,37 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
   const GiB = 1024 ** 3;
 
   for (const [file, command] of [['05-accepting-input.ts', undefined], ['08-exec-requests.ts', 'cat']] as const) {
-    test(`${file}: a client that sends 1 GiB and never reads stays under 200 MiB`, async () => {
+    test(`${file}: a client that would send 1 GiB and never reads is held to a few MiB`, async () => {
       const step = await startStep(file);
       try {
         const before = residentMiB(step.pid);
         const client = await ssh2Login(step.port, 'alice', 'wonderland');
         client.on('error', () => {});
         const channel = command ? await exec(client, command) : await shell(client);
-        // This client never reads: ssh2 stops opening its window once 2 MiB wait unread.
-        let sent = 0;
-        const peak = await peakDuring(step.pid, async () => (sent = await flood(client, channel, GiB)));
-        console.log(`${file}: ${before.toFixed(0)} MiB before, ${peak.toFixed(0)} MiB at most while ${(sent / 2 ** 20).toFixed(0)} MiB were sent`);
-        assert.ok(sent > GiB, `only ${sent} bytes sent`);
-        assert.ok(peak - before < 200, `grew by ${(peak - before).toFixed(0)} MiB`);
+        // This client never reads, so ssh2 stops opening the server's window once 2 MiB wait unread. The step
+        // must then stop reading too, or the client's 1 GiB all goes in and its answers pile up in the step.
+        let taken = 0;
+        const peak = await peakDuring(step.pid, async () => (taken = await sendWithoutReading(channel, GiB)));
+        console.log(`${file}: took ${(taken / 2 ** 20).toFixed(0)} MiB of 1024; ${before.toFixed(0)} MiB before, ${peak.toFixed(0)} at most`);
+        assert.ok(taken < 64 * 2 ** 20, `the step took ${taken} bytes`);
+        assert.ok(peak - before < 100, `grew by ${(peak - before).toFixed(0)} MiB`);
         client.end();
+        await stillServes(step);
+      } finally {
+        await step.stop();
+      }
+    });
+
+    test(`${file}: a client that sends 1 GiB past the window is cut off`, async () => {
+      const step = await startStep(file);
+      try {
+        const before = residentMiB(step.pid);
+        const client = await ssh2Login(step.port, 'alice', 'wonderland');
+        client.on('error', () => {});
+        const channel = command ? await exec(client, command) : await shell(client);
+        const peak = await peakDuring(step.pid, () => flood(client, channel, GiB));
+        await waitFor('the cut', () => count(step, / error: Peer ignored channel window$/gm) === 1 || undefined);
+        assert.ok(peak - before < 100, `grew by ${(peak - before).toFixed(0)} MiB`);
         await stillServes(step);
       } finally {
         await step.stop();

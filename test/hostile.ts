@@ -54,17 +54,38 @@ export function exec(client: ssh2.Client, command: string): Promise<ssh2.ClientC
 }
 
 /**
+ * Sends up to `total` bytes on the channel as the server's window allows, never reading what comes back. Zero
+ * bytes, which an echo of shown bytes (step 05) sends back four times over. Stops when the server has taken
+ * nothing for `stallMs`; resolves with the bytes the server took.
+ */
+export async function sendWithoutReading(channel: ssh2.ClientChannel, total: number, stallMs = 2000): Promise<number> {
+  const chunk = Buffer.alloc(64 * 1024, 0);
+  let taken = 0;
+  while (taken < total && !channel.destroyed) {
+    const done = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), stallMs);
+      channel.write(chunk, () => (clearTimeout(timer), resolve(true)));
+    });
+    if (!await done) break;
+    taken += chunk.length;
+  }
+  return taken;
+}
+
+/**
  * Sends `total` bytes on the channel, never reading what comes back, and ignoring the window the server gave: as
- * fast as the socket takes them. Zero bytes, which an echo of shown bytes (step 05) sends back four times over.
- * Resolves with the bytes the socket wrote.
+ * fast as the socket takes them. Resolves with the bytes the socket wrote.
  */
 export async function flood(client: ssh2.Client, channel: ssh2.ClientChannel, total: number): Promise<number> {
   const chunk = Buffer.alloc(32 * 1024 - 1, 0);
   const socket = socketOf(client);
   const before = socket.bytesWritten;
-  for (let sent = 0; sent < total && !socket.destroyed; sent += chunk.length) {
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  for (let sent = 0; sent < total && socket.writable; sent += chunk.length) {
     raw(client).channelData(remoteId(channel), chunk);
-    if (socket.writableLength > 8 * 1024 * 1024) await new Promise((resolve) => socket.once('drain', resolve));
+    if (socket.writableLength > 8 * 1024 * 1024) {
+      await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), closed]);
+    }
   }
   return socket.bytesWritten - before;
 }

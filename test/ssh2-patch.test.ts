@@ -96,18 +96,21 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     client.end();
   });
 
-  test('data beyond the window the server gave is dropped', async () => {
-    const { client } = await login();
+  test('data beyond the window the server gave is dropped, and past a tenth of a window more, the connection ends', async () => {
+    const { client, connection } = await login();
+    const errors: string[] = [];
+    connection.on('error', (err) => errors.push(err.message));
     const channel = await exec(client, 'never reads');
     const serverSide = execs.at(-1)!.channel;
     serverSide.pause();
     // 16 MiB, whatever the window says (the server gave 2 MiB and adjusts it only as it reads), in chunks that
     // do not divide the window: unpatched, ssh2 stopped only at a window of exactly 0, and went below it.
     const chunk = Buffer.alloc(32 * 1024 - 1, 'x');
+    const closed = new Promise<void>((resolve) => connection.once('close', () => resolve()));
     for (let i = 0; i < 512; i++) raw(client).channelData(remoteId(channel), chunk);
-    await exec(client, 'after'); // everything sent before this has been read by the server
+    await closed;
     // The window (2 MiB) and one adjustment of it (1 MiB), no more: unpatched, all 16 MiB.
     assert.ok(serverSide.readableLength <= 4 * 1024 * 1024, `${serverSide.readableLength} bytes held`);
-    client.end();
+    assert.deepEqual(errors, ['Peer ignored channel window']);
   });
 });
