@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { hashPassword } from '../shared/passwords.ts';
 import { exec, flood, peakDuring, sendWithoutReading, ptyStorm, raw, remoteId, residentMiB, shell, slotHolder, socketOf } from './hostile.ts';
-import { count, runStep, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
+import { count, plainPacket, runStep, seededRandom, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
 
 /** The step is alive, logs nothing caught by the last net, and a real OpenSSH login still works. */
 async function stillServes(step: Step): Promise<void> {
@@ -19,18 +19,6 @@ async function stillServes(step: Step): Promise<void> {
   // Steps before 08 have no exec, and refuse it: that answer, too, comes only after a login.
   assert.ok(result.status === 0 || /^exec request failed on channel 0\r?\n$/.test(result.stderr), `login failed: ${result.stderr}`);
   process.kill(step.pid, 0);
-}
-
-/** A small deterministic generator (mulberry32): a failing run repeats with its FUZZ_SEED. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('crashes after login', { timeout: 120_000 }, () => {
@@ -342,12 +330,7 @@ describe('logs that a client cannot forge or flood', { timeout: 60_000 }, () => 
     payload.writeUInt32BE(2, 1); // protocol error: not "by application", so ssh2 reports it
     payload.writeUInt32BE(text.length, 5);
     text.copy(payload, 9);
-    let padding = 8 - ((4 + 1 + payload.length) % 8);
-    if (padding < 4) padding += 8;
-    const header = Buffer.alloc(5);
-    header.writeUInt32BE(1 + payload.length + padding, 0);
-    header[4] = padding;
-    return Buffer.concat([header, payload, Buffer.alloc(padding)]);
+    return plainPacket(payload);
   }
 
   async function disconnectWith(description: string): Promise<void> {

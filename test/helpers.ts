@@ -296,10 +296,27 @@ export function kexinitPacket(random: () => number = Math.random): Buffer {
     nameList('none'), nameList('none'), nameList(''), nameList(''),
     Buffer.from([0, 0, 0, 0, 0]),
   ]);
+  return plainPacket(payload);
+}
+
+/** A message framed as an unencrypted binary packet (RFC 4253, section 6), as sent before the first key exchange. */
+export function plainPacket(payload: Buffer): Buffer {
   let padding = 8 - ((4 + 1 + payload.length) % 8);
   if (padding < 4) padding += 8;
   const header = Buffer.alloc(5);
   header.writeUInt32BE(1 + payload.length + padding, 0);
   header[4] = padding;
   return Buffer.concat([header, payload, Buffer.alloc(padding)]);
+}
+
+/** A small deterministic generator (mulberry32), so that a failing run can be repeated with the same seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }

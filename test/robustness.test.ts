@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
-import { kexinitPacket, ssh, useStep, waitFor } from './helpers.ts';
+import { kexinitPacket, seededRandom, ssh, useStep, waitFor } from './helpers.ts';
 
 /** Connects, lets `act` write to the socket, and resolves once the socket has closed (ours or theirs). */
 function rawConnection(port: number, act: (socket: Socket, received: () => Buffer) => void): Promise<Buffer> {
@@ -107,18 +107,6 @@ describe('robustness under load', { timeout: 180_000 }, () => {
     assert.equal(result.stdout, 'This session is very simple. Goodbye!\r\n');
   });
 });
-
-/** A small deterministic generator (mulberry32), so that a failing run can be repeated. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function inParallel(total: number, width: number, task: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
