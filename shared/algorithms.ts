@@ -1,10 +1,16 @@
 // Which algorithms the server offers: only those that a current audit (ssh-audit) accepts and current clients
 // (OpenSSH, PuTTY, Dropbear) support. ssh2's defaults also offer NIST curves, SHA-1 and encrypt-and-MAC modes.
-import type { Algorithms } from 'ssh2';
+import type { Algorithms, KexAlgorithm } from 'ssh2';
+
+/** The post-quantum hybrid that shared/patches/ adds to ssh2, a name @types/ssh2 does not know yet. */
+const MLKEM768_X25519 = 'mlkem768x25519-sha256' as KexAlgorithm;
 
 /** The `algorithms` to give `new Server()`. ssh2 adds strict key exchange (the fix for Terrapin) by itself. */
 export const algorithms: Algorithms = {
   kex: [
+    // Post-quantum hybrid: ML-KEM-768 with X25519 (OpenSSH 10's default), added to ssh2 by shared/patches/.
+    // OpenSSH 10.1 and later warn on every connection that uses none.
+    MLKEM768_X25519,
     // The same curve under two names. Dropbear's client (2022.83) hangs when the server's first choice equals
     // its own, curve25519-sha256, and it believes it guessed the key exchange in advance; this order avoids that.
     'curve25519-sha256@libssh.org',

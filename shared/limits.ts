@@ -51,7 +51,7 @@ export function admit(socket: Socket): boolean {
           : Math.random() < dropChance ? `${loggingIn} connections are already logging in (MAX_STARTUPS)`
             : undefined;
   if (why) {
-    log(peer, `refused: ${why}`);
+    logRefusal(peer, why);
     socket.destroy();
     return false;
   }
@@ -86,6 +86,29 @@ export function admit(socket: Socket): boolean {
   // A connection stops counting as "logging in" when it has logged in, or when it closes.
   socket.once('close', () => finish(false));
   return true;
+}
+
+/** When each address last had a refusal logged, and how many refusals have not been logged since. */
+const refusals = new Map<string, { logged: number; unlogged: number }>();
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Logs `refused: WHY`, at most once every ten seconds for one address: a client that reconnects as fast as it is
+ * refused would otherwise write the log as fast as it can connect. The next line counts the ones left out.
+ */
+function logRefusal(peer: { ip?: string; port?: number }, why: string): void {
+  const ip = peer.ip ?? 'unknown';
+  const now = Date.now();
+  const last = refusals.get(ip);
+  if (last && now - last.logged < REFUSAL_LOG_INTERVAL_MS) {
+    last.unlogged += 1;
+    return;
+  }
+  const since = last?.unlogged ? ` (and ${last.unlogged} more from this address since the last such line)` : '';
+  log(peer, `refused: ${why}${since}`);
+  refusals.delete(ip);
+  refusals.set(ip, { logged: now, unlogged: 0 });
+  if (refusals.size > 10_000) refusals.delete(refusals.keys().next().value!);
 }
 
 /** The soft limit on open files, from /proc/self/limits (Linux); where that cannot be read, no limit. */

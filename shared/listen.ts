@@ -28,6 +28,8 @@ export function listen(server: Server): void {
   const sockets = new Set<Socket>();
   const listener = createServer((socket) => {
     const peer = { ip: socket.remoteAddress, port: socket.remotePort };
+    // A connection refused by the limits gets one log line at most (see shared/limits.ts), and nothing more.
+    if (!admit(socket)) return;
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add about 90 ms to every session on loopback.
     socket.setNoDelay(true);
     log(peer, 'connection opened');
@@ -35,7 +37,6 @@ export function listen(server: Server): void {
       sockets.delete(socket);
       log(peer, 'connection closed');
     });
-    if (!admit(socket)) return;
     sockets.add(socket);
     // When the server has finished its side (after a disconnect), a client that never closes its own side
     // (frozen, or hostile) would keep the connection forever: it gets two seconds.
