@@ -1,12 +1,13 @@
 // Which algorithms the server offers: only those that a current audit (ssh-audit) accepts and current clients
 // (OpenSSH, PuTTY, Dropbear) support. ssh2's defaults also offer NIST curves, SHA-1 and encrypt-and-MAC modes.
-import type { Algorithms, KexAlgorithm } from 'ssh2';
+import { createRequire } from 'node:module';
+import type { Algorithms, CipherAlgorithm, KexAlgorithm, MacAlgorithm } from 'ssh2';
 
 /** The post-quantum hybrid that shared/patches/ adds to ssh2, a name @types/ssh2 does not know yet. */
 const MLKEM768_X25519 = 'mlkem768x25519-sha256' as KexAlgorithm;
 
-/** The `algorithms` to give `new Server()`. ssh2 adds strict key exchange (the fix for Terrapin) by itself. */
-export const algorithms: Algorithms = {
+/** What we would offer, best first, on a runtime that has everything. */
+const wanted: { kex: KexAlgorithm[]; cipher: CipherAlgorithm[]; hmac: MacAlgorithm[] } = {
   kex: [
     // Post-quantum hybrid: ML-KEM-768 with X25519 (OpenSSH 10's default), added to ssh2 by shared/patches/.
     // OpenSSH 10.1 and later warn on every connection that uses none.
@@ -18,7 +19,6 @@ export const algorithms: Algorithms = {
     // No finite-field Diffie-Hellman: a client can ask for an 8192-bit exchange that costs the server far more
     // work than it costs the client. Every current client speaks Curve25519.
   ],
-  serverHostKey: ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256'],
   cipher: [
     'chacha20-poly1305@openssh.com',
     'aes256-gcm@openssh.com',
@@ -29,6 +29,25 @@ export const algorithms: Algorithms = {
   ],
   // Only encrypt-then-MAC. (With the AEAD ciphers above, chacha20 and GCM, no separate MAC is used at all.)
   hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com'],
+};
+
+// ssh2 checks, as it loads, which of its algorithms the runtime's crypto can do (Bun has no ChaCha20-Poly1305),
+// and stops with an error when asked for another. So what the runtime lacks is left out, and the log says so.
+const ssh2Supports = createRequire(import.meta.url)('ssh2/lib/protocol/constants.js') as
+  { SUPPORTED_KEX: string[]; SUPPORTED_CIPHER: string[]; SUPPORTED_MAC: string[] };
+function available<T extends string>(names: T[], supported: string[]): T[] {
+  for (const name of names.filter((name) => !supported.includes(name))) {
+    console.log(`this runtime cannot do ${name}: not offered`);
+  }
+  return names.filter((name) => supported.includes(name));
+}
+
+/** The `algorithms` to give `new Server()`. ssh2 adds strict key exchange (the fix for Terrapin) by itself. */
+export const algorithms: Algorithms = {
+  kex: available(wanted.kex, ssh2Supports.SUPPORTED_KEX),
+  serverHostKey: ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256'],
+  cipher: available(wanted.cipher, ssh2Supports.SUPPORTED_CIPHER),
+  hmac: available(wanted.hmac, ssh2Supports.SUPPORTED_MAC),
   // No compression. Inflating what a client sends has no bound in ssh2 (a packet may grow some thirty times), and
   // on today's links it saves little; OpenSSH's `ssh -C` then simply goes without.
   compress: ['none'],

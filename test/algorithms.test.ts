@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { describe, test } from 'node:test';
-import { lines, useStep } from './helpers.ts';
+import { auditFindings, useStep } from './helpers.ts';
 
 const GOODBYE = 'This session is very simple. Goodbye!\r\n';
 
@@ -60,16 +60,7 @@ describe('algorithms', { timeout: 60_000 }, () => {
   test('ssh-audit finds nothing to fail or warn about', () => {
     const audit = spawnSync('ssh-audit', ['-n', '-p', String(step().port), '127.0.0.1'], { encoding: 'utf8' });
     assert.equal(audit.error, undefined, 'ssh-audit is installed (Debian: apt-get install ssh-audit)');
-    // Each finding belongs to the algorithm named on the line that starts its entry.
-    let algorithm = '';
-    const findings: string[] = [];
-    for (const line of lines(audit.stdout)) {
-      const entry = /^\((kex|key|enc|mac)\) (\S+)/.exec(line);
-      if (entry) algorithm = `(${entry[1]}) ${entry[2]}`;
-      else if (!/^\s+`-/.test(line)) algorithm = '';
-      const finding = /\[(fail|warn)\] (.*)$/.exec(line);
-      if (algorithm && finding) findings.push(`${algorithm}: [${finding[1]}] ${finding[2]}`);
-    }
+    const findings = auditFindings(audit.stdout);
     // Debian 12's ssh-audit (2.5.0) is older than strict key exchange (the Terrapin fix of December 2023) and
     // than ML-KEM, and calls both unknown algorithms; those are the findings allowed. (clients.test.ts runs a
     // current ssh-audit, which allows none.)

@@ -1,7 +1,7 @@
 // What the tests share: starting a step as a real process, and driving it with OpenSSH, ssh2 and tmux.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
@@ -48,6 +48,8 @@ export interface StartOptions {
   preload?: string[];
   /** How many files the step may have open (`ulimit -n`, soft and hard), when not the machine's default. */
   openFiles?: number;
+  /** The command that runs the step's file, when not this node with tsx: `['deno', 'run', '-A']`, say. */
+  runtime?: string[];
 }
 
 /** Starts `steps/FILE` on a free port and resolves once it prints `listening on HOST:PORT`. */
@@ -111,9 +113,10 @@ function collect(child: ChildProcess): { stdout: string; stderr: string } {
 
 function launch(file: string, args: string[], options: StartOptions): ChildProcess {
   const path = join(root, 'steps', file);
-  const command = options.viaTsxCommand
-    ? [join(root, 'node_modules', '.bin', 'tsx'), path]
-    : [process.execPath, '--import', 'tsx', ...(options.preload ?? []).flatMap((m) => ['--import', m]), path];
+  const preload = (options.preload ?? []).flatMap((m) => ['--import', m]);
+  const command = options.runtime ? [...options.runtime, ...preload, path]
+    : options.viaTsxCommand ? [join(root, 'node_modules', '.bin', 'tsx'), path]
+      : [process.execPath, '--import', 'tsx', ...preload, path];
   if (options.openFiles) command.unshift('prlimit', `--nofile=${options.openFiles}:${options.openFiles}`, '--');
   const child = spawn(command[0]!, [...command.slice(1), ...args], {
     cwd: root,
@@ -319,4 +322,62 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Where `.ci/today` keeps today's clients and runtimes. */
+const todayCache = process.env.CONCH_STEPS_CACHE || '/var/tmp/conch-steps';
+
+/** The Debian testing root that `.ci/today` makes, with OpenSSH 10, PuTTY 0.85, Dropbear 2026 and ssh-audit 3.3. */
+export function debianTesting(): string {
+  const dir = join(todayCache, 'debian-testing');
+  if (!existsSync(join(dir, '.complete'))) assert.fail(`no Debian testing root in ${dir}: run sudo bash .ci/today once`);
+  return dir;
+}
+
+/** A runtime that `.ci/today` installed: `node22/bin/node`, `.bin/deno`, ... */
+export function todayRuntime(path: string): string {
+  const file = join(todayCache, 'runtimes', 'node_modules', path);
+  if (!existsSync(file)) assert.fail(`no ${path} in ${todayCache}/runtimes: run sudo bash .ci/today once`);
+  return file;
+}
+
+/**
+ * Runs a program of the Debian testing root (with chroot), with SSH_ASKPASS answering `password`; resolves with
+ * what it printed (less the known_hosts warning) and its exit status.
+ */
+export function inDebianTesting(command: string[], password = '', input = ''): Promise<SshResult> {
+  const dir = debianTesting();
+  const inside = `/tmp/conch-steps-askpass-${process.pid}`;
+  if (!existsSync(join(dir, inside))) {
+    writeFileSync(join(dir, inside), '#!/bin/sh\nprintf "%s\\n" "$TEST_PASSWORD"\n', { mode: 0o755 });
+    process.on('exit', () => rmSync(join(dir, inside), { force: true }));
+  }
+  // A home of its own each time: no known_hosts (Dropbear's dbclient keeps one) carries over.
+  const home = mkdtempSync(join(dir, 'tmp', 'conch-steps-home-'));
+  process.on('exit', () => rmSync(home, { recursive: true, force: true }));
+  const child = spawn('chroot', [dir, 'env', `HOME=${home.slice(dir.length)}`, `SSH_ASKPASS=${inside}`,
+    'SSH_ASKPASS_REQUIRE=force', `TEST_PASSWORD=${password}`, ...command], { stdio: ['pipe', 'pipe', 'pipe'] });
+  running.add(child);
+  const printed = collect(child);
+  child.stdin.end(input);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve) => child.once('close', (status) => {
+    clearTimeout(timer);
+    running.delete(child);
+    resolve({ stdout: printed.stdout, stderr: withoutKnownHostsWarning(printed.stderr), status });
+  }));
+}
+
+/** The findings of an ssh-audit report, `(kex) NAME: [warn] TEXT`, each with the algorithm it belongs to. */
+export function auditFindings(report: string): string[] {
+  let algorithm = '';
+  const findings: string[] = [];
+  for (const line of lines(report)) {
+    const entry = /^\((kex|key|enc|mac)\) (\S+)/.exec(line);
+    if (entry) algorithm = `(${entry[1]}) ${entry[2]}`;
+    else if (!/^\s+`-/.test(line)) algorithm = '';
+    const finding = /\[(fail|warn)\] (.*)$/.exec(line);
+    if (algorithm && finding) findings.push(`${algorithm}: [${finding[1]}] ${finding[2]}`);
+  }
+  return findings;
 }
