@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { ssh, ssh2Login, sshEnv, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
+import { ssh, ssh2Login, sshOptions, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
@@ -153,7 +153,8 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
       const method: PublicKeyAuthMethod = { type: 'publickey', username: 'alice', key };
       const client = new ssh2.Client();
       client.once('ready', () => (client.end(), resolve('logged in')));
-      client.once('error', (err) => resolve(err.message));
+      // Every error, not only the first: a reset can follow the refusal, and would otherwise go unhandled.
+      client.on('error', (err) => resolve(err.message));
       client.connect({ host: '127.0.0.1', port: step().port, username: 'alice',
         authHandler: [method] });
     });
@@ -257,7 +258,7 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
   });
 });
 
-/** `ssh -p PORT alice@localhost` in a 100x30 tmux terminal. */
+/** `ssh -p PORT alice@localhost` (OpenSSH 10.6, as the README's transcripts show it) in a 100x30 tmux terminal. */
 function sshTerminal(port: number): Terminal {
-  return new Terminal(['ssh', ...sshOptions, '-p', String(port), 'alice@localhost'], sshEnv('wonderland'));
+  return new Terminal(...todaysSsh([...sshOptions, '-p', String(port), 'alice@localhost'], 'wonderland'));
 }

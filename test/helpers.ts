@@ -206,7 +206,7 @@ export function quiet(step: Step): Promise<true> {
 export async function ssh2Login(port: number, username = 'bob', password = 'builder'): Promise<ssh2.Client> {
   const client = new ssh2.Client();
   await new Promise<void>((resolve, reject) => {
-    client.once('ready', resolve).once('error', reject);
+    client.once('ready', resolve).on('error', reject); // later errors too: a reset after the end
     client.connect({ host: '127.0.0.1', port, username, password });
   });
   return client;
@@ -283,7 +283,7 @@ function quote(word: string): string {
 }
 
 /** An SSH_MSG_KEXINIT from a client, framed as an unencrypted binary packet (RFC 4253, sections 6 and 7.1). */
-export function kexinitPacket(random: () => number = Math.random): Buffer {
+export function kexinitPacket(random: () => number = Math.random, kex = 'curve25519-sha256'): Buffer {
   const nameList = (names: string) => {
     const text = Buffer.from(names);
     const length = Buffer.alloc(4);
@@ -293,7 +293,7 @@ export function kexinitPacket(random: () => number = Math.random): Buffer {
   const cookie = Buffer.from(Array.from({ length: 16 }, () => Math.floor(random() * 256)));
   const payload = Buffer.concat([
     Buffer.from([20]), cookie,
-    nameList('curve25519-sha256'), nameList('ssh-ed25519'),
+    nameList(kex), nameList('ssh-ed25519'),
     nameList('aes128-ctr'), nameList('aes128-ctr'),
     nameList('hmac-sha2-256-etm@openssh.com'), nameList('hmac-sha2-256-etm@openssh.com'),
     nameList('none'), nameList('none'), nameList(''), nameList(''),
@@ -342,21 +342,31 @@ export function todayRuntime(path: string): string {
 }
 
 /**
- * Runs a program of the Debian testing root (with chroot), with SSH_ASKPASS answering `password`; resolves with
- * what it printed (less the known_hosts warning) and its exit status.
+ * A command line that runs `command` inside the Debian testing root (with chroot), in a home of its own (so that no
+ * known_hosts carries over), and the environment it needs for SSH_ASKPASS to answer `password` there.
  */
-export function inDebianTesting(command: string[], password = '', input = ''): Promise<SshResult> {
+export function debianTestingCommand(command: string[], password = ''): [string[], Record<string, string>] {
   const dir = debianTesting();
-  const inside = `/tmp/conch-steps-askpass-${process.pid}`;
-  if (!existsSync(join(dir, inside))) {
-    writeFileSync(join(dir, inside), '#!/bin/sh\nprintf "%s\\n" "$TEST_PASSWORD"\n', { mode: 0o755 });
-    process.on('exit', () => rmSync(join(dir, inside), { force: true }));
+  const askpassInside = `/tmp/conch-steps-askpass-${process.pid}`;
+  if (!existsSync(join(dir, askpassInside))) {
+    writeFileSync(join(dir, askpassInside), '#!/bin/sh\nprintf "%s\\n" "$TEST_PASSWORD"\n', { mode: 0o755 });
+    temporaryDirs.push(join(dir, askpassInside));
   }
-  // A home of its own each time: no known_hosts (Dropbear's dbclient keeps one) carries over.
   const home = mkdtempSync(join(dir, 'tmp', 'conch-steps-home-'));
-  process.on('exit', () => rmSync(home, { recursive: true, force: true }));
-  const child = spawn('chroot', [dir, 'env', `HOME=${home.slice(dir.length)}`, `SSH_ASKPASS=${inside}`,
-    'SSH_ASKPASS_REQUIRE=force', `TEST_PASSWORD=${password}`, ...command], { stdio: ['pipe', 'pipe', 'pipe'] });
+  temporaryDirs.push(home);
+  return [['chroot', dir, 'env', `HOME=${home.slice(dir.length)}`, ...command],
+    { SSH_ASKPASS: askpassInside, SSH_ASKPASS_REQUIRE: 'force', TEST_PASSWORD: password }];
+}
+
+/** `ssh ARGS`, OpenSSH 10.6 from the Debian testing root, as a command line and environment for a Terminal. */
+export function todaysSsh(args: string[], password: string): [string[], Record<string, string>] {
+  return debianTestingCommand(['ssh', ...args], password);
+}
+
+/** Runs a program of the Debian testing root; resolves with what it printed (less the known_hosts warning). */
+export function inDebianTesting(command: string[], password = '', input = ''): Promise<SshResult> {
+  const [line, env] = debianTestingCommand(command, password);
+  const child = spawn(line[0]!, line.slice(1), { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   running.add(child);
   const printed = collect(child);
   child.stdin.end(input);

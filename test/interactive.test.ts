@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
 import type { ClientChannel, PseudoTtyOptions } from 'ssh2';
-import { count, quiet, ssh, ssh2Login, sshEnv, sshOptions, Terminal, useStep, waitFor } from './helpers.ts';
+import { count, quiet, ssh, ssh2Login, sshEnv, sshOptions, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 const NO_TERMINAL = 'No terminal was requested, so there is no name or size to show.\r\n';
 const CLOSED = 'Connection to localhost closed.';
@@ -156,11 +156,14 @@ describe('step 07: protocols', { timeout: 60_000 }, () => {
   });
 });
 
-/** `ssh -p PORT alice@localhost` in a 100x30 tmux terminal, with the password given through SSH_ASKPASS. */
+/**
+ * `ssh -p PORT alice@localhost` in a 100x30 tmux terminal, with the password given through SSH_ASKPASS: OpenSSH
+ * 10.6, as the README's transcripts show it.
+ */
 function sshInTerminal(port: number, env: Record<string, string> = {}): Terminal {
   const setEnv = Object.entries(env).map(([key, value]) => `${key}=${value}`);
-  return new Terminal(['env', ...setEnv, 'ssh', ...sshOptions, '-p', String(port), 'alice@localhost'],
-    sshEnv('wonderland'));
+  const [command, askpass] = todaysSsh([...sshOptions, '-p', String(port), 'alice@localhost'], 'wonderland');
+  return new Terminal(['env', ...setEnv, ...command], askpass);
 }
 
 function screenShows(terminal: Terminal, row: RegExp): Promise<true> {

@@ -1,7 +1,7 @@
 // Each step as a reader meets it: started as a process, driven by the real OpenSSH client.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { count, lines, quiet, ssh, ssh2Login, sshEnv, sshOptions, Terminal, useStep, waitFor, type Step } from './helpers.ts';
+import { count, lines, quiet, ssh, ssh2Login, sshOptions, Terminal, todaysSsh, useStep, waitFor, type Step } from './helpers.ts';
 
 const NO_TTY = 'Pseudo-terminal will not be allocated because stdin is not a terminal.';
 const TRY_AGAIN = 'Permission denied, please try again.';
@@ -87,9 +87,12 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
   refusals(step, 'password');
 });
 
-/** Runs `ssh -p PORT alice@localhost` in a 100x30 tmux terminal; returns the screen and exit status at its end. */
+/**
+ * Runs `ssh -p PORT alice@localhost` (OpenSSH 10.6, as the README's transcripts show it) in a 100x30 tmux terminal;
+ * returns the screen and exit status at its end.
+ */
 async function inTerminal(port: number) {
-  const terminal = new Terminal(['ssh', ...sshOptions, '-p', String(port), 'alice@localhost'], sshEnv('wonderland'));
+  const terminal = new Terminal(...todaysSsh([...sshOptions, '-p', String(port), 'alice@localhost'], 'wonderland'));
   try {
     const status = await waitFor('ssh to end', () => terminal.exitStatus());
     return { status, screen: terminal.screen() };
