@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { describe, test } from 'node:test';
-import { auditFindings, useStep } from './helpers.ts';
+import { auditFindings, useStep, waitFor } from './helpers.ts';
 
 const GOODBYE = 'This session is very simple. Goodbye!\r\n';
 
@@ -35,7 +35,11 @@ function serverOffer(port: number): Promise<Record<string, string[]>> {
 }
 
 describe('algorithms', { timeout: 60_000 }, () => {
-  const step = useStep('03-trivial-channel.ts');
+  const step = useStep('03-trivial-channel.ts', { preload: ['./test/spy-kex.ts'] });
+  /** The key exchange of the last connection (test/spy-kex.ts prints each). */
+  const kexes = () => [...step().output().matchAll(/^key exchange \d+ (\S+)$/gm)].map((m) => m[1]!);
+  /** Waits for the key exchange of a connection after the first `before`, and returns it. */
+  const kexAfter = (before: number) => waitFor('the key exchange', () => kexes()[before]);
 
   test('the server offers only what the policy allows, and strict key exchange', async () => {
     const offer = await serverOffer(step().port);
@@ -70,22 +74,26 @@ describe('algorithms', { timeout: 60_000 }, () => {
     assert.ok(audit.stdout.includes('(key) rsa-sha2-256 (3072-bit)'), 'the audit saw the RSA host key');
   });
 
-  test('PuTTY connects', () => {
+  test('PuTTY 0.78 (the machine\'s) connects', async () => {
     const fingerprint = spawnSync('ssh-keygen', ['-lf', '-'], {
       input: spawnSync('ssh-keyscan', ['-p', String(step().port), '-t', 'ed25519', '127.0.0.1'], { encoding: 'utf8' }).stdout,
       encoding: 'utf8',
     }).stdout.split(' ')[1]!;
+    const before = kexes().length;
     const plink = spawnSync('plink', ['-batch', '-ssh', '-P', String(step().port), '-pw', 'wonderland',
       '-hostkey', fingerprint, 'alice@127.0.0.1'], { encoding: 'utf8', input: '', timeout: 20_000 });
     assert.equal(plink.error, undefined, 'plink is installed (Debian: apt-get install putty-tools)');
     assert.equal(plink.stdout, GOODBYE, plink.stderr);
+    assert.match(await kexAfter(before), /^curve25519-sha256/, 'PuTTY 0.78 knows no ML-KEM: Curve25519');
   });
 
-  test('Dropbear connects', () => {
+  test('Dropbear 2022 (the machine\'s) connects', async () => {
+    const before = kexes().length;
     const dbclient = spawnSync('dbclient', ['-y', '-T', '-p', String(step().port), 'alice@127.0.0.1'], {
       encoding: 'utf8', input: '', timeout: 20_000, env: { ...process.env, DROPBEAR_PASSWORD: 'wonderland' },
     });
     assert.equal(dbclient.error, undefined, 'dbclient is installed (Debian: apt-get install dropbear-bin)');
     assert.equal(dbclient.stdout, GOODBYE, dbclient.stderr);
+    assert.match(await kexAfter(before), /^curve25519-sha256/, 'Dropbear 2022 knows no ML-KEM: Curve25519');
   });
 });

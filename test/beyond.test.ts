@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { ssh, ssh2Login, sshOptions, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
+import { ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
@@ -70,7 +70,7 @@ describe('step 08: exec requests', { timeout: 60_000 }, () => {
   });
 
   test('a shell request still gets the echo protocol', async () => {
-    const result = await ssh(step().port, 'alice', 'wonderland', ['-T'], 'hi\n');
+    const result = await todaysSshRun(step().port, 'alice', 'wonderland', ['-T'], 'hi\n');
     assert.deepEqual(result, { stdout: 'Echo protocol connected\r\nhi\n', stderr: '', status: 255 });
   });
 });
@@ -137,7 +137,7 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
   test('a user with no file, or a name that is not a file name, has no keys; passwords still work', async () => {
     assert.equal((await withKey('carol', ed25519)).status, 255);
     assert.equal((await withKey('../authorized_keys/alice', ed25519)).status, 255);
-    assert.deepEqual(await ssh(step().port, 'alice', 'wonderland', ['whoami']), { stdout: 'alice\n', stderr: '', status: 0 });
+    assert.deepEqual(await todaysSshRun(step().port, 'alice', 'wonderland', ['whoami']), { stdout: 'alice\n', stderr: '', status: 0 });
   });
 
   test('a line that is not a key is skipped and logged with its file and line', () => {
@@ -223,7 +223,7 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
   });
 
   test('without a pty the app says it needs one and exits 1; commands still run', async () => {
-    assert.deepEqual(await ssh(step().port, 'alice', 'wonderland', ['-T']), {
+    assert.deepEqual(await todaysSshRun(step().port, 'alice', 'wonderland', ['-T']), {
       stdout: '',
       stderr: 'This app draws on a terminal, and none was requested: connect with ssh -t.\n',
       status: 1,

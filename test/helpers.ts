@@ -363,6 +363,11 @@ export function todaysSsh(args: string[], password: string): [string[], Record<s
   return debianTestingCommand(['ssh', ...args], password);
 }
 
+/** `ssh -p PORT USER@localhost ARGS...` as `ssh()` runs it, but with OpenSSH 10.6: for what the README shows. */
+export function todaysSshRun(port: number, user: string, password: string, args: string[] = [], input = ''): Promise<SshResult> {
+  return inDebianTesting(['ssh', ...sshOptions, '-p', String(port), `${user}@localhost`, ...args], password, input);
+}
+
 /** Runs a program of the Debian testing root; resolves with what it printed (less the known_hosts warning). */
 export function inDebianTesting(command: string[], password = '', input = ''): Promise<SshResult> {
   const [line, env] = debianTestingCommand(command, password);

@@ -1,7 +1,7 @@
 // Each step as a reader meets it: started as a process, driven by the real OpenSSH client.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { count, lines, quiet, ssh, ssh2Login, sshOptions, Terminal, todaysSsh, useStep, waitFor, type Step } from './helpers.ts';
+import { count, lines, quiet, ssh2Login, sshOptions, Terminal, todaysSsh, todaysSshRun, useStep, waitFor, type Step } from './helpers.ts';
 
 const NO_TTY = 'Pseudo-terminal will not be allocated because stdin is not a terminal.';
 const TRY_AGAIN = 'Permission denied, please try again.';
@@ -11,7 +11,7 @@ describe('step 01: nobody can log in', { timeout: 60_000 }, () => {
   const step = useStep('01-no-login.ts');
 
   test('even the right password is refused, with no way to log in left', async () => {
-    const result = await ssh(step().port, 'alice', 'wonderland');
+    const result = await todaysSshRun(step().port, 'alice', 'wonderland');
     assert.deepEqual(lines(result.stderr), [NO_TTY, TRY_AGAIN, TRY_AGAIN, 'alice@localhost: Permission denied ().']);
     assert.equal(result.stdout, '');
     assert.equal(result.status, 255);
@@ -26,7 +26,7 @@ describe('step 02: a password, and nothing after it', { timeout: 60_000 }, () =>
   const step = useStep('02-password-auth.ts');
 
   test('the right password logs in, and the session channel is refused', async () => {
-    const result = await ssh(step().port, 'alice', 'wonderland');
+    const result = await todaysSshRun(step().port, 'alice', 'wonderland');
     assert.deepEqual(lines(result.stderr), [NO_TTY, 'channel 0: open failed: administratively prohibited: ']);
     assert.equal(result.stdout, '');
     assert.equal(result.status, 255);
@@ -47,7 +47,7 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
   const step = useStep('03-trivial-channel.ts');
 
   test('with input from a pipe, the shell request gets the goodbye line', async () => {
-    const result = await ssh(step().port, 'alice', 'wonderland');
+    const result = await todaysSshRun(step().port, 'alice', 'wonderland');
     assert.equal(result.stdout, `${GOODBYE}\r\n`);
     assert.deepEqual(lines(result.stderr), [NO_TTY]);
     // The server never says how the session ended (an exit status comes in a later step), so ssh reports 255.
@@ -106,7 +106,7 @@ function refusals(step: () => Step, methods: string) {
   for (const [user, password, why] of [['alice', 'builder', 'a wrong password'], ['carol', 'wonderland', 'an unknown user']]) {
     test(`${why} is refused`, async () => {
       const loginsBefore = count(step(), /authenticated as/g);
-      const result = await ssh(step().port, user!, password!);
+      const result = await todaysSshRun(step().port, user!, password!);
       const expected = [NO_TTY, TRY_AGAIN, TRY_AGAIN, `${user}@localhost: Permission denied (${methods}).`];
       assert.deepEqual(lines(result.stderr), expected);
       assert.equal(result.stdout, '');
