@@ -35,7 +35,8 @@ export function listen(server: Server): void {
     log(peer, 'connection opened');
     socket.on('close', () => {
       sockets.delete(socket);
-      log(peer, 'connection closed');
+      // Once ssh2 has closed this connection's channels, whose own last lines (step 06's) then come first.
+      setImmediate(() => log(peer, 'connection closed'));
     });
     sockets.add(socket);
     // When the server has finished its side (after a disconnect), a client that never closes its own side

@@ -146,15 +146,6 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     });
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
-      // ssh2 reports the client's EOF on the session as soon as it arrives. The channel's 'end' comes after
-      // the last chunk of input has been read, but also when the channel closes without an EOF.
-      let eofReceived = false;
-      session.on('eof', () => {
-        eofReceived = true;
-      });
-      channel.on('close', () => {
-        if (!eofReceived) log(info, 'channel closed without EOF');
-      });
       if (!terminal) {
         channel.stderr.write('This app draws on a terminal, and none was requested: connect with ssh -t.\n');
         channel.exit(1);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
+import { quiet, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
@@ -206,6 +206,9 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
       assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 0);
       assert.equal(terminal.display('#{alternate_on} #{cursor_flag}'), '0 1', 'normal screen, cursor shown');
       assert.equal(terminal.screen().at(-1), 'Connection to localhost closed.');
+      // Quitting with q is the normal end: the log says the connection closed, and nothing about EOF.
+      await quiet(step());
+      assert.doesNotMatch(step().output(), /channel closed without EOF/);
     } finally {
       terminal.close();
     }

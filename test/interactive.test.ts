@@ -121,6 +121,12 @@ describe('step 06: detecting EOF', { timeout: 60_000 }, () => {
     await waitFor('the echo', () => stdout.includes(`echo: 'still typing'`) || undefined);
     client.kill('SIGKILL');
     await waitFor('the log line', () => count(step(), CLOSED_WITHOUT_EOF) === before + 1 || undefined);
+    // The channel's line comes before its connection's last line, not after it.
+    await quiet(step());
+    const logged = step().output().split('\n');
+    const who = logged.filter((line) => line.endsWith(' channel closed without EOF')).at(-1)!.split(' ')[0];
+    const last = logged.filter((line) => line.startsWith(`${who} `)).slice(-2);
+    assert.deepEqual(last, [`${who} channel closed without EOF`, `${who} connection closed`]);
   });
 });
 
