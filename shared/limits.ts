@@ -8,7 +8,7 @@ import ssh2 from 'ssh2';
 import type { AuthContext, ClientInfo, Connection, Session } from 'ssh2';
 import { address, log } from './log.ts';
 import { limits } from './options.ts';
-import { countFailure, penalizeSource, penaltyFor, sourceRefused } from './penalties.ts';
+import { countFailure, noteFailedConnection, penalizeSource, penaltyFor, sourceRefused } from './penalties.ts';
 
 /**
  * Pings each logged-in client every `KEEPALIVE_INTERVAL` seconds, and closes its connection after
@@ -123,14 +123,19 @@ function openFilesAllowed(): number {
 
 /**
  * Watches a connection's login attempts: logs who logged in (and stops its login clock), closes it after
- * `MAX_AUTH_TRIES` failures, and delays the answers to an address that keeps failing (shared/penalties.ts).
+ * `MAX_AUTH_TRIES` failures, notes it as a failed connection if it ends with failures and no login, and delays
+ * the answers to an address that has had many failed connections lately (shared/penalties.ts).
  * The `none` method, which clients send first only to ask which methods there are, is not a failure.
  */
 export function watchLogins(client: Connection, info: ClientInfo): void {
   let username = '';
   let failures = 0;
   let closed = false;
-  client.once('close', () => (closed = true));
+  let succeeded = false;
+  client.once('close', () => {
+    closed = true;
+    if (failures > 0 && !succeeded) noteFailedConnection(info.ip);
+  });
   // Answering is the step's job. A step with no 'authentication' listener leaves it to ssh2, which turns every
   // attempt down; our listener would stop that, so then we turn the attempt down ourselves, as ssh2 would.
   const stepAnswers = client.listenerCount('authentication') > 0;
@@ -158,6 +163,7 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
   client.on('ready', () => {
     // A slow password check can end after the client has gone; ssh2 then reports a login nobody will use.
     if (closed) return;
+    succeeded = true;
     log(info, `authenticated as ${username}`);
     finishers.get(address(info.ip, info.port))?.();
   });

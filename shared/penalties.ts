@@ -1,39 +1,49 @@
-// Slowing down an address that keeps failing to log in, as OpenSSH 9.8's PerSourcePenalties does.
+// Slowing down an address that keeps failing to log in, as OpenSSH 9.8's PerSourcePenalties does. What counts is
+// failed connections (a connection that ends with a failed login and none that worked, as sshd's `authfail`), not
+// each wrong password: a person who runs a step again and again, typing wrong on purpose, never waits, and a
+// program that guesses soon does.
 import { limits } from './options.ts';
 
-const FREE_FAILURES = 3; // one ssh run's worth of typos
+const FREE_CONNECTIONS = 10; // failed connections an address may have had lately before it waits
+const FORGIVEN_PER_MINUTE = 10; // how fast that count goes down again
 const FIRST_DELAY_MS = 500;
-const FORGET_AFTER_MS = 10 * 60_000;
 const MAX_ADDRESSES = 10_000;
 
-interface Record {
-  failures: number;
-  last: number;
+/** For each address: its count of recent failed connections, when that was last worked out, and whether logged. */
+const records = new Map<string, { failed: number; at: number; logged: boolean }>();
+
+/** The address's record, its count lowered by the time gone by since it was last worked out. */
+function recordFor(ip: string, now: number) {
+  const record = records.get(ip) ?? { failed: 0, at: now, logged: false };
+  record.failed = Math.max(0, record.failed - ((now - record.at) / 60_000) * FORGIVEN_PER_MINUTE);
+  record.at = now;
+  if (record.failed === 0) record.logged = false;
+  // Keep the map in order of last use, and bounded: the oldest address goes first.
+  records.delete(ip);
+  records.set(ip, record);
+  if (records.size > MAX_ADDRESSES) records.delete(records.keys().next().value!);
+  return record;
 }
 
-const records = new Map<string, Record>();
+/** Notes that a connection from `ip` ended with at least one failed login, and without logging in. */
+export function noteFailedConnection(ip: string): void {
+  if (limits.authPenaltyMax === 0) return;
+  recordFor(ip, Date.now()).failed += 1;
+}
 
 /**
- * Notes a failed login from `ip` and returns how long to wait before answering it, in milliseconds: nothing
- * for the first few failures, then 0.5 s, doubling with each further failure up to `AUTH_PENALTY_MAX` seconds.
- * An address is forgotten ten minutes after its last failure. `onFirstPenalty` is called once per address.
+ * How long to wait before answering a failed login from `ip`, in milliseconds: nothing while the address has had
+ * at most ten failed connections lately (the count goes down by ten a minute), then 0.5 s, doubling with each
+ * further one, up to `AUTH_PENALTY_MAX` seconds. `onFirstPenalty` is called when an address starts to wait.
  */
 export function penaltyFor(ip: string, onFirstPenalty: (maxSeconds: number) => void): number {
   const max = limits.authPenaltyMax * 1000;
   if (max === 0) return 0;
-  const now = Date.now();
-  let record = records.get(ip);
-  if (!record || now - record.last > FORGET_AFTER_MS) record = { failures: 0, last: now };
-  record.failures += 1;
-  record.last = now;
-  // Keep the map in order of last failure, and bounded: the oldest address goes first.
-  records.delete(ip);
-  records.set(ip, record);
-  if (records.size > MAX_ADDRESSES) records.delete(records.keys().next().value!);
-
-  const beyond = record.failures - FREE_FAILURES;
+  const record = recordFor(ip, Date.now());
+  const beyond = Math.ceil(record.failed) - FREE_CONNECTIONS;
   if (beyond <= 0) return 0;
-  if (beyond === 1) onFirstPenalty(limits.authPenaltyMax);
+  if (!record.logged) onFirstPenalty(limits.authPenaltyMax);
+  record.logged = true;
   return Math.min(max, FIRST_DELAY_MS * 2 ** (beyond - 1));
 }
 
