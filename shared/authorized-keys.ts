@@ -1,4 +1,5 @@
 // Users' public keys: an OpenSSH authorized_keys file for each user, keys/authorized_keys/USERNAME.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,4 +47,9 @@ export function authorizedKeys(username: string): ParsedKey[] {
   });
   parsed.set(path, { text, keys });
   return keys;
+}
+
+/** A public key's fingerprint as OpenSSH shows it: `SHA256:` and the unpadded base64 of the key's SHA-256. */
+export function fingerprint(publicKey: Buffer): string {
+  return `SHA256:${createHash('sha256').update(publicKey).digest('base64').replace(/=+$/, '')}`;
 }

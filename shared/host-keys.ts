@@ -1,10 +1,11 @@
 // The server's host keys: made once, on the first run of any step, then reused so that clients keep trusting them.
-import { createHash, createPublicKey } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
 import type { EncryptedPrivateKey, ParsedKey } from 'ssh2';
+import { fingerprint } from './authorized-keys.ts';
 import { explain, fail, shown } from './errors.ts';
 import { decodeOnce } from './key-objects.ts';
 
@@ -25,7 +26,7 @@ export function readHostKeys(): EncryptedPrivateKey[] {
     readOrCreate(join(dir, 'ssh_host_rsa_key'), 'rsa'),
   ];
   for (const { key } of keys) {
-    console.log(`host key: ${fingerprint(key)}`);
+    console.log(`host key: ${describe(key)}`);
   }
   const [ed25519, rsa] = keys.map(({ key }) => key) as [ParsedKey, ParsedKey];
   // ssh2 1.17 offers every RSA host key under the SHA-1 signature name `ssh-rsa` too, whatever the algorithm
@@ -137,11 +138,10 @@ function writePublicKey(path: string, line: string): void {
 }
 
 /** `256 SHA256:... comment (ED25519)`: the line `ssh-keygen -lf` prints for the key. */
-function fingerprint(key: ParsedKey): string {
-  const blob = key.getPublicSSH();
-  const hash = createHash('sha256').update(blob).digest('base64').replace(/=+$/, '');
+function describe(key: ParsedKey): string {
+  const hash = fingerprint(key.getPublicSSH());
   const details = createPublicKey(key.getPublicPEM()).asymmetricKeyDetails;
   const bits = key.type === 'ssh-ed25519' ? 256 : details?.modulusLength ?? 0;
   const name = key.type === 'ssh-ed25519' ? 'ED25519' : key.type === 'ssh-rsa' ? 'RSA' : key.type;
-  return `${bits} SHA256:${hash} ${key.comment || 'no comment'} (${name})`;
+  return `${bits} ${hash} ${key.comment || 'no comment'} (${name})`;
 }

@@ -9,9 +9,9 @@
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland), then resize the window, then q
 // You see:  a box the size of your terminal, saying so, that follows every resize
 import ssh2 from 'ssh2';
-import type { PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
+import type { ClientInfo, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
-import { authorizedKeys } from '../shared/authorized-keys.ts';
+import { authorizedKeys, fingerprint } from '../shared/authorized-keys.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
 import { listen } from '../shared/listen.ts';
 import { log } from '../shared/log.ts';
@@ -98,17 +98,27 @@ async function run(commandLine: string, channel: ServerChannel, user: string): P
   return command(args, channel, user);
 }
 
-/** Whether the offered key is listed for the user and, once the client has signed, whether the signature holds. */
-function keyMayLogIn(ctx: PublicKeyAuthContext): boolean {
-  const key = authorizedKeys(ctx.username).find((listed) => listed.getPublicSSH().equals(ctx.key.data));
-  if (!key) return false;
+/**
+ * Whether the offered key is listed for the user and, once the client has signed, whether the signature holds.
+ * A key refused is logged with the reason, which the client is never told.
+ */
+function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
+  const refuse = (why: string) => {
+    log(info, `key ${fingerprint(ctx.key.data)} refused for ${ctx.username}: ${why}`);
+    return false;
+  };
+  const listed = authorizedKeys(ctx.username);
+  const key = listed.find((each) => each.getPublicSSH().equals(ctx.key.data));
+  if (!key) return refuse(listed.length ? 'not in the user\'s authorized_keys' : 'the user has no authorized_keys');
   // An RSA key must sign with SHA-2: SHA-1 is refused, as OpenSSH has since 8.8. Decided by the listed key's type,
   // not by the algorithm name the client claims (ssh2 names a hash only for rsa-sha2-256 and rsa-sha2-512).
-  if (key.type === 'ssh-rsa' && ctx.hashAlgo !== 'sha256' && ctx.hashAlgo !== 'sha512') return false;
+  if (key.type === 'ssh-rsa' && ctx.hashAlgo !== 'sha256' && ctx.hashAlgo !== 'sha512') {
+    return refuse('an RSA signature with SHA-1');
+  }
   // First round: the client only asks whether this key would do.
   if (!ctx.signature || !ctx.blob) return true;
   // Second round: the signature over this session proves the client holds the private key.
-  return key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true;
+  return key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true || refuse('the signature does not hold');
 }
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
@@ -117,7 +127,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       user = ctx.username;
       ctx.accept();
-    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx)) {
+    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) {
       // Without a signature, accept() only answers "this key would do"; with one, it logs the user in.
       user = ctx.username;
       ctx.accept();

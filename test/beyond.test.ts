@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { quiet, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
+import { count, quiet, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
@@ -96,6 +96,8 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
   writeFileSync(join(keysDir, 'bob'), pub(bobKey));
 
   const step = useStep('09-public-key-auth.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: keysDir } });
+  /** Waits until the step has logged a line that ends with `text`. */
+  const logged = (text: string) => waitFor(text, () => step().output().split('\n').some((line) => line.endsWith(` ${text}`)) || undefined);
   /** `ssh -i KEY USER@localhost whoami`, keys only: no password is tried. */
   const withKey = (user: string, key: string, ...options: string[]) => ssh(step().port, user, 'unused', [
     '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'PreferredAuthentications=publickey',
@@ -107,11 +109,14 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
     });
   }
 
-  test('a key that is not listed, or listed for another user, is refused', async () => {
+  test('a key that is not listed, or listed for another user, is refused, and the log says why', async () => {
     const refused = { stdout: '', stderr: 'alice@localhost: Permission denied (publickey,password).\r\n', status: 255 };
     assert.deepEqual(await withKey('alice', strangerKey), refused);
     assert.deepEqual(await withKey('alice', bobKey), refused);
     assert.deepEqual(await withKey('bob', bobKey), { stdout: 'bob\n', stderr: '', status: 0 });
+    await logged(`key ${keyFingerprint(strangerKey)} refused for alice: not in the user's authorized_keys`);
+    await logged(`key ${keyFingerprint(bobKey)} refused for alice: not in the user's authorized_keys`);
+    assert.ok(!step().output().includes(`key ${keyFingerprint(bobKey)} refused for bob`), 'bob\'s own key is not refused');
   });
 
   test('an edit to a user\'s file counts at the next login, even one that keeps its size', async () => {
@@ -129,13 +134,15 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
     assert.equal((await withKey('bob', bobKey)).status, 0, 'and put back, it logs in again');
   });
 
-  test('RSA signed with SHA-1 (ssh-rsa) is refused', async () => {
+  test('RSA signed with SHA-1 (ssh-rsa) is refused, and the log says why', async () => {
     const result = await withKey('alice', rsa, '-o', 'PubkeyAcceptedAlgorithms=ssh-rsa');
     assert.equal(result.status, 255);
+    await logged(`key ${keyFingerprint(rsa)} refused for alice: an RSA signature with SHA-1`);
   });
 
   test('a user with no file, or a name that is not a file name, has no keys; passwords still work', async () => {
     assert.equal((await withKey('carol', ed25519)).status, 255);
+    await logged(`key ${keyFingerprint(ed25519)} refused for carol: the user has no authorized_keys`);
     assert.equal((await withKey('../authorized_keys/alice', ed25519)).status, 255);
     assert.deepEqual(await todaysSshRun(step().port, 'alice', 'wonderland', ['whoami']), { stdout: 'alice\n', stderr: '', status: 0 });
   });
@@ -160,8 +167,14 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
     });
     assert.equal(await logIn(parsed), 'logged in', 'the genuine key logs in this way');
     assert.equal(await logIn(forged), 'All configured authentication methods failed');
+    await logged(`key ${keyFingerprint(ed25519)} refused for alice: the signature does not hold`);
   });
 });
+
+/** The fingerprint of the key in the file `key` (its `.pub` beside it), as ssh-keygen -l prints it. */
+function keyFingerprint(key: string): string {
+  return spawnSync('ssh-keygen', ['-lf', `${key}.pub`], { encoding: 'utf8' }).stdout.split(' ')[1]!;
+}
 
 describe('step 09 without an authorized_keys folder', { timeout: 30_000 }, () => {
   const step = useStep('09-public-key-auth.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: join(temporaryDir(), 'none') } });
