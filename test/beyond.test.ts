@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { count, quiet, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
+import { quiet, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
