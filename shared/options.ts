@@ -33,6 +33,10 @@ Environment:
 `;
 
 function read(): { port: number; host: string } {
+  // parseArgs takes `--port -1` for an option with its value missing; say what is wrong with the value instead.
+  const portAt = process.argv.indexOf('--port');
+  const next = portAt === -1 ? undefined : process.argv[portAt + 1];
+  if (next !== undefined && /^-\d/.test(next)) fail(`the port must be a number from 0 to 65535, not "${next}"`);
   let values;
   try {
     ({ values } = parseArgs({

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { quiet, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
+import { quiet, root, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
@@ -204,6 +204,7 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
     assert.equal(screen[rows - 1], border(cols));
     for (const row of screen.slice(1, -1)) assert.match(row, new RegExp(`^\\|.{${cols - 2}}\\|$`));
     assert.ok(screen.some((row) => row.includes('Hello, alice!')));
+    return screen;
   };
 
   test('the app fills the terminal, follows a resize, and q gives the terminal back', async () => {
@@ -222,6 +223,20 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
       // Quitting with q is the normal end: the log says the connection closed, and nothing about EOF.
       await quiet(step());
       assert.doesNotMatch(step().output(), /channel closed without EOF/);
+    } finally {
+      terminal.close();
+    }
+  });
+
+  test('the screen the README shows for a 60x12 terminal is the one a 60x12 terminal shows', async () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const [, cols, rows, block] = /<!-- screen: (\d+)x(\d+) -->\n```console\n([^`]*)```/.exec(readme)!;
+    const terminal = new Terminal(...todaysSsh([...sshOptions, '-p', String(step().port), 'alice@localhost'], 'wonderland'),
+      Number(cols), Number(rows));
+    try {
+      assert.deepEqual(await drawnFor(terminal, Number(cols), Number(rows)), block!.trimEnd().split('\n'));
+      terminal.sendKeys('q');
+      await waitFor('ssh to end', () => terminal.exitStatus());
     } finally {
       terminal.close();
     }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
 import type { ClientChannel, PseudoTtyOptions } from 'ssh2';
-import { count, quiet, ssh, ssh2Login, sshEnv, sshOptions, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
+import { count, debianTestingCommand, quiet, ssh, ssh2Login, sshEnv, sshOptions, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 const NO_TERMINAL = 'No terminal was requested, so there is no name or size to show.\r\n';
 const CLOSED = 'Connection to localhost closed.';
@@ -40,6 +40,22 @@ describe('step 04: pty requests', { timeout: 60_000 }, () => {
 
 describe('step 05: accepting input', { timeout: 60_000 }, () => {
   const step = useStep('05-accepting-input.ts');
+
+  test('piped input without a terminal: the no-terminal line, the echo, and then ssh waits', async () => {
+    const [command, env] = debianTestingCommand(['ssh', ...sshOptions, '-T', '-p', String(step().port), 'alice@localhost'], 'wonderland');
+    const client = spawn(command[0]!, command.slice(1), { env: { ...process.env, ...env } });
+    let stdout = '';
+    client.stdout.on('data', (chunk) => (stdout += chunk));
+    client.stdin.end('hello\n');
+    try {
+      await waitFor('the echo', () => stdout.includes('echo: ') || undefined);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(stdout, `${NO_TERMINAL}echo: 'hello\\n'\r\n`);
+      assert.equal(client.exitCode, null, 'ssh is still waiting');
+    } finally {
+      client.kill('SIGINT');
+    }
+  });
 
   test('in a terminal, each key is echoed as Python would show it, and ~. leaves', async () => {
     const terminal = sshInTerminal(step().port);

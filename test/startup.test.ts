@@ -147,6 +147,8 @@ describe('options and listening', { timeout: 60_000 }, () => {
     assert.deepEqual(await runStep('01-no-login.ts', ['--port', 'http']), {
       stdout: '', stderr: 'error: the port must be a number from 0 to 65535, not "http"\n', status: 1,
     });
+    const negative = await runStep('01-no-login.ts', ['--port', '-1']);
+    assert.deepEqual([negative.stderr, negative.status], ['error: the port must be a number from 0 to 65535, not "-1"\n', 1]);
     const unknown = await runStep('01-no-login.ts', ['--prot', '22']);
     assert.equal(unknown.stderr, "error: Unknown option '--prot' (see --help)\n");
     assert.equal(unknown.status, 1);
