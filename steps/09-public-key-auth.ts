@@ -6,8 +6,9 @@
 // listed for that user and that the signature holds. Passwords still work.
 //
 // Run it:   npx tsx steps/09-public-key-auth.ts
-//           cat ~/.ssh/id_ed25519.pub >> keys/authorized_keys/alice
-// Connect:  ssh -p 2022 -i ~/.ssh/id_ed25519 alice@localhost whoami
+//           ssh-keygen -t ed25519 -N '' -f ~/.ssh/conch-steps-demo     (a key for the tutorial alone)
+//           cp ~/.ssh/conch-steps-demo.pub keys/authorized_keys/alice
+// Connect:  ssh -p 2022 -i ~/.ssh/conch-steps-demo alice@localhost whoami
 // You see:  alice                        (and no password prompt)
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ParsedKey, PublicKeyAuthMethod } from 'ssh2';
-import { quiet, root, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
+import { debianTestingCommand, quiet, root, ssh, ssh2Login, sshOptions, todaysSshRun, temporaryDir, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
 
 /** Logs in with the ssh2 client and runs `command`, sending `input` and EOF; resolves with the output and exit. */
 async function execWithSsh2(port: number, command: string, input: Buffer) {
@@ -175,6 +175,29 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
 function keyFingerprint(key: string): string {
   return spawnSync('ssh-keygen', ['-lf', `${key}.pub`], { encoding: 'utf8' }).stdout.split(' ')[1]!;
 }
+
+describe('step 09 as its README section has the reader do it, with OpenSSH 10.6', { timeout: 30_000 }, () => {
+  const keysDir = temporaryDir();
+  const step = useStep('09-public-key-auth.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: keysDir } });
+
+  test('a key made for the tutorial logs in, in two rounds, as ssh -v shows', async () => {
+    // ssh-keygen and ssh both run in the Debian testing root, with a home of their own.
+    const [keygen] = debianTestingCommand(['sh', '-c', 'mkdir -p ~/.ssh && ssh-keygen -q -t ed25519 -N "" -f ~/.ssh/conch-steps-demo && echo ~']);
+    const made = spawnSync(keygen[0]!, keygen.slice(1), { encoding: 'utf8' });
+    const home = made.stdout.trim();
+    const rootDir = keygen[1]!;
+    writeFileSync(join(keysDir, 'alice'), readFileSync(join(rootDir, home, '.ssh', 'conch-steps-demo.pub')));
+    const [command, env] = debianTestingCommand(['sh', '-c', `HOME=${home} ssh -v -F /dev/null -o UserKnownHostsFile=/dev/null `
+      + `-o StrictHostKeyChecking=no -p ${step().port} -i ${home}/.ssh/conch-steps-demo alice@localhost whoami 2>&1 `
+      + `| grep -E 'Offering|accepts|Authenticated|^alice'`]);
+    const result = spawnSync(command[0]!, command.slice(1), { encoding: 'utf8', env: { ...process.env, ...env } });
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const shown = /<!-- key login -->\n```console\n\$ [^\n]*\n([^`]*)```/.exec(readme)![1]!.trimEnd().split('\n');
+    const seen = result.stdout.trimEnd().split(/\r?\n/)
+      .map((line) => line.replaceAll(`${home}/`, '/home/you/').replace(/SHA256:\S+/, 'SHA256:...').replace(`:${step().port})`, ':2022)'));
+    assert.deepEqual(seen, [...shown, 'alice']);
+  });
+});
 
 describe('step 09 without an authorized_keys folder', { timeout: 30_000 }, () => {
   const step = useStep('09-public-key-auth.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: join(temporaryDir(), 'none') } });
