@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, kexinitPacket, lines, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, waitFor, type Step } from './helpers.ts';
+import { count, kexinitPacket, lines, quiet, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, waitFor, type Step } from './helpers.ts';
 
 const TRY_AGAIN = 'Permission denied, please try again.';
 
@@ -129,10 +129,10 @@ describe('per-source penalty', { timeout: 120_000 }, () => {
     try {
       for (let run = 1; run <= 5; run++) {
         const { result, asked } = await guessWrong(step, 3);
-        assert.equal(result.status, 255);
-        const gaps = asked.slice(1).map((time, i) => time - asked[i]!);
-        assert.ok(gaps.every((gap) => gap < 0.4), `run ${run}: seconds between prompts ${gaps.join(', ')}`);
+        assert.deepEqual([result.status, asked.length], [255, 3]);
       }
+      // The step logs the moment an address starts to wait (the test below sees it): here it never does.
+      await quiet(step);
       assert.equal(count(step, /keeps failing/g), 0);
     } finally {
       await step.stop();
@@ -154,11 +154,14 @@ describe('per-source penalty', { timeout: 120_000 }, () => {
         client.end();
         await waitFor('the server to see it go', () => count(step, / connection closed$/gm) === i + 1 || undefined);
       }
-      // Ten failed connections are free; the 12th waits half a second, and from the 13th on the cap, 1 s. Only
-      // lower bounds: machines are noisy.
-      assert.ok(waits.slice(0, 10).every((wait) => wait < 0.4), `the first ten: ${waits.slice(0, 10).join(', ')}`);
+      // Ten failed connections are free, so the 11th is still answered at once: the waiting starts with the 12th
+      // (the log says so as it starts), half a second, and from the 13th on the cap, 1 s. Only lower bounds on the
+      // waits: machines are noisy.
+      const logged = step.output().split('\n');
+      const starts = logged.findIndex((line) => / this address keeps failing to log in: answers to it now wait, up to 1 s$/.test(line));
+      assert.equal(logged.slice(0, starts).filter((line) => line.endsWith(' connection opened')).length, 12);
       assert.ok(waits[12]! >= 0.95 && waits[29]! >= 0.95, `waits: ${waits.map((w) => w.toFixed(2)).join(', ')}`);
-      assert.equal(count(step, / this address keeps failing to log in: answers to it now wait, up to 1 s$/gm), 1);
+      assert.equal(count(step, / this address keeps failing to log in/gm), 1);
     } finally {
       await step.stop();
     }
