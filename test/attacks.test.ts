@@ -285,14 +285,15 @@ describe('startups, as sshd 9.8 limits them', { timeout: 120_000 }, () => {
     try {
       // Each such connection adds a second; from 15 seconds on, the penalty is enforced (as sshd's defaults).
       let connections = 0;
-      while (count(step, penalized) === 0 && connections < 20) {
+      while (count(step, penalized) === 0 && connections < 30) {
         const holder = slotHolder(step.port, '127.0.0.3');
         await waitFor('the version line', () => holder.received().startsWith('SSH-2.0-') || undefined);
         holder.socket.destroy();
         connections += 1;
         await waitFor('the close', () => count(step, / connection closed$/gm) === connections || undefined);
       }
-      assert.ok(connections >= 15 && connections <= 17, `${connections} connections`);
+      // At least 15; a few more on a slow machine, as the penalty runs down while they are made.
+      assert.ok(connections >= 15 && connections <= 25, `${connections} connections`);
       const refused = slotHolder(step.port, '127.0.0.3');
       await waitFor('the refusal', () => refused.socket.destroyed || undefined);
       assert.equal(refused.received(), '');
