@@ -176,7 +176,7 @@ function keyFingerprint(key: string): string {
   return spawnSync('ssh-keygen', ['-lf', `${key}.pub`], { encoding: 'utf8' }).stdout.split(' ')[1]!;
 }
 
-describe('step 09 as its README section has the reader do it, with OpenSSH 10.6', { timeout: 30_000 }, () => {
+describe('step 09 as its lesson has the reader do it, with OpenSSH 10.6', { timeout: 30_000 }, () => {
   const keysDir = temporaryDir();
   const step = useStep('09-public-key-auth.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: keysDir } });
 
@@ -191,8 +191,8 @@ describe('step 09 as its README section has the reader do it, with OpenSSH 10.6'
       + `-o StrictHostKeyChecking=no -p ${step().port} -i ${home}/.ssh/conch-steps-demo alice@localhost whoami 2>&1 `
       + `| grep -E 'Offering|accepts|Authenticated|^alice'`]);
     const result = spawnSync(command[0]!, command.slice(1), { encoding: 'utf8', env: { ...process.env, ...env } });
-    const readme = readFileSync(join(root, 'README.md'), 'utf8');
-    const shown = /<!-- key login -->\n```console\n\$ [^\n]*\n([^`]*)```/.exec(readme)![1]!.trimEnd().split('\n');
+    const lesson = readFileSync(join(root, 'steps', '09-public-key-auth.md'), 'utf8');
+    const shown = /<!-- key login -->\n```console\n\$ [^\n]*\n([^`]*)```/.exec(lesson)![1]!.trimEnd().split('\n');
     const seen = result.stdout.trimEnd().split(/\r?\n/)
       .map((line) => line.replaceAll(`${home}/`, '/home/you/').replace(/SHA256:\S+/, 'SHA256:...').replace(`:${step().port})`, ':2022)'));
     assert.deepEqual(seen, [...shown, 'alice']);
@@ -251,9 +251,9 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
     }
   });
 
-  test('the screen the README shows for a 60x12 terminal is the one a 60x12 terminal shows', async () => {
-    const readme = readFileSync(join(root, 'README.md'), 'utf8');
-    const [, cols, rows, block] = /<!-- screen: (\d+)x(\d+) -->\n```console\n([^`]*)```/.exec(readme)!;
+  test('the screen the lesson shows for a 60x12 terminal is the one a 60x12 terminal shows', async () => {
+    const lesson = readFileSync(join(root, 'steps', '10-window-change.md'), 'utf8');
+    const [, cols, rows, block] = /<!-- screen: (\d+)x(\d+) -->\n```console\n([^`]*)```/.exec(lesson)!;
     const terminal = new Terminal(...todaysSsh([...sshOptions, '-p', String(step().port), 'alice@localhost'], 'wonderland'),
       Number(cols), Number(rows));
     try {

@@ -1,5 +1,5 @@
-// `npm run diff -- 2 3`: what step 03 adds to step 02, as a unified diff. Not a test; the README's diffs come from it
-// (`npm run diff -- --readme` rewrites them).
+// `npm run diff -- 2 3`: what step 03 adds to step 02, as a unified diff. Not a test; the diffs in the README and the
+// lessons (steps/NN-name.md) come from it (`npm run diff -- --readme` rewrites them).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -31,14 +31,22 @@ export function diffSteps(from: string, to: string): string {
   return result.stdout;
 }
 
-/** Rewrites every `<!-- diff: A B -->` block in README.md with the current diff (`npm run diff -- --readme`). */
+/** The README and the lessons (`steps/NN-name.md`): the pages that quote the steps. */
+export function pages(): string[] {
+  const lessons = readdirSync(stepsDir).filter((file) => file.endsWith('.md')).map((file) => `steps/${file}`);
+  return ['README.md', ...lessons];
+}
+
+/** Rewrites every `<!-- diff: A B -->` block of the README and the lessons with the current diff (`--readme`). */
 function updateReadme(): void {
-  const path = fileURLToPath(new URL('../README.md', import.meta.url));
-  const text = readFileSync(path, 'utf8').replace(
-    /^<!-- diff: (\d+) (\d+) -->\n```diff\n[\s\S]*?^```$/gm,
-    (_, from: string, to: string) => `<!-- diff: ${from} ${to} -->\n\`\`\`diff\n${diffSteps(from, to)}\`\`\``,
-  );
-  writeFileSync(path, text);
+  for (const page of pages()) {
+    const path = fileURLToPath(new URL(`../${page}`, import.meta.url));
+    const text = readFileSync(path, 'utf8').replace(
+      /^<!-- diff: (\d+) (\d+) -->\n```diff\n[\s\S]*?^```$/gm,
+      (_, from: string, to: string) => `<!-- diff: ${from} ${to} -->\n\`\`\`diff\n${diffSteps(from, to)}\`\`\``,
+    );
+    writeFileSync(path, text);
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

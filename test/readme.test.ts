@@ -1,38 +1,52 @@
-// The README quotes code and diffs; these tests keep every quote the same as the step files it comes from.
+// The README and the lessons quote code and diffs; these tests keep every quote the same as the files it comes from.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { diffSteps } from './diff-steps.ts';
+import { diffSteps, pages } from './diff-steps.ts';
 import { root, runStep } from './helpers.ts';
 
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
 
-/** Each fenced block with the marker comment on the line before it (or '' when it has none). */
-const blocks = [...readme.matchAll(/^(?:<!-- (.*?) -->\n)?```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({
-  marker: m[1] ?? '',
-  language: m[2]!,
-  body: m[3]!,
-}));
+/** Each fenced block of a page with the marker comment on the line before it (or '' when it has none). */
+function blocksOf(page: string) {
+  const text = readFileSync(join(root, page), 'utf8');
+  return [...text.matchAll(/^(?:<!-- (.*?) -->\n)?```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({
+    marker: m[1] ?? '',
+    language: m[2]!,
+    body: m[3]!,
+  }));
+}
 
-describe('README', () => {
-  test('every code or diff block says where it comes from', () => {
-    const unmarked = blocks.filter((b) => ['ts', 'diff'].includes(b.language) && b.marker === '');
-    assert.deepEqual(unmarked.map((b) => b.body.split('\n')[0]), []);
-    assert.ok(blocks.some((b) => b.marker.startsWith('quote: ')), 'at least one quote');
-    assert.ok(blocks.some((b) => b.marker.startsWith('diff: ')), 'at least one diff');
+describe('the README and the lessons', () => {
+  test('there is a lesson beside each step, and the README links to each', () => {
+    const steps = readdirSync(join(root, 'steps')).filter((file) => file.endsWith('.ts'));
+    for (const step of steps) {
+      const lesson = `steps/${step.replace(/\.ts$/, '.md')}`;
+      assert.ok(pages().includes(lesson), `no ${lesson}`);
+      assert.ok(readme.includes(`](${lesson})`), `the README does not link to ${lesson}`);
+    }
   });
 
-  for (const { marker, body } of blocks.filter((b) => b.marker.startsWith('quote: '))) {
+  const all = pages().flatMap((page) => blocksOf(page).map((block) => ({ page, ...block })));
+
+  test('every code or diff block says where it comes from', () => {
+    const unmarked = all.filter((b) => ['ts', 'diff'].includes(b.language) && b.marker === '');
+    assert.deepEqual(unmarked.map((b) => `${b.page}: ${b.body.split('\n')[0]}`), []);
+    assert.ok(all.some((b) => b.marker.startsWith('quote: ')), 'at least one quote');
+    assert.ok(all.some((b) => b.marker.startsWith('diff: ')), 'at least one diff');
+  });
+
+  for (const { page, marker, body } of all.filter((b) => b.marker.startsWith('quote: '))) {
     const file = marker.slice('quote: '.length);
-    test(`the code quoted from ${file} is in it, word for word`, () => {
+    test(`${page}: the code quoted from ${file} is in it, word for word`, () => {
       assert.ok(readFileSync(join(root, file), 'utf8').includes(body), `${file} does not contain:\n${body}`);
     });
   }
 
-  for (const { marker, body } of blocks.filter((b) => b.marker.startsWith('diff: '))) {
+  for (const { page, marker, body } of all.filter((b) => b.marker.startsWith('diff: '))) {
     const [from, to] = marker.slice('diff: '.length).split(' ');
-    test(`the diff from step ${from} to step ${to} is what \`npm run diff -- ${from} ${to}\` prints`, () => {
+    test(`${page}: the diff from step ${from} to step ${to} is what \`npm run diff -- ${from} ${to}\` prints`, () => {
       assert.equal(body, diffSteps(from!, to!));
     });
   }
@@ -41,6 +55,7 @@ describe('README', () => {
     const help = (await runStep('01-no-login.ts', ['--help'])).stdout;
     const names = new Set(help.match(/--[a-z]+|\$[A-Z_]+|^ {2}[A-Z_]+(?= )/gm)!.map((n) => n.replace(/^[\s$]+/, '')));
     assert.ok(names.size >= 6, [...names].join(' '));
-    for (const name of names) assert.ok(readme.includes(`| \`${name}`), `the options table lacks ${name}`);
+    const table = readFileSync(join(root, 'shared', 'README.md'), 'utf8');
+    for (const name of names) assert.ok(table.includes(`| \`${name}`), `the options table (shared/README.md) lacks ${name}`);
   });
 });
