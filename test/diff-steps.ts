@@ -31,19 +31,48 @@ export function diffSteps(from: string, to: string): string {
   return result.stdout;
 }
 
+/**
+ * The lines step `to` adds to step `from`, below its header comment and leaving out imports: each run of added
+ * lines as it stands in the step, with `// ...` between runs. A lesson shows these; `npm run diff` shows the rest.
+ */
+export function addedLines(from: string, to: string): string {
+  const [a, b] = [stepFile(from), stepFile(to)];
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const diff = spawnSync('diff', ['-U0', a, b], { cwd: root, encoding: 'utf8' }).stdout;
+  const lines = readFileSync(`${root}/${b}`, 'utf8').split('\n');
+  const header = lines.findIndex((line) => !line.startsWith('//'));
+  const runs: [number, number][] = [];
+  for (const [, start, count] of diff.matchAll(/^@@ -\S+ \+(\d+)(?:,(\d+))? @@/gm)) {
+    const first = Math.max(Number(start) - 1, header);
+    const end = Number(start) - 1 + Number(count ?? 1);
+    if (end <= first || lines.slice(first, end).every((line) => line.startsWith('import') || line.trim() === '')) continue;
+    // Runs a line or two apart read better as one.
+    const last = runs.at(-1);
+    if (last && first - last[1] <= 2) last[1] = end;
+    else runs.push([first, end]);
+  }
+  return runs.map(([first, end]) => lines.slice(first, end).join('\n').replace(/\n+$/, '')).join('\n// ...\n');
+}
+
 /** The README and the lessons (`steps/NN-name.md`): the pages that quote the steps. */
 export function pages(): string[] {
   const lessons = readdirSync(stepsDir).filter((file) => file.endsWith('.md')).map((file) => `steps/${file}`);
   return ['README.md', ...lessons];
 }
 
-/** Rewrites every `<!-- diff: A B -->` block of the README and the lessons with the current diff (`--readme`). */
+/**
+ * Rewrites every `<!-- diff: A B -->` block of the README and the lessons with the current diff, and every
+ * `<!-- adds: A B -->` block with the lines step B adds (`--readme`).
+ */
 function updateReadme(): void {
   for (const page of pages()) {
     const path = fileURLToPath(new URL(`../${page}`, import.meta.url));
     const text = readFileSync(path, 'utf8').replace(
       /^<!-- diff: (\d+) (\d+) -->\n```diff\n[\s\S]*?^```$/gm,
       (_, from: string, to: string) => `<!-- diff: ${from} ${to} -->\n\`\`\`diff\n${diffSteps(from, to)}\`\`\``,
+    ).replace(
+      /^<!-- adds: (\d+) (\d+) -->\n```ts\n[\s\S]*?^```$/gm,
+      (_, from: string, to: string) => `<!-- adds: ${from} ${to} -->\n\`\`\`ts\n${addedLines(from, to)}\n\`\`\``,
     );
     writeFileSync(path, text);
   }

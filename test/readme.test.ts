@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { diffSteps, pages } from './diff-steps.ts';
+import { addedLines, diffSteps, pages } from './diff-steps.ts';
 import { root, runStep } from './helpers.ts';
 
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -34,13 +34,20 @@ describe('the README and the lessons', () => {
     const unmarked = all.filter((b) => ['ts', 'diff'].includes(b.language) && b.marker === '');
     assert.deepEqual(unmarked.map((b) => `${b.page}: ${b.body.split('\n')[0]}`), []);
     assert.ok(all.some((b) => b.marker.startsWith('quote: ')), 'at least one quote');
-    assert.ok(all.some((b) => b.marker.startsWith('diff: ')), 'at least one diff');
+    assert.ok(all.some((b) => b.marker.startsWith('adds: ')), 'at least one list of added lines');
   });
 
   for (const { page, marker, body } of all.filter((b) => b.marker.startsWith('quote: '))) {
     const file = marker.slice('quote: '.length);
     test(`${page}: the code quoted from ${file} is in it, word for word`, () => {
       assert.ok(readFileSync(join(root, file), 'utf8').includes(body), `${file} does not contain:\n${body}`);
+    });
+  }
+
+  for (const { page, marker, body } of all.filter((b) => b.marker.startsWith('adds: '))) {
+    const [from, to] = marker.slice('adds: '.length).split(' ');
+    test(`${page}: the lines shown as what step ${to} adds are what it adds`, () => {
+      assert.equal(body, `${addedLines(from!, to!)}\n`);
     });
   }
 
