@@ -1,8 +1,5 @@
 // Step 01: an SSH server that nobody can log in to.
-//
-// An SSH server needs two things before anything else: a host key, which lets a client check that it reaches
-// the same server as last time, and a port to listen on. This step has just those. A client can connect and
-// agree on keys with it, and then finds that there is no way to log in.
+// The lesson: steps/01-no-login.md
 //
 // Run it:   npx tsx steps/01-no-login.ts
 // Connect:  ssh -p 2022 alice@localhost

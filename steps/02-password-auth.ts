@@ -1,9 +1,5 @@
 // Step 02: logging in with a password, and then nothing to do.
-//
-// The server now listens for 'authentication': the client offers a user name and a way to prove who it is,
-// and the server answers yes or no. This step accepts one way, a password, checked against the password file
-// (keys/ssh-passwords). Once logged in, the client asks to open a channel for its session, and this server
-// has none to give.
+// The lesson: steps/02-password-auth.md
 //
 // Run it:   npx tsx steps/02-password-auth.ts
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland)

@@ -1,9 +1,5 @@
 // Step 03: a session channel that says one line and closes.
-//
-// After logging in, a client opens a channel: one of many conversations that SSH can carry over a single
-// connection. The kind that `ssh` opens is a 'session'. Inside it the client sends requests: first a pty (a
-// terminal), which this server turns down, then a shell. The server answers the shell with one line and closes
-// the channel. With nothing left open, the client ends the connection.
+// The lesson: steps/03-trivial-channel.md
 //
 // Run it:   npx tsx steps/03-trivial-channel.ts
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland)

@@ -1,9 +1,5 @@
 // Step 04: accepting the client's request for a terminal.
-//
-// Step 03 turned down the pty request, so OpenSSH said "PTY allocation request failed". This step accepts it
-// and keeps what it carries: the terminal's type (the client's TERM), its size in columns and rows, its size in
-// pixels, and its modes (which keys mean interrupt, erase and so on). The shell request then reports the name
-// and the size, and closes the channel as before.
+// The lesson: steps/04-pty-requests.md
 //
 // Run it:   npx tsx steps/04-pty-requests.ts
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland)

@@ -1,8 +1,5 @@
 // Step 05: accepting input.
-//
-// Until now the server spoke and hung up. This step keeps the channel open after the shell request and answers
-// every chunk of data the client sends with `echo: ` and the bytes, shown the way Python's repr() shows them.
-// In a terminal each key press is a chunk of its own; from a pipe, a chunk can hold a whole line or more.
+// The lesson: steps/05-accepting-input.md
 //
 // Run it:   npx tsx steps/05-accepting-input.ts
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland)

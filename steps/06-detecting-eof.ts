@@ -1,9 +1,5 @@
 // Step 06: noticing the end of the client's input.
-//
-// A client that has no more to send says so with EOF: `ssh` sends it when its standard input ends, as when
-// input is piped from a file. This step answers EOF with `eof received` and closes the channel, so the client
-// exits by itself. A channel can also close with no EOF at all (the reader types ~. or the client is killed);
-// the server logs that. In a terminal, Ctrl-D is only a byte ('\x04'): the client's terminal is in raw mode.
+// The lesson: steps/06-detecting-eof.md
 //
 // Run it:   npx tsx steps/06-detecting-eof.ts
 // Connect:  printf 'hello\n' | ssh -T -p 2022 alice@localhost            (password: wonderland)

@@ -1,9 +1,5 @@
 // Step 07: protocols, or what a session does kept apart from the channel it runs on.
-//
-// Steps 04 to 06 wrote the session's behaviour straight into the shell handler, mixed with SSH's plumbing.
-// Twisted separates the two: a protocol (connectionMade, dataReceived, connectionLost) is connected to the
-// channel. In Node the channel is a Duplex stream, so a protocol is a function that takes a stream. It knows
-// nothing of SSH, and the same function would serve a TCP socket. This one greets, then echoes what it gets.
+// The lesson: steps/07-protocols.md
 //
 // Run it:   npx tsx steps/07-protocols.ts
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland)

@@ -1,9 +1,5 @@
 // Step 08: running a command, and telling the client how it ended.
-//
-// `ssh host command` sends an exec request instead of a shell request. The server runs the command, sends its
-// output (errors on the channel's stderr), then an exit status before it closes the channel, and `ssh` exits
-// with that status. No system shell runs here: the step has a small table of commands of its own, so a client
-// can run exactly these and nothing else on the machine. Arguments are split as a shell splits quoted words.
+// The lesson: steps/08-exec-requests.md
 //
 // Run it:   npx tsx steps/08-exec-requests.ts
 // Connect:  ssh -p 2022 alice@localhost 'echo hello world'      (password: wonderland)

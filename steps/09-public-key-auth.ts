@@ -1,9 +1,5 @@
 // Step 09: logging in with a key instead of a password.
-//
-// A user puts their public key in keys/authorized_keys/USERNAME, one OpenSSH authorized_keys line a key. Logging
-// in with it takes two rounds: the client first asks whether a key would be acceptable (no signature yet), and
-// only then proves that it holds the private half by signing the session. The server checks that the key is
-// listed for that user and that the signature holds. Passwords still work.
+// The lesson: steps/09-public-key-auth.md
 //
 // Run it:   npx tsx steps/09-public-key-auth.ts
 //           ssh-keygen -t ed25519 -N '' -f ~/.ssh/conch-steps-demo     (a key for the tutorial alone)

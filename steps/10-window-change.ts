@@ -1,9 +1,5 @@
 // Step 10: a full-screen app that follows the size of the terminal.
-//
-// With a pty, the shell request now starts a small full-screen app: it switches the terminal to its alternate
-// screen, draws a border and a greeting that fill it, and redraws whenever the client says the window changed
-// size (a window-change request, sent when you resize your terminal). q or Ctrl-C quits: the app restores the
-// screen you had and ends with exit status 0. Without a pty there is no screen to draw, and it says so.
+// The lesson: steps/10-window-change.md
 //
 // Run it:   npx tsx steps/10-window-change.ts
 // Connect:  ssh -p 2022 alice@localhost            (password: wonderland), then resize the window, then q
