@@ -85,7 +85,7 @@ function startups(): { start: number; rate: number; full: number } {
   return { start: start!, rate: rate!, full: full! };
 }
 
-/** The limits that protect every step, as sshd's settings of the same names do (see the README). */
+/** The limits that protect every step, as sshd's settings of the same names do (see shared/README.md). */
 export const limits = {
   maxAuthTries: setting('MAX_AUTH_TRIES', 6, 1),
   loginGraceTime: setting('LOGIN_GRACE_TIME', 120, 0),

@@ -312,7 +312,7 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
   });
 });
 
-/** `ssh -p PORT alice@localhost` (OpenSSH 10.6, as the README's transcripts show it) in a 100x30 tmux terminal. */
+/** `ssh -p PORT alice@localhost` (OpenSSH 10.6, as the lessons' transcripts show it) in a 100x30 tmux terminal. */
 function sshTerminal(port: number): Terminal {
   return new Terminal(...todaysSsh([...sshOptions, '-p', String(port), 'alice@localhost'], 'wonderland'));
 }

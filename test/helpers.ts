@@ -363,7 +363,7 @@ export function todaysSsh(args: string[], password: string): [string[], Record<s
   return debianTestingCommand(['ssh', ...args], password);
 }
 
-/** `ssh -p PORT USER@localhost ARGS...` as `ssh()` runs it, but with OpenSSH 10.6: for what the README shows. */
+/** `ssh -p PORT USER@localhost ARGS...` as `ssh()` runs it, but with OpenSSH 10.6: for what the lessons show. */
 export function todaysSshRun(port: number, user: string, password: string, args: string[] = [], input = ''): Promise<SshResult> {
   return inDebianTesting(['ssh', ...sshOptions, '-p', String(port), `${user}@localhost`, ...args], password, input);
 }

@@ -180,7 +180,7 @@ describe('step 07: protocols', { timeout: 60_000 }, () => {
 
 /**
  * `ssh -p PORT alice@localhost` in a 100x30 tmux terminal, with the password given through SSH_ASKPASS: OpenSSH
- * 10.6, as the README's transcripts show it.
+ * 10.6, as the lessons' transcripts show it.
  */
 function sshInTerminal(port: number, env: Record<string, string> = {}): Terminal {
   const setEnv = Object.entries(env).map(([key, value]) => `${key}=${value}`);

@@ -88,7 +88,7 @@ describe('step 03: a trivial session channel', { timeout: 60_000 }, () => {
 });
 
 /**
- * Runs `ssh -p PORT alice@localhost` (OpenSSH 10.6, as the README's transcripts show it) in a 100x30 tmux terminal;
+ * Runs `ssh -p PORT alice@localhost` (OpenSSH 10.6, as the lessons' transcripts show it) in a 100x30 tmux terminal;
  * returns the screen and exit status at its end.
  */
 async function inTerminal(port: number) {
