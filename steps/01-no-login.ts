@@ -1,10 +1,6 @@
-// Step 01: an SSH server that nobody can log in to.
-// The lesson: steps/01-no-login.md
-//
-// Run it:   npx tsx steps/01-no-login.ts
-// Connect:  ssh -p 2022 alice@localhost
-// You see:  three password prompts, each refused whatever you type, then
-//           alice@localhost: Permission denied ().
+// Step 01: no 'authentication' listener, so nobody can log in: ssh says "Permission denied ()".
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
@@ -13,7 +9,6 @@ import { listen } from '../shared/listen.ts';
 const { Server } = ssh2;
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => {
-  // Nothing here yet. With no 'authentication' listener on the client, ssh2 turns down every way to log in.
 });
 
 listen(server);

@@ -1,9 +1,6 @@
-// Step 02: logging in with a password, and then nothing to do.
-// The lesson: steps/02-password-auth.md
-//
-// Run it:   npx tsx steps/02-password-auth.ts
-// Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
-// You see:  channel 0: open failed: administratively prohibited:
+// Step 02: a password login, then nothing to do: "channel 0: open failed: administratively prohibited".
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
@@ -19,8 +16,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => 
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       ctx.accept();
     } else {
-      // Tell the client which ways to log in are left: only 'password'.
-      ctx.reject(['password']);
+      ctx.reject(['password']); // the ways to log in that are left
     }
   });
 });

@@ -1,11 +1,6 @@
-// Step 03: a session channel that says one line and closes.
-// The lesson: steps/03-trivial-channel.md
-//
-// Run it:   npx tsx steps/03-trivial-channel.ts
-// Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
-// You see:  PTY allocation request failed on channel 0
-//           This session is very simple. Goodbye!
-//           Connection to localhost closed.
+// Step 03: a session that says "This session is very simple. Goodbye!" and closes.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
 import { readHostKeys } from '../shared/host-keys.ts';
@@ -21,19 +16,16 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => 
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       ctx.accept();
     } else {
-      // Tell the client which ways to log in are left: only 'password'.
-      ctx.reject(['password']);
+      ctx.reject(['password']); // the ways to log in that are left
     }
   });
 
   client.on('session', (acceptSession) => {
-    const session = acceptSession();
-    // No 'pty' listener: ssh2 turns the terminal request down, and OpenSSH says so.
+    const session = acceptSession(); // no 'pty' listener: ssh2 turns a terminal request down
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
       channel.write('This session is very simple. Goodbye!\r\n');
-      // Close this channel (end of output, then close), not the whole connection.
-      channel.end();
+      channel.end(); // this channel (end of output, then close), not the connection
     });
   });
 });

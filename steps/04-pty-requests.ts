@@ -1,11 +1,6 @@
-// Step 04: accepting the client's request for a terminal.
-// The lesson: steps/04-pty-requests.md
-//
-// Run it:   npx tsx steps/04-pty-requests.ts
-// Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
-// You see:  Your terminal name is "xterm-256color". Your terminal is 100 columns wide and 30 rows tall.
-//           Connection to localhost closed.
-// With `ssh -T` (no terminal), the step says that no terminal was requested.
+// Step 04: the terminal request, accepted: the session says the terminal's name and size, then closes.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo } from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
@@ -22,19 +17,16 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => 
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       ctx.accept();
     } else {
-      // Tell the client which ways to log in are left: only 'password'.
-      ctx.reject(['password']);
+      ctx.reject(['password']); // the ways to log in that are left
     }
   });
 
   client.on('session', (acceptSession) => {
     const session = acceptSession();
-    // The terminal the client asked for, if it asked for one.
-    let terminal: PseudoTtyInfo | undefined;
+    let terminal: PseudoTtyInfo | undefined; // the terminal the client asked for, if any
     session.on('pty', (accept, reject, info) => {
       terminal = info;
-      // ssh2 gives no accept function when the client wants no reply.
-      accept?.();
+      accept?.(); // undefined when the client wants no reply
     });
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
@@ -44,8 +36,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => 
       } else {
         channel.write('No terminal was requested, so there is no name or size to show.\r\n');
       }
-      // Close this channel (end of output, then close), not the whole connection.
-      channel.end();
+      channel.end(); // this channel (end of output, then close), not the connection
     });
   });
 });

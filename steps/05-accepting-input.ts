@@ -1,10 +1,6 @@
-// Step 05: accepting input.
-// The lesson: steps/05-accepting-input.md
-//
-// Run it:   npx tsx steps/05-accepting-input.ts
-// Connect:  ssh -p 2022 alice@localhost            (password: wonderland)
-// You see:  the terminal line of step 04, then `echo: 'a'` for each key you press (Enter is `echo: '\r'`).
-//           Leave with Enter, then ~. (Ctrl-C and Ctrl-D are only bytes here: '\x03' and '\x04').
+// Step 05: input. Each key you press comes back as "echo: 'a'"; leave with Enter, then ~.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo } from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
@@ -22,19 +18,16 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => 
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       ctx.accept();
     } else {
-      // Tell the client which ways to log in are left: only 'password'.
-      ctx.reject(['password']);
+      ctx.reject(['password']); // the ways to log in that are left
     }
   });
 
   client.on('session', (acceptSession) => {
     const session = acceptSession();
-    // The terminal the client asked for, if it asked for one.
-    let terminal: PseudoTtyInfo | undefined;
+    let terminal: PseudoTtyInfo | undefined; // the terminal the client asked for, if any
     session.on('pty', (accept, reject, info) => {
       terminal = info;
-      // ssh2 gives no accept function when the client wants no reply.
-      accept?.();
+      accept?.(); // undefined when the client wants no reply
     });
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
@@ -44,11 +37,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => 
       } else {
         channel.write('No terminal was requested, so there is no name or size to show.\r\n');
       }
-      // Keep the channel open, and answer each chunk of input as it arrives. A client that sends without reading
-      // the answers would have them pile up here: when write() says so (false), read nothing until they have gone.
       channel.on('data', (data: Buffer) => {
         if (!channel.write(`echo: ${showBytes(data)}\r\n`)) {
-          channel.pause();
+          channel.pause(); // the client is not reading: read nothing more until our answers have gone
           channel.once('drain', () => channel.resume());
         }
       });

@@ -1,11 +1,6 @@
-// Step 06: noticing the end of the client's input.
-// The lesson: steps/06-detecting-eof.md
-//
-// Run it:   npx tsx steps/06-detecting-eof.ts
-// Connect:  printf 'hello\n' | ssh -T -p 2022 alice@localhost            (password: wonderland)
-// You see:  No terminal was requested, so there is no name or size to show.
-//           echo: 'hello\n'
-//           eof received
+// Step 06: the end of input. printf 'hello\n' | ssh -T ... shows "echo: 'hello\n'", then "eof received".
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo } from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
@@ -24,19 +19,16 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       ctx.accept();
     } else {
-      // Tell the client which ways to log in are left: only 'password'.
-      ctx.reject(['password']);
+      ctx.reject(['password']); // the ways to log in that are left
     }
   });
 
   client.on('session', (acceptSession) => {
     const session = acceptSession();
-    // The terminal the client asked for, if it asked for one.
-    let terminal: PseudoTtyInfo | undefined;
+    let terminal: PseudoTtyInfo | undefined; // the terminal the client asked for, if any
     session.on('pty', (accept, reject, info) => {
       terminal = info;
-      // ssh2 gives no accept function when the client wants no reply.
-      accept?.();
+      accept?.(); // undefined when the client wants no reply
     });
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
@@ -46,22 +38,18 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       } else {
         channel.write('No terminal was requested, so there is no name or size to show.\r\n');
       }
-      // Keep the channel open, and answer each chunk of input as it arrives. A client that sends without reading
-      // the answers would have them pile up here: when write() says so (false), read nothing until they have gone.
       channel.on('data', (data: Buffer) => {
         if (!channel.write(`echo: ${showBytes(data)}\r\n`)) {
-          channel.pause();
+          channel.pause(); // the client is not reading: read nothing more until our answers have gone
           channel.once('drain', () => channel.resume());
         }
       });
-      // ssh2 reports the client's EOF on the session as soon as it arrives. The channel's 'end' comes after
-      // the last chunk of input has been read, but also when the channel closes without an EOF.
       let eofReceived = false;
       session.on('eof', () => {
         eofReceived = true;
       });
       channel.on('end', () => {
-        if (!eofReceived) return;
+        if (!eofReceived) return; // 'end' also comes when the channel closes without an EOF
         channel.write('eof received\r\n');
         channel.end();
       });

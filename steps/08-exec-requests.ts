@@ -1,9 +1,6 @@
-// Step 08: running a command, and telling the client how it ended.
-// The lesson: steps/08-exec-requests.md
-//
-// Run it:   npx tsx steps/08-exec-requests.ts
-// Connect:  ssh -p 2022 alice@localhost 'echo hello world'      (password: wonderland)
-// You see:  hello world                  (and `echo $?` then prints 0; try 'exit 3', 'whoami', 'date', 'cat')
+// Step 08: commands. ssh -p 2022 alice@localhost 'echo hello world' prints hello world, and its exit status.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ServerChannel } from 'ssh2';
@@ -21,8 +18,7 @@ const passwords = readPasswordFile();
 /** The echo protocol: greets, sends back every byte it receives, and finishes when the input does. */
 function echoProtocol(stream: Duplex): void {
   stream.write('Echo protocol connected\r\n');
-  // pipe() writes back what it reads, reads no faster than the other side takes the echo, and ends with the input.
-  stream.pipe(stream);
+  stream.pipe(stream); // reads no faster than the echo is taken, and ends when the input does
 }
 
 /** A command writes to the channel and returns (or resolves to) its exit status. */
@@ -70,21 +66,17 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       user = ctx.username;
       ctx.accept();
     } else {
-      // Tell the client which ways to log in are left: only 'password'.
-      ctx.reject(['password']);
+      ctx.reject(['password']); // the ways to log in that are left
     }
   });
 
   client.on('session', (acceptSession) => {
     const session = acceptSession();
     session.on('pty', (accept) => {
-      // Accept the terminal (ssh2 gives no accept function when the client wants no reply).
-      accept?.();
+      accept?.(); // undefined when the client wants no reply
     });
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
-      // ssh2 reports the client's EOF on the session as soon as it arrives. The channel's 'end' comes after
-      // the last chunk of input has been read, but also when the channel closes without an EOF.
       let eofReceived = false;
       session.on('eof', () => {
         eofReceived = true;
@@ -92,8 +84,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       channel.on('close', () => {
         if (!eofReceived) log(info, 'channel closed without EOF');
       });
-      // Everything else the session does is the protocol's business.
-      echoProtocol(channel);
+      echoProtocol(channel); // everything else the session does is the protocol's business
     });
     session.on('exec', async (acceptExec, reject, { command }) => {
       const channel = acceptExec();

@@ -1,11 +1,6 @@
-// Step 09: logging in with a key instead of a password.
-// The lesson: steps/09-public-key-auth.md
-//
-// Run it:   npx tsx steps/09-public-key-auth.ts
-//           ssh-keygen -t ed25519 -N '' -f ~/.ssh/conch-steps-demo     (a key for the tutorial alone)
-//           cp ~/.ssh/conch-steps-demo.pub keys/authorized_keys/alice
-// Connect:  ssh -p 2022 -i ~/.ssh/conch-steps-demo alice@localhost whoami
-// You see:  alice                        (and no password prompt)
+// Step 09: logging in with a key instead of a password (the lesson makes the key): no password prompt.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ClientInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
@@ -24,8 +19,7 @@ const passwords = readPasswordFile();
 /** The echo protocol: greets, sends back every byte it receives, and finishes when the input does. */
 function echoProtocol(stream: Duplex): void {
   stream.write('Echo protocol connected\r\n');
-  // pipe() writes back what it reads, reads no faster than the other side takes the echo, and ends with the input.
-  stream.pipe(stream);
+  stream.pipe(stream); // reads no faster than the echo is taken, and ends when the input does
 }
 
 /** A command writes to the channel and returns (or resolves to) its exit status. */
@@ -66,10 +60,7 @@ async function run(commandLine: string, channel: ServerChannel, user: string): P
   return command(args, channel, user);
 }
 
-/**
- * Whether the offered key is listed for the user and, once the client has signed, whether the signature holds.
- * A key refused is logged with the reason, which the client is never told.
- */
+/** Whether the key is listed for the user and, once signed, whether the signature holds; logs why it is not. */
 function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
   const refuse = (why: string) => {
     log(info, `key ${fingerprint(ctx.key.data)} refused for ${ctx.username}: ${why}`);
@@ -78,14 +69,11 @@ function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
   const listed = authorizedKeys(ctx.username);
   const key = listed.find((each) => each.getPublicSSH().equals(ctx.key.data));
   if (!key) return refuse(listed.length ? 'not in the user\'s authorized_keys' : 'the user has no authorized_keys');
-  // An RSA key must sign with SHA-2: SHA-1 is refused, as OpenSSH has since 8.8. Decided by the listed key's type,
-  // not by the algorithm name the client claims (ssh2 names a hash only for rsa-sha2-256 and rsa-sha2-512).
+  // RSA must sign with SHA-2, as OpenSSH 8.8+ insists: the listed key's type decides, not what the client claims.
   if (key.type === 'ssh-rsa' && ctx.hashAlgo !== 'sha256' && ctx.hashAlgo !== 'sha512') {
     return refuse('an RSA signature with SHA-1');
   }
-  // First round: the client only asks whether this key would do.
-  if (!ctx.signature || !ctx.blob) return true;
-  // Second round: the signature over this session proves the client holds the private key.
+  if (!ctx.signature || !ctx.blob) return true; // first round: the client asks whether this key would do
   return key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true || refuse('the signature does not hold');
 }
 
@@ -95,26 +83,21 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       user = ctx.username;
       ctx.accept();
-    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) {
-      // Without a signature, accept() only answers "this key would do"; with one, it logs the user in.
+    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) { // unsigned, accept() says "this key would do"
       user = ctx.username;
       ctx.accept();
     } else {
-      // Tell the client which ways to log in are left.
-      ctx.reject(['publickey', 'password']);
+      ctx.reject(['publickey', 'password']); // the ways to log in that are left
     }
   });
 
   client.on('session', (acceptSession) => {
     const session = acceptSession();
     session.on('pty', (accept) => {
-      // Accept the terminal (ssh2 gives no accept function when the client wants no reply).
-      accept?.();
+      accept?.(); // undefined when the client wants no reply
     });
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
-      // ssh2 reports the client's EOF on the session as soon as it arrives. The channel's 'end' comes after
-      // the last chunk of input has been read, but also when the channel closes without an EOF.
       let eofReceived = false;
       session.on('eof', () => {
         eofReceived = true;
@@ -122,8 +105,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       channel.on('close', () => {
         if (!eofReceived) log(info, 'channel closed without EOF');
       });
-      // Everything else the session does is the protocol's business.
-      echoProtocol(channel);
+      echoProtocol(channel); // everything else the session does is the protocol's business
     });
     session.on('exec', async (acceptExec, reject, { command }) => {
       const channel = acceptExec();

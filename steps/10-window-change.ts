@@ -1,9 +1,6 @@
-// Step 10: a full-screen app that follows the size of the terminal.
-// The lesson: steps/10-window-change.md
-//
-// Run it:   npx tsx steps/10-window-change.ts
-// Connect:  ssh -p 2022 alice@localhost            (password: wonderland), then resize the window, then q
-// You see:  a box the size of your terminal, saying so, that follows every resize
+// Step 10: a full-screen box the size of your terminal that follows every resize; q leaves.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import type { ClientInfo, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
@@ -94,10 +91,7 @@ async function run(commandLine: string, channel: ServerChannel, user: string): P
   return command(args, channel, user);
 }
 
-/**
- * Whether the offered key is listed for the user and, once the client has signed, whether the signature holds.
- * A key refused is logged with the reason, which the client is never told.
- */
+/** Whether the key is listed for the user and, once signed, whether the signature holds; logs why it is not. */
 function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
   const refuse = (why: string) => {
     log(info, `key ${fingerprint(ctx.key.data)} refused for ${ctx.username}: ${why}`);
@@ -106,14 +100,11 @@ function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
   const listed = authorizedKeys(ctx.username);
   const key = listed.find((each) => each.getPublicSSH().equals(ctx.key.data));
   if (!key) return refuse(listed.length ? 'not in the user\'s authorized_keys' : 'the user has no authorized_keys');
-  // An RSA key must sign with SHA-2: SHA-1 is refused, as OpenSSH has since 8.8. Decided by the listed key's type,
-  // not by the algorithm name the client claims (ssh2 names a hash only for rsa-sha2-256 and rsa-sha2-512).
+  // RSA must sign with SHA-2, as OpenSSH 8.8+ insists: the listed key's type decides, not what the client claims.
   if (key.type === 'ssh-rsa' && ctx.hashAlgo !== 'sha256' && ctx.hashAlgo !== 'sha512') {
     return refuse('an RSA signature with SHA-1');
   }
-  // First round: the client only asks whether this key would do.
-  if (!ctx.signature || !ctx.blob) return true;
-  // Second round: the signature over this session proves the client holds the private key.
+  if (!ctx.signature || !ctx.blob) return true; // first round: the client asks whether this key would do
   return key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true || refuse('the signature does not hold');
 }
 
@@ -123,13 +114,11 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       user = ctx.username;
       ctx.accept();
-    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) {
-      // Without a signature, accept() only answers "this key would do"; with one, it logs the user in.
+    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) { // unsigned, accept() says "this key would do"
       user = ctx.username;
       ctx.accept();
     } else {
-      // Tell the client which ways to log in are left.
-      ctx.reject(['publickey', 'password']);
+      ctx.reject(['publickey', 'password']); // the ways to log in that are left
     }
   });
 

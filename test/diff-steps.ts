@@ -54,6 +54,17 @@ export function addedLines(from: string, to: string): string {
   return runs.map(([first, end]) => lines.slice(first, end).join('\n').replace(/\n+$/, '')).join('\n// ...\n');
 }
 
+/**
+ * How much of what changes from step `from` to step `to` is code: the lines `diff -u` adds or removes, leaving out
+ * blank ones, that are not comments (a line of code with a comment after it counts as code).
+ */
+export function codeShare(from: string, to: string): { code: number; comments: number } {
+  const changed = diffSteps(from, to).split('\n').filter((line) => /^[-+](?![-+]{2} )/.test(line));
+  const lines = changed.map((line) => line.slice(1).trim()).filter((line) => line !== '');
+  const comments = lines.filter((line) => /^(\/\/|\/\*|\*)/.test(line)).length;
+  return { code: lines.length - comments, comments };
+}
+
 /** The README and the lessons (`steps/NN-name.md`): the pages that quote the steps. */
 export function pages(): string[] {
   const lessons = readdirSync(stepsDir).filter((file) => file.endsWith('.md')).map((file) => `steps/${file}`);

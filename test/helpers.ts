@@ -345,17 +345,22 @@ export function todayRuntime(path: string): string {
  * A command line that runs `command` inside the Debian testing root (with chroot), in a home of its own (so that no
  * known_hosts carries over), and the environment it needs for SSH_ASKPASS to answer `password` there.
  */
-export function debianTestingCommand(command: string[], password = ''): [string[], Record<string, string>] {
+export function debianTestingCommand(command: string[], password = '', home = debianTestingHome()): [string[], Record<string, string>] {
   const dir = debianTesting();
   const askpassInside = `/tmp/conch-steps-askpass-${process.pid}`;
   if (!existsSync(join(dir, askpassInside))) {
     writeFileSync(join(dir, askpassInside), '#!/bin/sh\nprintf "%s\\n" "$TEST_PASSWORD"\n', { mode: 0o755 });
     temporaryDirs.push(join(dir, askpassInside));
   }
-  const home = mkdtempSync(join(dir, 'tmp', 'conch-steps-home-'));
-  temporaryDirs.push(home);
   return [['chroot', dir, 'env', `HOME=${home.slice(dir.length)}`, ...command],
     { SSH_ASKPASS: askpassInside, SSH_ASKPASS_REQUIRE: 'force', TEST_PASSWORD: password }];
+}
+
+/** A fresh home folder inside the Debian testing root (its path outside), removed when the test process exits. */
+export function debianTestingHome(): string {
+  const home = mkdtempSync(join(debianTesting(), 'tmp', 'conch-steps-home-'));
+  temporaryDirs.push(home);
+  return home;
 }
 
 /** `ssh ARGS`, OpenSSH 10.6 from the Debian testing root, as a command line and environment for a Terminal. */

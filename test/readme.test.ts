@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { addedLines, diffSteps, pages } from './diff-steps.ts';
+import { addedLines, codeShare, diffSteps, pages } from './diff-steps.ts';
 import { root, runStep } from './helpers.ts';
 
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -57,6 +57,16 @@ describe('the README and the lessons', () => {
       assert.equal(body, diffSteps(from!, to!));
     });
   }
+
+  test('what changes from one step to the next is at least 80% code, not comments', () => {
+    const numbers = readdirSync(join(root, 'steps')).filter((file) => file.endsWith('.ts')).map((file) => file.slice(0, 2));
+    assert.ok(numbers.length >= 10);
+    const low = numbers.slice(1).flatMap((to, i) => {
+      const { code, comments } = codeShare(numbers[i]!, to);
+      return code / (code + comments) < 0.8 ? [`${numbers[i]} to ${to}: ${code} lines of code, ${comments} of comments`] : [];
+    });
+    assert.deepEqual(low, []);
+  });
 
   test('the options table names every option and variable that --help lists', async () => {
     const help = (await runStep('01-no-login.ts', ['--help'])).stdout;

@@ -1,0 +1,127 @@
+// Every transcript in the lessons (and the README's), played as a reader plays it: the step started, a shell in a
+// real 100x30 terminal, the commands typed, the password typed at each prompt, then compared with the screen.
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { debianTesting, debianTestingCommand, debianTestingHome, root, startStep, Terminal } from './helpers.ts';
+
+interface Transcript {
+  page: string;
+  step: string;
+  /** The `$ ` lines: what the reader types at the shell. */
+  commands: string[];
+  /** What the reader presses once the last command runs (tmux key names, or "quoted" text). */
+  keys: string[];
+  expected: string[];
+}
+
+/** The console blocks of a page: in a lesson they play its own step; in the README, the step a `run: NN` names. */
+function transcripts(page: string): Transcript[] {
+  const text = readFileSync(join(root, page), 'utf8');
+  const own = /^steps\/(\d\d)-/.exec(page)?.[1];
+  const found: Transcript[] = [];
+  for (const m of text.matchAll(/^(?:<!-- (.*?) -->\n)?```console\n([\s\S]*?)^```$/gm)) {
+    const marker = m[1] ?? '';
+    const step = /^run: (\d\d)/.exec(marker)?.[1] ?? (own && (marker === '' || marker.startsWith('keys: ')) ? own : '');
+    if (!step) continue;
+    const expected = m[2]!.replace(/\n$/, '').split('\n');
+    const keys = [...(/keys: (.*)/.exec(marker)?.[1] ?? '').matchAll(/"([^"]*)"|(\S+)/g)].map((k) => k[0]);
+    found.push({ page, step, commands: expected.filter((line) => line.startsWith('$ ')).map((l) => l.slice(2)), keys, expected });
+  }
+  return found;
+}
+
+const lessons = readdirSync(join(root, 'steps')).filter((f) => f.endsWith('.md')).map((f) => `steps/${f}`);
+const all = ['README.md', ...lessons].flatMap(transcripts);
+
+/** Polls `check` every 100 ms until it returns true; false after `ms`. */
+async function until(check: () => boolean, ms: number): Promise<boolean> {
+  for (const deadline = Date.now() + ms; Date.now() < deadline;) {
+    if (check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return check();
+}
+
+/** Plays a transcript: returns the screen at its end, less the shell's last empty prompt. */
+async function play(t: Transcript): Promise<string[]> {
+  // The reader's side: a home of its own in the Debian testing root (OpenSSH 10.6), a work folder with a keys/
+  // folder of its own (step 09 copies a key into it), and `$ ` as the prompt. The shell function types the
+  // reader's `-p 2022` but connects to the step's port, and skips known_hosts (its warning is left off the screen).
+  const home = debianTestingHome();
+  const inside = home.slice(debianTesting().length);
+  const authorizedKeys = join(home, 'work', 'keys', 'authorized_keys');
+  mkdirSync(authorizedKeys, { recursive: true });
+  mkdirSync(join(home, '.ssh'), { mode: 0o700 });
+  const file = readdirSync(join(root, 'steps')).find((f) => f.startsWith(`${t.step}-`) && f.endsWith('.ts'))!;
+  const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys } });
+  writeFileSync(join(home, 'rc'), [
+    `PS1='$ '`,
+    `PROMPT_COMMAND='echo >> ${inside}/prompts'`,
+    `cd ${inside}/work`,
+    `ssh() { command ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "\${@/#2022/${step.port}}"; }`,
+    '',
+  ].join('\n'));
+  // Most readers' terminals call themselves xterm-256color; the transcripts show that name.
+  // No SSH_ASKPASS: the password is typed at the prompt.
+  const [command] = debianTestingCommand(['TERM=xterm-256color', 'bash', '--rcfile', `${inside}/rc`, '-i'], '', home);
+  const terminal = new Terminal(command, {});
+  const prompts = () => readFileSync(join(home, 'prompts'), 'utf8').length;
+  try {
+    assert.ok(await until(() => { try { return prompts() === 1; } catch { return false; } }, 10_000), 'no shell prompt');
+    for (const [i, line] of t.commands.entries()) {
+      const before = prompts();
+      terminal.sendKeys('-l', line);
+      terminal.sendKeys('Enter');
+      let answered = 0;
+      let last = '';
+      let since = Date.now();
+      for (const deadline = Date.now() + 30_000; prompts() === before;) {
+        assert.ok(Date.now() < deadline, `\`${line}\` did not finish:\n${terminal.screen().join('\n')}`);
+        const screen = terminal.screen();
+        const asked = screen.filter((row) => row.endsWith('password:')).length;
+        if (asked > answered && screen.at(-1)!.endsWith('password:')) {
+          terminal.sendKeys('-l', 'wonderland');
+          terminal.sendKeys('Enter');
+          answered += 1;
+        }
+        // The last command may keep a session open: it has done what it shows once the screen stays still.
+        const now = screen.join('\n');
+        if (now !== last) [last, since] = [now, Date.now()];
+        else if (i === t.commands.length - 1 && Date.now() - since > 1500) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    for (const key of t.keys) {
+      const before = terminal.screen().join('\n');
+      terminal.sendKeys(...(key.startsWith('"') ? ['-l', key.slice(1, -1)] : [key]));
+      await until(() => terminal.screen().join('\n') !== before, 5_000);
+      let last = '';
+      await until(() => last === (last = terminal.screen().join('\n')), 5_000);
+    }
+    const screen = terminal.screen();
+    if (screen.at(-1) === '$') screen.pop();
+    return screen;
+  } finally {
+    terminal.close();
+    await step.stop();
+  }
+}
+
+describe('the transcripts of the lessons, typed into a real terminal', { concurrency: true, timeout: 180_000 }, () => {
+  test('every console block of a lesson is played here, or by the test its marker names', () => {
+    const elsewhere = /^(key login|screen: \d+x\d+)$/; // test/beyond.test.ts reads these two itself
+    const blocks = lessons.flatMap((page) => [...readFileSync(join(root, page), 'utf8')
+      .matchAll(/^(?:<!-- (.*?) -->\n)?```console\n/gm)].map((m) => ({ page, marker: m[1] ?? '' })));
+    const played = blocks.filter((b) => !elsewhere.test(b.marker));
+    assert.deepEqual(played.map((b) => b.page), all.filter((t) => t.page !== 'README.md').map((t) => t.page));
+    assert.ok(all.some((t) => t.page === 'README.md' && t.step === '03'));
+  });
+
+  for (const t of all) {
+    test(`${t.page}: ${t.commands.join('; ')}${t.keys.length ? `, then ${t.keys.join(' ')}` : ''}`, async () => {
+      assert.deepEqual(await play(t), t.expected);
+    });
+  }
+});
