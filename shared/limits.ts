@@ -1,11 +1,11 @@
 // The limits every connection lives under, as sshd's settings of the same names set them: how long it may take
 // to log in, how many connections may be logging in at once (in all, and from one address), how many failed
-// logins one may make, how many sessions one may open, how many may be logged in at once, and how a logged-in
+// logins one may make, how many sessions and forwarded connections one may open, how many may be logged in at once, and how a logged-in
 // client that has gone away is noticed. The numbers come from shared/options.ts.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import ssh2 from 'ssh2';
-import type { AuthContext, ClientInfo, Connection, Session } from 'ssh2';
+import type { AuthContext, Channel, ClientInfo, Connection } from 'ssh2';
 import { address, log } from './log.ts';
 import { limits } from './options.ts';
 import { countFailure, noteFailedConnection, penalizeSource, penaltyFor, sourceRefused } from './penalties.ts';
@@ -170,29 +170,47 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
 }
 
 /**
- * Lets a connection have at most `MAX_SESSIONS` session channels open at once (as sshd's MaxSessions): the
- * step's 'session' listeners see a new session only below that number; above it, ssh2 refuses the channel.
- * The first refusal on a connection is logged; more are counted by the log.
+ * Lets a connection have at most `MAX_SESSIONS` session channels open at once (as sshd's MaxSessions), and at most
+ * `MAX_FORWARDS` channels of `ssh -L` and `-D` (step 11). The step's listeners see a new channel only below that
+ * number; above it, the channel is refused. The first refusal on a connection is logged; more are counted by the log.
  */
-export function limitSessions(client: Connection, info: ClientInfo): void {
-  // With no listener of the step's, ssh2 refuses every session itself, and that stays so.
-  const stepListeners = client.listeners('session') as ((accept: () => Session, reject: () => void) => void)[];
+export function limitChannels(client: Connection, info: ClientInfo): void {
+  limit(client, info, 'session', limits.maxSessions, 'a session', 'MAX_SESSIONS');
+  limit(client, info, 'tcpip', limits.maxForwards, 'a forwarded connection', 'MAX_FORWARDS');
+}
+
+type Listener = (accept: () => unknown, reject: () => void, ...rest: unknown[]) => void;
+
+function limit(client: Connection, info: ClientInfo, event: 'session' | 'tcpip', max: number, what: string, name: string) {
+  // With no listener of the step's, ssh2 refuses every such channel itself, and that stays so.
+  const stepListeners = client.listeners(event) as Listener[];
   if (stepListeners.length === 0) return;
-  client.removeAllListeners('session');
+  client.removeAllListeners(event);
   let open = 0;
-  client.on('session', (accept: () => Session | undefined, reject: () => void) => {
-    if (open >= limits.maxSessions) {
-      log(info, `refused a session: ${open} are open on this connection (MAX_SESSIONS)`);
+  // (Cast: @types/ssh2 types each event's listener on its own, and this one serves two.)
+  (client as unknown as NodeJS.EventEmitter).on(event, (accept: () => Channel | undefined,
+    reject: (...why: unknown[]) => void, ...rest: unknown[]) => {
+    if (open >= max) {
+      log(info, `refused ${what}: ${open} are open on this connection (${name})`);
       return reject();
     }
-    const counted = () => {
-      const session = accept();
-      if (session) {
-        open += 1;
-        session.once('close', () => (open -= 1));
-      }
-      return session as Session;
+    // Counted from the request (a step may take a while to answer it) until it is refused or its channel closes.
+    open += 1;
+    let counted = true;
+    const release = () => {
+      if (counted) open -= 1;
+      counted = false;
     };
-    for (const listener of stepListeners) listener(counted, reject);
+    const acceptCounted = () => {
+      const channel = accept();
+      if (channel) channel.once('close', release);
+      else release();
+      return channel;
+    };
+    const rejectCounted = (...why: unknown[]) => {
+      release();
+      reject(...why);
+    };
+    for (const listener of stepListeners) listener(acceptCounted, rejectCounted, ...rest);
   });
 }

@@ -2,7 +2,7 @@
 import { createServer, type Socket } from 'node:net';
 import type { Server } from 'ssh2';
 import { explain, fail } from './errors.ts';
-import { admit, limitSessions, setKeepalive, watchLogins } from './limits.ts';
+import { admit, limitChannels, setKeepalive, watchLogins } from './limits.ts';
 import { address, log } from './log.ts';
 import { options } from './options.ts';
 
@@ -19,7 +19,7 @@ export function listen(server: Server): void {
     // end this connection, which ssh2 does by itself once the error is reported.
     client.on('error', (err) => log(info, `error: ${err.message}`));
     watchLogins(client, info);
-    limitSessions(client, info);
+    limitChannels(client, info);
   });
   catchTheRest();
 

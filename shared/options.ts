@@ -1,5 +1,6 @@
 // The options every step understands. They are read once, as the step starts (when this module is first
 // imported), so that `--help` or a bad `--port` stops the step before it does anything else.
+import { BlockList, isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fail, shown } from './errors.ts';
 
@@ -23,6 +24,10 @@ Environment:
                        from START on, a new one is refused with a chance of RATE%, rising to 100% at FULL
   PER_SOURCE_MAX_STARTUPS  connections from one address that may be logging in at once (default: 5)
   MAX_SESSIONS         sessions one connection may have open at once (default: 10)
+  MAX_FORWARDS         connections one connection may forward at once with ssh -L and -D (default: 100)
+  MAX_REMOTE_FORWARDS  ports one connection may listen on with ssh -R (default: 10)
+  FORWARD_TO           where ssh -L and -D may connect (step 11): address blocks, separated by commas
+                       (default: 127.0.0.0/8,::1/128, this machine alone; 0.0.0.0/0,::/0 is anywhere)
   MAX_CONNECTIONS      logged-in connections the step serves at once (default: 1000)
   AUTH_PENALTY_MAX     the longest delay, in seconds, before answering an address that keeps failing
                        to log in (default: 8; 0: no delay)
@@ -85,6 +90,22 @@ function startups(): { start: number; rate: number; full: number } {
   return { start: start!, rate: rate!, full: full! };
 }
 
+/** `FORWARD_TO`: the address blocks that `ssh -L` and `-D` may reach (step 11). */
+function forwardTo(): BlockList {
+  const text = process.env.FORWARD_TO || '127.0.0.0/8,::1/128';
+  const blocks = new BlockList();
+  for (const block of text.split(',')) {
+    const [address = '', bits = ''] = block.trim().split('/');
+    const family = isIP(address);
+    const prefix = Number(bits || (family === 6 ? 128 : 32));
+    if (!family || !/^\d*$/.test(bits) || prefix > (family === 6 ? 128 : 32)) {
+      fail(`FORWARD_TO must be address blocks separated by commas, such as 127.0.0.0/8,::1/128, not "${text}"`);
+    }
+    blocks.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');
+  }
+  return blocks;
+}
+
 /** The limits that protect every step, as sshd's settings of the same names do (see shared/README.md). */
 export const limits = {
   maxAuthTries: setting('MAX_AUTH_TRIES', 6, 1),
@@ -92,9 +113,12 @@ export const limits = {
   maxStartups: startups(),
   perSourceMaxStartups: setting('PER_SOURCE_MAX_STARTUPS', 5, 1),
   maxSessions: setting('MAX_SESSIONS', 10, 1),
+  maxForwards: setting('MAX_FORWARDS', 100, 1),
+  maxRemoteForwards: setting('MAX_REMOTE_FORWARDS', 10, 1),
   maxConnections: setting('MAX_CONNECTIONS', 1000, 1),
   authPenaltyMax: setting('AUTH_PENALTY_MAX', 8, 0),
   sourcePenaltyMax: setting('SOURCE_PENALTY_MAX', 600, 0),
   keepaliveInterval: setting('KEEPALIVE_INTERVAL', 15, 0),
   keepaliveCountMax: setting('KEEPALIVE_COUNT_MAX', 3, 0),
+  forwardTo: forwardTo(),
 };

@@ -1,5 +1,6 @@
-// `npm run diff -- 2 3`: what step 03 adds to step 02, as a unified diff. Not a test; the diffs in the README and the
-// lessons (steps/NN-name.md) come from it (`npm run diff -- --readme` rewrites them).
+// `npm run diff -- 2 3`: what step 03 adds to step 02, as a unified diff; `npm run diff -- 11`: what step 11 adds to
+// the step it builds on. Not a test; the diffs in the lessons (steps/NN-name.md) come from it (`npm run diff --
+// --readme` rewrites them).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -11,10 +12,22 @@ function stepFile(number: string | undefined): string {
   const prefix = `${String(Number(number)).padStart(2, '0')}-`;
   const name = readdirSync(stepsDir).find((file) => file.startsWith(prefix) && file.endsWith('.ts'));
   if (!number || !/^\d+$/.test(number) || !name) {
-    console.error(`error: no step numbered "${number ?? ''}" (usage: npm run diff -- 2 3)`);
+    console.error(`error: no step numbered "${number ?? ''}" (usage: npm run diff -- 2 3, or npm run diff -- 11)`);
     process.exit(2);
   }
   return `steps/${name}`;
+}
+
+/** The step that step `number` builds on: the one its header names ("Step 11, built on step 02:"), else the one before. */
+export function baseOf(number: string): string {
+  const file = stepFile(number);
+  const header = readFileSync(fileURLToPath(new URL(`../${file}`, import.meta.url)), 'utf8').split('\n')[0]!;
+  return /^\/\/ Step \d+, built on step (\d+):/.exec(header)?.[1] ?? String(Number(number) - 1).padStart(2, '0');
+}
+
+/** The numbers of all the steps, in order: `['01', '02', ...]`. */
+export function stepNumbers(): string[] {
+  return readdirSync(stepsDir).filter((file) => /^\d\d-.*\.ts$/.test(file)).map((file) => file.slice(0, 2)).sort();
 }
 
 /** The unified diff between two steps, with their paths as labels (no dates), as the README shows it. */
@@ -91,5 +104,6 @@ function updateReadme(): void {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv[2] === '--readme') updateReadme();
+  else if (process.argv.length === 3) process.stdout.write(diffSteps(baseOf(process.argv[2]!), process.argv[2]!));
   else process.stdout.write(diffSteps(process.argv[2] ?? '', process.argv[3] ?? ''));
 }

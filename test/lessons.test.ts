@@ -1,13 +1,19 @@
 // Every transcript in the lessons (and the README's), played as a reader plays it: the step started, a shell in a
-// real 100x30 terminal, the commands typed, the password typed at each prompt, then compared with the screen.
+// real 100x30 terminal, the commands typed, the password typed at each prompt, then compared with the screen. The
+// ports a lesson names are played by free ones: the shell's ssh, sftp, scp and curl put them in place of 2022 and the rest.
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { debianTesting, debianTestingCommand, debianTestingHome, root, startStep, Terminal } from './helpers.ts';
 
 interface Transcript {
   page: string;
+  /** The commands of the page's `<!-- second terminal -->` block, but the web server it starts (played by the test's). */
+  before: string[];
   step: string;
   /** The `$ ` lines: what the reader types at the shell. */
   commands: string[];
@@ -20,6 +26,8 @@ interface Transcript {
 function transcripts(page: string): Transcript[] {
   const text = readFileSync(join(root, page), 'utf8');
   const own = /^steps\/(\d\d)-/.exec(page)?.[1];
+  const second = /^<!-- second terminal -->\n```\n([\s\S]*?)^```$/m.exec(text)?.[1] ?? '';
+  const before = second.split('\n').filter((line) => line !== '' && !line.startsWith('python3 -m http.server'));
   const found: Transcript[] = [];
   for (const m of text.matchAll(/^(?:<!-- (.*?) -->\n)?```console\n([\s\S]*?)^```$/gm)) {
     const marker = m[1] ?? '';
@@ -27,7 +35,7 @@ function transcripts(page: string): Transcript[] {
     if (!step) continue;
     const expected = m[2]!.replace(/\n$/, '').split('\n');
     const keys = [...(/keys: (.*)/.exec(marker)?.[1] ?? '').matchAll(/"([^"]*)"|(\S+)/g)].map((k) => k[0]);
-    found.push({ page, step, commands: expected.filter((line) => line.startsWith('$ ')).map((l) => l.slice(2)), keys, expected });
+    found.push({ page, before, step, commands: expected.filter((line) => line.startsWith('$ ')).map((l) => l.slice(2)), keys, expected });
   }
   return found;
 }
@@ -56,11 +64,29 @@ async function play(t: Transcript): Promise<string[]> {
   mkdirSync(join(home, '.ssh'), { mode: 0o700 });
   const file = readdirSync(join(root, 'steps')).find((f) => f.startsWith(`${t.step}-`) && f.endsWith('.ts'))!;
   const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys } });
+  // The reader's web server for step 11 (`python3 -m http.server 8000` in the work folder) is played by this one.
+  const web = createServer((request, response) => {
+    const name = decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
+    try {
+      response.end(readFileSync(join(home, 'work', name.replaceAll('/', ''))));
+    } catch {
+      response.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+  for (const line of t.before) execFileSync('bash', ['-c', line], { cwd: join(home, 'work') });
+  // The ports a lesson names, each played by a free port: 2022 is the step's, 8000 the web server's.
+  const ports: Record<string, number> = { 2022: step.port, 8000: (web.address() as AddressInfo).port };
+  for (const named of [8080, 8081, 1080]) ports[named] = await freePort();
+  const rewrite = Object.entries(ports).map(([named, real]) => `set -- "\${@//${named}/${real}}"`).join('; ');
   writeFileSync(join(home, 'rc'), [
     `PS1='$ '`,
     `PROMPT_COMMAND='echo >> ${inside}/prompts'`,
     `cd ${inside}/work`,
-    `ssh() { command ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "\${@/#2022/${step.port}}"; }`,
+    `ssh() { ${rewrite}; command ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
+    `sftp() { ${rewrite}; command sftp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
+    `scp() { ${rewrite}; command scp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
+    `curl() { ${rewrite}; command curl -sS "$@"; }`,
     '',
   ].join('\n'));
   // Most readers' terminals call themselves xterm-256color; the transcripts show that name.
@@ -106,7 +132,17 @@ async function play(t: Transcript): Promise<string[]> {
   } finally {
     terminal.close();
     await step.stop();
+    web.close();
   }
+}
+
+/** A port that nothing listens on just now. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }
 
 describe('the transcripts of the lessons, typed into a real terminal', { concurrency: true, timeout: 180_000 }, () => {

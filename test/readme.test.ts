@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { addedLines, codeShare, diffSteps, pages } from './diff-steps.ts';
+import { addedLines, baseOf, codeShare, diffSteps, pages, stepNumbers } from './diff-steps.ts';
 import { root, runStep } from './helpers.ts';
 
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -58,14 +58,27 @@ describe('the README and the lessons', () => {
     });
   }
 
-  test('what changes from one step to the next is at least 80% code, not comments', () => {
-    const numbers = readdirSync(join(root, 'steps')).filter((file) => file.endsWith('.ts')).map((file) => file.slice(0, 2));
-    assert.ok(numbers.length >= 10);
-    const low = numbers.slice(1).flatMap((to, i) => {
-      const { code, comments } = codeShare(numbers[i]!, to);
-      return code / (code + comments) < 0.8 ? [`${numbers[i]} to ${to}: ${code} lines of code, ${comments} of comments`] : [];
+  test('what changes from a step to the next, or to the step it builds on, is at least 80% code, not comments', () => {
+    const numbers = stepNumbers();
+    assert.ok(numbers.length >= 11);
+    const low = numbers.slice(1).flatMap((to) => {
+      const { code, comments } = codeShare(baseOf(to), to);
+      return code / (code + comments) < 0.8 ? [`${baseOf(to)} to ${to}: ${code} lines of code, ${comments} of comments`] : [];
     });
     assert.deepEqual(low, []);
+  });
+
+  test('from step 11 on, each step names the earlier step it builds on, and stays at 140 lines or fewer', () => {
+    for (const number of stepNumbers().filter((n) => Number(n) >= 11)) {
+      const file = readdirSync(join(root, 'steps')).find((f) => f.startsWith(`${number}-`) && f.endsWith('.ts'))!;
+      const text = readFileSync(join(root, 'steps', file), 'utf8');
+      assert.match(text.split('\n')[0]!, /^\/\/ Step \d\d, built on step \d\d: /, file);
+      assert.ok(Number(baseOf(number)) < Number(number), `${file} builds on a later step`);
+      assert.match(readme, new RegExp(`^ *${baseOf(number)} → ${number} `, 'm'), `the README's tree lacks ${baseOf(number)} → ${number}`);
+      const row = readme.split('\n').find((line) => line.startsWith(`| [\`${file}\`]`)) ?? '';
+      assert.match(row, new RegExp(`\\| ${baseOf(number)} \\| [^|]+ \\|$`), `the README's row for ${file}`);
+      assert.ok(text.trimEnd().split('\n').length <= 140, `${file} has ${text.trimEnd().split('\n').length} lines`);
+    }
   });
 
   test('the options table names every option and variable that --help lists', async () => {

@@ -34,6 +34,11 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     connection.on('session', (accept) => {
       accept().on('exec', (acceptExec, reject, { command }) => execs.push({ command, channel: acceptExec() }));
     });
+    // A refusal with a reason and a description, as step 11's policy gives it; port 1 is refused without either.
+    connection.on('tcpip', (accept, reject, { destPort }) => {
+      if (destPort === 1) reject();
+      else (reject as (reason: number, description: string) => void)(1, `not to ${destPort}`);
+    });
   });
   before(async () => {
     server.listen(0, '127.0.0.1');
@@ -112,5 +117,19 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     // The window (2 MiB) and one adjustment of it (1 MiB), no more: unpatched, all 16 MiB.
     assert.ok(serverSide.readableLength <= 4 * 1024 * 1024, `${serverSide.readableLength} bytes held`);
     assert.deepEqual(errors, ['Peer ignored channel window']);
+  });
+  test('a refused channel carries the reason and the description the listener gives', async () => {
+    const { client } = await login();
+    try {
+      const refusal = (port: number) => new Promise<Error & { reason?: number }>((resolve) =>
+        client.forwardOut('127.0.0.1', 1, '127.0.0.1', port, (err) => resolve(err!)));
+      const given = await refusal(80);
+      assert.equal(given.reason, 1);
+      assert.equal(given.message, '(SSH) Channel open failure: not to 80');
+      // Without them, as before: "connect failed".
+      assert.equal((await refusal(1)).reason, 2);
+    } finally {
+      client.end();
+    }
   });
 });

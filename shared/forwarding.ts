@@ -1,0 +1,30 @@
+// Port forwarding's rules (step 11): where `ssh -L` and `-D` may connect, and how a refusal is told.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { limits } from './options.ts';
+
+/** RFC 4254's reason code for a channel refused by policy; `ssh` prints it as "administratively prohibited". */
+const ADMINISTRATIVELY_PROHIBITED = 1;
+
+/**
+ * Refuses a channel by policy, saying why. ssh2's `reject()` takes a reason and a description with the patch in
+ * shared/patches/; @types/ssh2 says it takes nothing, hence the cast, here alone.
+ */
+export function prohibit(reject: () => void, why: string): void {
+  (reject as (reason: number, description: string) => void)(ADMINISTRATIVELY_PROHIBITED, why);
+}
+
+/**
+ * The address to connect to for `host` (a name or an address): the first it stands for that `FORWARD_TO` allows,
+ * else undefined. The step connects to this address, not to the name again, so that a name cannot pass the check
+ * with one address and be connected to at another.
+ */
+export async function allowedAddress(host: string): Promise<string | undefined> {
+  const found = isIP(host) ? [{ address: host }] : await lookup(host, { all: true }).catch(() => []);
+  for (const { address } of found) {
+    // An IPv4 address written as IPv6 (::ffff:127.0.0.1) is checked as the IPv4 address it is.
+    const plain = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] ?? address;
+    if (limits.forwardTo.check(plain, isIP(plain) === 6 ? 'ipv6' : 'ipv4')) return plain;
+  }
+  return undefined;
+}

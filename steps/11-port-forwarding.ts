@@ -1,0 +1,94 @@
+// Step 11, built on step 02: port forwarding. ssh -L, -D and -R carry TCP connections through the SSH connection.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
+import { createServer, connect, type Server as TcpServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import ssh2 from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
+import { allowedAddress, prohibit } from '../shared/forwarding.ts';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { listen } from '../shared/listen.ts';
+import { log } from '../shared/log.ts';
+import { limits } from '../shared/options.ts';
+import { readPasswordFile } from '../shared/passwords.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+/** Carries bytes both ways, each side no faster than the other reads; the end of one side ends the other. */
+function join(channel: Duplex, socket: Socket): void {
+  channel.pipe(socket).pipe(channel);
+  socket.on('error', () => channel.destroy());
+  channel.once('close', () => socket.destroy());
+}
+
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+  client.on('authentication', async (ctx) => {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+      ctx.accept();
+    } else {
+      ctx.reject(['password']); // the ways to log in that are left
+    }
+  });
+
+  let closed = false;
+  client.once('close', () => (closed = true));
+
+  // ssh -L and ssh -D: the client asks us to connect to a host and port, and carry that connection in a channel.
+  client.on('tcpip', async (accept, reject, { destIP, destPort }) => {
+    const to = `${destIP}:${destPort}`;
+    const address = await allowedAddress(destIP);
+    if (!address) {
+      log(info, `refused to forward to ${to}: not in FORWARD_TO`);
+      return prohibit(reject, `${to} is not a destination this server forwards to`);
+    }
+    const socket = connect(destPort, address);
+    const failed = (err: Error) => {
+      log(info, `cannot forward to ${to}: ${err.message}`);
+      reject(); // ssh prints "connect failed"
+    };
+    socket.once('error', failed);
+    socket.once('connect', () => {
+      socket.off('error', failed);
+      const channel = closed ? undefined : accept();
+      if (channel) join(channel, socket);
+      else socket.destroy();
+    });
+  });
+
+  // ssh -R: the client asks us to listen on a port, and to send each connection to it back through a channel.
+  const listeners = new Map<number, TcpServer>();
+  client.on('request', (accept, reject, name, { bindAddr, bindPort }) => {
+    if (name === 'cancel-tcpip-forward') {
+      listeners.get(bindPort)?.close();
+      return listeners.delete(bindPort) ? accept?.() : reject?.();
+    }
+    if (name !== 'tcpip-forward' || (bindPort > 0 && bindPort < 1024) || listeners.size >= limits.maxRemoteForwards) {
+      log(info, `refused ${name} on port ${bindPort}`);
+      return reject?.();
+    }
+    const listener = createServer((socket) => {
+      client.forwardOut(bindAddr, port(), socket.remoteAddress ?? '', socket.remotePort ?? 0, (err, channel) => {
+        if (err) socket.destroy();
+        else join(channel, socket);
+      });
+    });
+    const port = () => (listener.address() as { port: number }).port;
+    // Loopback only, whatever address the client names (as sshd's GatewayPorts no): no one else can connect.
+    listener.listen(bindPort, '127.0.0.1', () => {
+      if (closed) return listener.close();
+      listeners.set(port(), listener);
+      log(info, `listening on 127.0.0.1:${port()} for ssh -R`);
+      accept?.(port()); // with port 0, ssh prints the port chosen: "Allocated port N for remote forward"
+    });
+    listener.once('error', (err) => {
+      log(info, `cannot listen on port ${bindPort} for ssh -R: ${err.message}`);
+      reject?.();
+    });
+  });
+  // No listener outlives the connection that asked for it.
+  client.once('close', () => listeners.forEach((listener) => listener.close()));
+});
+
+listen(server);

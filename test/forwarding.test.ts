@@ -1,0 +1,253 @@
+// Step 11, port forwarding, driven by OpenSSH's ssh -L, -D and -R and by curl, then attacked through ssh2's client.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer as createHttpServer, get, type Server as HttpServer } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import ssh2 from 'ssh2';
+import { peakDuring, residentMiB } from './hostile.ts';
+import { count, quiet, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
+
+const BODY = randomBytes(20 * 1024 * 1024);
+
+/** A web server on a free loopback port: `/big` is 20 MiB of random bytes, `/slow` 100 MiB, anything else "hello". */
+let web: HttpServer;
+let webPort: number;
+before(async () => {
+  web = createHttpServer((request, response) => {
+    if (request.url === '/big') return response.end(BODY);
+    if (request.url === '/slow') {
+      // As much as the reader takes, up to 100 MiB, and no more than it takes: what a real server does.
+      let left = 100;
+      const more = () => {
+        while (left > 0) {
+          left -= 1;
+          if (!response.write(Buffer.alloc(1024 * 1024))) return void response.once('drain', more);
+        }
+        response.end();
+      };
+      return more();
+    }
+    response.end('hello\n');
+  });
+  web.listen(0, '127.0.0.1');
+  await once(web, 'listening');
+  webPort = (web.address() as AddressInfo).port;
+});
+after(() => web.close());
+
+/** A port nothing listens on just now. */
+async function freePort(): Promise<number> {
+  const probe = createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  probe.close();
+  await once(probe, 'close');
+  return port;
+}
+
+/** Whether something listens on a loopback port, found by trying to listen there too (connecting would be noticed). */
+async function taken(port: number): Promise<boolean> {
+  const probe = createServer();
+  const inUse = await new Promise<boolean>((resolve) => {
+    probe.once('error', () => resolve(true));
+    probe.listen(port, '127.0.0.1', () => resolve(false));
+  });
+  if (!inUse) await new Promise((resolve) => probe.close(resolve));
+  return inUse;
+}
+
+/** Whether something accepts connections on a loopback port. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** OpenSSH's ssh with ARGS (-N and forwarding options), running until `stop()`; what it prints on stderr, so far. */
+function forwardingSsh(port: number, args: string[]) {
+  const child: ChildProcess = spawn('ssh', [...sshOptions, '-N', '-p', String(port), ...args, 'alice@localhost'], {
+    env: { ...process.env, ...sshEnv('wonderland') },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const exited = once(child, 'exit');
+  return { stderr: () => stderr, stop: async () => (child.kill(), await exited) };
+}
+
+/** Polls `check` every 100 ms until it resolves to true; fails after 20 s. */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (const deadline = Date.now() + 20_000; !(await check());) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** GET http://127.0.0.1:PORT/PATH; resolves with the body. */
+function fetchBody(port: number, path: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path, agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve(Buffer.concat(chunks)));
+      response.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
+  const step = useStep('11-port-forwarding.ts');
+
+  test('ssh -L carries 20 MiB from a web server, byte for byte', async () => {
+    const local = await freePort();
+    const client = forwardingSsh(step().port, ['-L', `${local}:localhost:${webPort}`]);
+    try {
+      await until('ssh -L to listen', () => taken(local));
+      const body = await fetchBody(local, '/big');
+      assert.equal(body.length, BODY.length);
+      assert.equal(sha256(body), sha256(BODY));
+    } finally {
+      await client.stop();
+    }
+  });
+
+  test('ssh -D: curl through SOCKS, the name resolved by the server', async () => {
+    const local = await freePort();
+    const client = forwardingSsh(step().port, ['-D', String(local)]);
+    try {
+      await until('ssh -D to listen', () => taken(local));
+      // Not spawnSync: the web server is in this process, and must answer while curl waits.
+      const curl = spawn('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${local}`, `http://localhost:${webPort}/`]);
+      let stdout = '';
+      curl.stdout.on('data', (chunk) => (stdout += chunk));
+      const [status] = await once(curl, 'close');
+      assert.equal(stdout, 'hello\n');
+      assert.equal(status, 0);
+    } finally {
+      await client.stop();
+    }
+  });
+
+  test('a destination outside FORWARD_TO is refused with its reason, and logged once', async () => {
+    const local = await freePort();
+    const client = forwardingSsh(step().port, ['-L', `${local}:10.1.2.3:80`]);
+    try {
+      await until('ssh -L to listen', () => taken(local));
+      await assert.rejects(fetchBody(local, '/'));
+      await waitFor('the refusal', () => /open failed/.test(client.stderr()) || undefined);
+      assert.match(client.stderr(),
+        /channel \d+: open failed: administratively prohibited: 10\.1\.2\.3:80 is not a destination this server forwards to/);
+      assert.equal(count(step(), /refused to forward to 10\.1\.2\.3:80: not in FORWARD_TO$/gm), 1);
+    } finally {
+      await client.stop();
+    }
+  });
+
+  test('100 forwarded connections at once', async () => {
+    const local = await freePort();
+    const client = forwardingSsh(step().port, ['-L', `${local}:localhost:${webPort}`]);
+    try {
+      await until('ssh -L to listen', () => taken(local));
+      const bodies = await Promise.all(Array.from({ length: 100 }, () => fetchBody(local, '/')));
+      assert.deepEqual(new Set(bodies.map(String)), new Set(['hello\n']));
+    } finally {
+      await client.stop();
+    }
+  });
+
+  test('ssh -R 0: the port ssh prints serves, and is closed once ssh has gone', async () => {
+    const client = forwardingSsh(step().port, ['-R', `0:localhost:${webPort}`]);
+    let allocated = 0;
+    try {
+      allocated = await waitFor('the allocated port', () =>
+        Number(/Allocated port (\d+) for remote forward/.exec(client.stderr())?.[1]) || undefined);
+      assert.equal(String(await fetchBody(allocated, '/')), 'hello\n');
+    } finally {
+      await client.stop();
+    }
+    await quiet(step());
+    await until('the port to close', async () => !(await accepts(allocated)));
+  });
+});
+
+/** Asks for a forward with ssh2's client: resolves with the port the server listens on, or rejects. */
+function forwardIn(client: ssh2.Client, port: number): Promise<number> {
+  return new Promise((resolve, reject) => client.forwardIn('127.0.0.1', port, (err, got) => (err ? reject(err) : resolve(got))));
+}
+
+/** Opens a direct-tcpip channel (what ssh -L does for each connection); resolves with it, or rejects. */
+function forwardOut(client: ssh2.Client, host: string, port: number): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) =>
+    client.forwardOut('127.0.0.1', 1, host, port, (err, channel) => (err ? reject(err) : resolve(channel))));
+}
+
+describe('step 11 attacked', { timeout: 120_000 }, () => {
+  const step = useStep('11-port-forwarding.ts', { env: { MAX_FORWARDS: '20', MAX_REMOTE_FORWARDS: '3' } });
+
+  test('a client that reads nothing of a 100 MiB download does not grow the step', async () => {
+    const client = await ssh2Login(step().port, 'alice', 'wonderland');
+    try {
+      const before = residentMiB(step().pid);
+      const peak = await peakDuring(step().pid, async () => {
+        const channel = await forwardOut(client, 'localhost', webPort);
+        channel.write('GET /slow HTTP/1.0\r\n\r\n');
+        channel.pause(); // and never read: only the window ssh2 gives is sent
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+      });
+      assert.ok(peak - before < 40, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+    } finally {
+      client.end();
+    }
+  });
+
+  test('ports below 1024, more than MAX_REMOTE_FORWARDS listeners and unknown names are refused; cancel works', async () => {
+    const client = await ssh2Login(step().port, 'alice', 'wonderland');
+    try {
+      await assert.rejects(forwardIn(client, 80));
+      const ports = [await forwardIn(client, 0), await forwardIn(client, 0), await forwardIn(client, 0)];
+      await assert.rejects(forwardIn(client, 0), 'a fourth listener');
+      for (const port of ports) assert.ok(await accepts(port), `listening on ${port}`);
+      await new Promise<void>((resolve, reject) => client.unforwardIn('127.0.0.1', ports[0]!, (err) => (err ? reject(err) : resolve())));
+      await until('the cancelled port to close', async () => !(await accepts(ports[0]!)));
+      assert.ok(await accepts(ports[1]!), 'the others stay');
+      await assert.rejects(forwardIn(client, ports[1]!), 'a port in use');
+    } finally {
+      client.end();
+    }
+  });
+
+  test('listeners close when their connection is cut, not ended', async () => {
+    const client = await ssh2Login(step().port, 'alice', 'wonderland');
+    const port = await forwardIn(client, 0);
+    (client as unknown as { _sock: Socket })._sock.destroy();
+    await until('the port to close', async () => !(await accepts(port)));
+  });
+
+  test('more than MAX_FORWARDS channels at once are refused; bad destinations fail; the step stays up', async () => {
+    const client = await ssh2Login(step().port, 'alice', 'wonderland');
+    try {
+      const results = await Promise.allSettled(Array.from({ length: 30 }, () => forwardOut(client, 'localhost', webPort)));
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 20);
+      for (const r of results) if (r.status === 'fulfilled') r.value.destroy();
+      for (const host of ['', 'a'.repeat(5000), 'local\0host', '::ffff:10.0.0.1', '0.0.0.0', '127.0.0.1\n']) {
+        await assert.rejects(forwardOut(client, host, webPort), JSON.stringify(host.slice(0, 20)));
+      }
+      const closed = await freePort();
+      await assert.rejects(forwardOut(client, 'localhost', closed), 'nothing listens there');
+      // The refusals above freed their places: 20 open again at once.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const again = await Promise.all(Array.from({ length: 20 }, () => forwardOut(client, 'localhost', webPort)));
+      for (const channel of again) channel.destroy();
+    } finally {
+      client.end();
+    }
+    assert.match(step().output(), /refused a forwarded connection: 20 are open on this connection \(MAX_FORWARDS\)$/m);
+  });
+});
