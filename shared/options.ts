@@ -26,6 +26,8 @@ Environment:
   MAX_SESSIONS         sessions one connection may have open at once (default: 10)
   MAX_FORWARDS         connections one connection may forward at once with ssh -L and -D (default: 100)
   MAX_REMOTE_FORWARDS  ports one connection may listen on with ssh -R (default: 10)
+  SFTP_HOME            the folder of the users' folders for SFTP (step 12; default: home/)
+  SFTP_MAX_HANDLES     files and folders one SFTP session may have open at once (default: 100)
   FORWARD_TO           where ssh -L and -D may connect (step 11): address blocks, separated by commas
                        (default: 127.0.0.0/8,::1/128, this machine alone; 0.0.0.0/0,::/0 is anywhere)
   MAX_CONNECTIONS      logged-in connections the step serves at once (default: 1000)
@@ -115,6 +117,7 @@ export const limits = {
   maxSessions: setting('MAX_SESSIONS', 10, 1),
   maxForwards: setting('MAX_FORWARDS', 100, 1),
   maxRemoteForwards: setting('MAX_REMOTE_FORWARDS', 10, 1),
+  sftpMaxHandles: setting('SFTP_MAX_HANDLES', 100, 1),
   maxConnections: setting('MAX_CONNECTIONS', 1000, 1),
   authPenaltyMax: setting('AUTH_PENALTY_MAX', 8, 0),
   sourcePenaltyMax: setting('SOURCE_PENALTY_MAX', 600, 0),

@@ -24,6 +24,8 @@ export function temporaryDir(): string {
 
 /** One folder of host keys for the whole test file, so that RSA keys are made once. */
 const sharedKeys = temporaryDir();
+/** And one for step 12's users' folders, so that no test writes to the project's home/. */
+const sharedHome = temporaryDir();
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -122,7 +124,8 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
     cwd: root,
     // The tests log in wrongly on purpose, often, from one address: no penalties unless a test asks.
     env: {
-      ...process.env, HOST_KEYS_DIR: sharedKeys, PORT: '', HOST: '', AUTH_PENALTY_MAX: '0', SOURCE_PENALTY_MAX: '0',
+      ...process.env, HOST_KEYS_DIR: sharedKeys, SFTP_HOME: sharedHome, PORT: '', HOST: '', AUTH_PENALTY_MAX: '0',
+      SOURCE_PENALTY_MAX: '0',
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

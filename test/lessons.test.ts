@@ -63,7 +63,7 @@ async function play(t: Transcript): Promise<string[]> {
   mkdirSync(authorizedKeys, { recursive: true });
   mkdirSync(join(home, '.ssh'), { mode: 0o700 });
   const file = readdirSync(join(root, 'steps')).find((f) => f.startsWith(`${t.step}-`) && f.endsWith('.ts'))!;
-  const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys } });
+  const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SFTP_HOME: join(home, 'sftp') } });
   // The reader's web server for step 11 (`python3 -m http.server 8000` in the work folder) is played by this one.
   const web = createServer((request, response) => {
     const name = decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');

@@ -26,13 +26,26 @@ const channelCount = (connection: Connection) => (connection as unknown as { _ch
 describe('the ssh2 patch', { timeout: 60_000 }, () => {
   const connections: Connection[] = [];
   const execs: { command: string; channel: ServerChannel }[] = [];
+  const sftpStats: (() => void)[] = [];
+  const statPaths: string[] = [];
   let port = 0;
   const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms }, (connection) => {
     connections.push(connection);
     connection.on('error', () => {});
     connection.on('authentication', (ctx) => ctx.accept());
     connection.on('session', (accept) => {
-      accept().on('exec', (acceptExec, reject, { command }) => execs.push({ command, channel: acceptExec() }));
+      const session = accept();
+      session.on('exec', (acceptExec, reject, { command }) => execs.push({ command, channel: acceptExec() }));
+      // An SFTP server that answers nothing until told to, and says how many requests it has been given.
+      session.on('sftp', (acceptSftp) => {
+        const sftp = acceptSftp();
+        const attrs = { mode: 0o100644, uid: 0, gid: 0, size: 0, atime: 0, mtime: 0 };
+        sftp.on('STAT', (reqid, path) => {
+          statPaths.push(path);
+          sftpStats.push(() => sftp.attrs(reqid, attrs));
+        });
+        sftp.on('end', () => sftp.end());
+      });
     });
     // A refusal with a reason and a description, as step 11's policy gives it; port 1 is refused without either.
     connection.on('tcpip', (accept, reject, { destPort }) => {
@@ -118,6 +131,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     assert.ok(serverSide.readableLength <= 4 * 1024 * 1024, `${serverSide.readableLength} bytes held`);
     assert.deepEqual(errors, ['Peer ignored channel window']);
   });
+
   test('a refused channel carries the reason and the description the listener gives', async () => {
     const { client } = await login();
     try {
@@ -128,6 +142,44 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
       assert.equal(given.message, '(SSH) Channel open failure: not to 80');
       // Without them, as before: "connect failed".
       assert.equal((await refusal(1)).reason, 2);
+    } finally {
+      client.end();
+    }
+  });
+  test('an SFTP server is given at most 64 unanswered requests; the rest wait, in order, and then all are answered', async () => {
+    const { client } = await login();
+    try {
+      const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+      sftpStats.length = 0;
+      statPaths.length = 0;
+      let answered = 0;
+      for (let i = 0; i < 1000; i++) sftp.stat(`/${i}`, () => (answered += 1));
+      await waitFor('64 requests', () => sftpStats.length === 64 || undefined);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Unpatched, all 1000 reached the listener at once.
+      assert.equal(sftpStats.length, 64);
+      for (let given = 0; given < 1000;) {
+        const batch = sftpStats.splice(0);
+        given += batch.length;
+        for (const reply of batch) reply();
+        await waitFor('more requests, or the last answers', () => (sftpStats.length || answered === 1000) || undefined);
+      }
+      await waitFor('every answer', () => answered === 1000 || undefined);
+      assert.deepEqual(statPaths.splice(0), Array.from({ length: 1000 }, (_, i) => `/${i}`));
+    } finally {
+      client.end();
+    }
+  });
+
+  test('an SFTP server that ends its session sends exit status 0 first, as sshd does (scp checks it)', async () => {
+    const { client } = await login();
+    try {
+      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.subsys('sftp', (err, c) => (err ? reject(err) : resolve(c))));
+      const status = new Promise((resolve) => channel.once('exit', resolve));
+      channel.resume();
+      channel.end(); // the client's EOF: the server above ends its side
+      assert.equal(await status, 0);
     } finally {
       client.end();
     }
