@@ -13,9 +13,11 @@
 // reason when either is missing). Every server is driven by the same load generator: the ssh2 client, from this
 // process.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
+import { createServer } from 'node:net';
 import { join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
@@ -253,6 +255,62 @@ async function throughput(server: Server, config: ConnectConfig, command: string
   return { mbps };
 }
 
+/** MB/s of CAT_BYTES sent by a TCP server at `sourcePort` through a direct-tcpip channel: what `ssh -L` carries. */
+async function forwarded(server: Server, config: ConnectConfig, sourcePort: number) {
+  const client = await connect({ port: server.port, ...config });
+  const begun = performance.now();
+  await new Promise<void>((resolve, reject) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', sourcePort, (err, channel) => {
+    if (err) return reject(err);
+    let received = 0;
+    channel.on('data', (chunk: Buffer) => (received += chunk.length));
+    // The source has sent all: end this side too, as ssh -L does when the connection to it ends (sshd waits for it).
+    channel.once('end', () => channel.end());
+    channel.once('close', () => (received === CAT_BYTES ? resolve() : reject(new Error(`got ${received} of ${CAT_BYTES}`))));
+  }));
+  const mbps = CAT_BYTES / 1e6 / ((performance.now() - begun) / 1000);
+  await close(client);
+  return { mbps };
+}
+
+/** A TCP server on loopback that sends CAT_BYTES to each connection, then closes it. */
+async function byteSource() {
+  const block = randomBytes(1024 * 1024);
+  const source = createServer((socket) => {
+    let sent = 0;
+    const pump = () => {
+      while (sent < CAT_BYTES) {
+        sent += block.length;
+        if (!socket.write(block)) return void socket.once('drain', pump);
+      }
+      socket.end();
+    };
+    pump();
+  });
+  await new Promise<void>((resolve) => source.listen(0, '127.0.0.1', resolve));
+  return { port: (source.address() as { port: number }).port, close: () => source.close() };
+}
+
+/**
+ * MB/s of OpenSSH's `sftp` putting a file of CAT_BYTES into `remote` (a path), then getting it back: two `sftp -b`
+ * runs, each timed from start to end (the login, some tens of milliseconds, is counted in).
+ */
+async function sftpCopy(port: number, login: string[], env: Record<string, string>, remote: string) {
+  const timed = async (batch: string) => {
+    const begun = performance.now();
+    const child = spawn('sftp', ['-F', '/dev/null', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=no',
+      '-o', 'BatchMode=no', '-P', String(port), '-b', '-', ...login], { cwd: dir, env: { ...process.env, ...env }, stdio: ['pipe', 'ignore', 'pipe'] });
+    let errors = '';
+    child.stderr.on('data', (chunk) => (errors += chunk));
+    child.stdin.end(batch);
+    const [status] = await once(child, 'close');
+    if (status !== 0) throw new Error(`sftp: ${errors.trim()}`);
+    return CAT_BYTES / 1e6 / ((performance.now() - begun) / 1000);
+  };
+  const put = await timed(`put sftp-source.bin ${remote}\n`);
+  const get = await timed(`get ${remote} sftp-back.bin\nrm ${remote}\n`);
+  return { put, get };
+}
+
 /**
  * Where a step's main thread spent its time (from the largest `--cpu-prof` profile in `dir`): the functions with
  * the most time of their own, in milliseconds per session, each with the nearest code that is not Node.js's own
@@ -447,8 +505,37 @@ if (sshd) {
   const login = { username: SSHD_USER, privateKey: userKey };
   results.throughput['sshd, cat > /dev/null'] = (await repeat(() => throughput(server, login, 'cat > /dev/null', false))).mbps;
   results.throughput['sshd, cat'] = (await repeat(() => throughput(server, login, 'cat', true))).mbps;
-  sshd.stop();
 }
+
+// Port forwarding (what ssh -L carries) and SFTP (OpenSSH's sftp, put and get): steps 11 and 12 beside sshd's own
+// forwarding and its internal-sftp.
+if (!args.attacks && 'step 11 step 12 sshd'.includes(args.only ?? '')) {
+  progress('throughput of port forwarding and SFTP');
+  const source = await byteSource();
+  writeFileSync(join(dir, 'sftp-source.bin'), randomBytes(CAT_BYTES));
+  const askpass = join(dir, 'askpass');
+  writeFileSync(askpass, '#!/bin/sh\necho wonderland\n', { mode: 0o755 });
+  const byPassword = { SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force' };
+  const forwarding = await startStep('11-port-forwarding.ts', env);
+  results.throughput['step 11, ssh -L'] = (await repeat(() => forwarded(forwarding, alice.password, source.port))).mbps;
+  await forwarding.stop();
+  const files = await startStep('12-sftp-server.ts', { ...env, SFTP_HOME: join(dir, 'sftp-home') });
+  const stepSftp = await repeat(() => sftpCopy(files.port, ['alice@127.0.0.1'], byPassword, 'big.bin'));
+  results.throughput['step 12, sftp put'] = stepSftp.put;
+  results.throughput['step 12, sftp get'] = stepSftp.get;
+  await files.stop();
+  if (sshd) {
+    const server = { port: sshd.port, pid: sshd.pid, stop: async () => {} };
+    const login = { username: SSHD_USER, privateKey: userKey };
+    results.throughput['sshd, ssh -L'] = (await repeat(() => forwarded(server, login, source.port))).mbps;
+    const keyLogin = ['-i', join(dir, 'id_ed25519'), '-o', 'IdentitiesOnly=yes', `${SSHD_USER}@127.0.0.1`];
+    const sshdSftp = await repeat(() => sftpCopy(sshd!.port, keyLogin, {}, 'sftp/big.bin'));
+    results.throughput['sshd, sftp put'] = sshdSftp.put;
+    results.throughput['sshd, sftp get'] = sshdSftp.get;
+  }
+  source.close();
+}
+sshd?.stop();
 
 /**
  * Starts `file` afresh, runs `attack` on it, and meanwhile logs in again and again from another address (127.0.0.2,
@@ -539,7 +626,8 @@ if (!args.attacks) console.table(Object.fromEntries(Object.entries(servers).map(
 }])));
 for (const [name, r] of Object.entries(servers)) console.log(`${name}: ${r.algorithms}`);
 for (const [name, mbps] of Object.entries(results.throughput as Record<string, number>)) {
-  console.log(`${name}: ${mbps.toFixed(1)} MB/s (256 MiB${name.includes('/dev/null') ? '' : ', sent back'})`);
+  const what = name.includes('/dev/null') || !name.includes('cat') ? '' : ', sent back';
+  console.log(`${name}: ${mbps.toFixed(1)} MB/s (256 MiB${what})`);
 }
 if (!args.attacks) console.log(`start-up of step 03 (npx tsx to "listening on"): ${(results.startupMs as number).toFixed(0)} ms`);
 console.table(Object.fromEntries(Object.entries(underAttacks).map(([name, r]) => [`step ${name}`, {
@@ -551,7 +639,7 @@ console.table(Object.fromEntries(Object.entries(underAttacks).map(([name, r]) =>
   'login max ms': r.loginMaxMs.toFixed(1),
 }])));
 
-// Each comparison: what is divided by what, the quotient, and the target it has (issue 6), if any. A figure of a
+// Each comparison: what is divided by what, the quotient, and the target it has, if any. A figure of a
 // server that was not measured (no sshd, or --only) is NaN, and comparisons with it are left out.
 type Comparison = [name: string, value: number, target?: ['<=' | '>=', number]];
 type Measured = (typeof servers)[string];
@@ -577,6 +665,9 @@ const comparisons = ([
   ['KiB/idle session: step 09 / sshd', idle('step 09, public key') / idle('sshd, public key')],
   ['MB/s: step 08 cat / sshd cat > /dev/null', mbps('step 08, cat') / mbps('sshd, cat > /dev/null'), ['>=', 0.5]],
   ['MB/s: step 08 cat / sshd cat', mbps('step 08, cat') / mbps('sshd, cat')],
+  ['MB/s: step 11 ssh -L / sshd ssh -L', mbps('step 11, ssh -L') / mbps('sshd, ssh -L'), ['>=', 0.5]],
+  ['MB/s: step 12 sftp put / sshd sftp put', mbps('step 12, sftp put') / mbps('sshd, sftp put'), ['>=', 0.5]],
+  ['MB/s: step 12 sftp get / sshd sftp get', mbps('step 12, sftp get') / mbps('sshd, sftp get'), ['>=', 0.5]],
   // Two targets are absolute figures, not ratios.
   ['CPU ms/session, public key: step 09', cpu('step 09, public key'), ['<=', 1.5]],
   ['KiB/idle session: step 09', idle('step 09, public key') / 1024, ['<=', 64]],

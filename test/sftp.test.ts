@@ -50,12 +50,15 @@ describe('step 12: sftp and scp', { timeout: 300_000 }, () => {
     writeFileSync(join(work, 'part-again.bin'), whole.subarray(0, 100_000));
     const batch = [
       'put hello.txt', 'mkdir docs', 'rename hello.txt docs/hello.txt', 'chmod 600 docs/hello.txt', 'ls -l docs',
+      'ls -l docs/hello.txt',
       'get docs/hello.txt back.txt', 'put first-third.bin part.bin', 'reput part.bin', 'reget part.bin part-again.bin',
       '-get missing.txt', '-mkdir docs', '-rmdir docs', 'rm docs/hello.txt', 'rmdir docs', 'rm part.bin', 'ls',
     ].join('\n');
     const result = await client('sftp', step().port, ['-b', '-', 'alice@localhost'], work, `${batch}\n`);
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /^-rw------- +1 alice +alice +6 \w{3} [ \d]\d \d\d:\d\d hello\.txt$/m);
+    // A file's own line comes from STAT, which sftp formats itself (owner as a number).
+    assert.match(result.stdout, /^sftp> ls -l docs\/hello\.txt\n-rw------- +\? +\d+ +\d+ +6 .* docs\/hello\.txt$/m);
     assert.equal(readFileSync(join(work, 'back.txt'), 'utf8'), 'hello\n');
     assert.deepEqual(readFileSync(join(work, 'part-again.bin')), whole);
     assert.match(result.stdout, /^sftp> reput part\.bin$/m);

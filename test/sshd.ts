@@ -47,8 +47,8 @@ const HASHES: Record<string, string> = { y: 'yescrypt', '6': 'sha512crypt', '5':
 
 /**
  * Starts `sshd -D` on a free loopback port: its own Ed25519 host key, password and public-key login for
- * SSHD_USER (made now with a random password and /bin/sh, removed by `stop()`), and a forced command that prints
- * step 03's goodbye line for a shell and runs the command for an exec (`cat > /dev/null`).
+ * SSHD_USER (made now with a random password, removed by `stop()`) whose shell prints step 03's goodbye line for a
+ * shell and runs the command for an exec (`cat > /dev/null`), its internal SFTP server, and TCP forwarding.
  */
 export async function startSshd(sshdPath: string, dir: string, publicKey: string): Promise<Sshd> {
   // The folder is read by sshd as the user (authorized keys, the forced command), so it must be open to it.
@@ -59,7 +59,19 @@ export async function startSshd(sshdPath: string, dir: string, publicKey: string
     throw new Error(`a user ${SSHD_USER} exists already, and is not the bench's: the bench leaves it alone`);
   }
   if (existing) spawnSync('userdel', [SSHD_USER]);
-  run('useradd', ['--no-create-home', '--home-dir', dir, '--shell', '/bin/sh', SSHD_USER]);
+  // The user's shell prints step 03's goodbye line for a shell, and runs a command (`sh -c`) for an exec; no
+  // ForceCommand, which would take the place of the SFTP subsystem too.
+  const shell = join(dir, 'sshd_shell');
+  writeFileSync(shell, [
+    '#!/bin/sh',
+    '[ "$1" = "-c" ] && exec /bin/sh -c "$2"',
+    "printf 'This session is very simple. Goodbye!\\r\\n'",
+    '',
+  ].join('\n'), { mode: 0o755 });
+  run('useradd', ['--no-create-home', '--home-dir', dir, '--shell', shell, SSHD_USER]);
+  // Where the user may write: SFTP's put lands here (the home itself is root's).
+  mkdirSync(join(dir, 'sftp'), { mode: 0o755 });
+  run('chown', [SSHD_USER, join(dir, 'sftp')]);
   const removeUser = () => spawnSync('userdel', [SSHD_USER]);
   process.on('exit', removeUser);
   const password = randomBytes(12).toString('base64url');
@@ -71,13 +83,6 @@ export async function startSshd(sshdPath: string, dir: string, publicKey: string
   run('ssh-keygen', ['-q', '-N', '', '-t', 'ed25519', '-f', hostKey]);
   mkdirSync(join(dir, 'sshd_authorized_keys'), { mode: 0o755 });
   writeFileSync(join(dir, 'sshd_authorized_keys', SSHD_USER), publicKey, { mode: 0o644 });
-  const force = join(dir, 'sshd_force_command');
-  writeFileSync(force, [
-    '#!/bin/sh',
-    '[ -n "$SSH_ORIGINAL_COMMAND" ] && exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"',
-    "printf 'This session is very simple. Goodbye!\\r\\n'",
-    '',
-  ].join('\n'), { mode: 0o755 });
 
   const port = await freePort();
   const config = join(dir, 'sshd_config');
@@ -93,7 +98,8 @@ export async function startSshd(sshdPath: string, dir: string, publicKey: string
     'KbdInteractiveAuthentication no',
     'PubkeyAuthentication yes',
     `AllowUsers ${SSHD_USER}`,
-    `ForceCommand ${force}`,
+    'Subsystem sftp internal-sftp',
+    'AllowTcpForwarding yes',
     'UseDNS no',
     'PrintMotd no',
     'PrintLastLog no',
