@@ -1,6 +1,7 @@
 // Port forwarding's rules (step 11): where `ssh -L` and `-D` may connect, and how a refusal is told.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { safe } from './log.ts';
 import { limits } from './options.ts';
 
 /** RFC 4254's reason code for a channel refused by policy; `ssh` prints it as "administratively prohibited". */
@@ -11,7 +12,8 @@ const ADMINISTRATIVELY_PROHIBITED = 1;
  * shared/patches/; @types/ssh2 says it takes nothing, hence the cast, here alone.
  */
 export function prohibit(reject: () => void, why: string): void {
-  (reject as (reason: number, description: string) => void)(ADMINISTRATIVELY_PROHIBITED, why);
+  // The client named the destination: sent back escaped and cut short, as the log does.
+  (reject as (reason: number, description: string) => void)(ADMINISTRATIVELY_PROHIBITED, safe(why));
 }
 
 /**
@@ -20,7 +22,9 @@ export function prohibit(reject: () => void, why: string): void {
  * with one address and be connected to at another.
  */
 export async function allowedAddress(host: string): Promise<string | undefined> {
-  const found = isIP(host) ? [{ address: host }] : await lookup(host, { all: true }).catch(() => []);
+  // A name the resolver refuses (a NUL byte in it) throws at once on some Node.js versions, rather than rejecting.
+  const found = isIP(host) ? [{ address: host }] : await Promise.resolve(host)
+    .then((name) => lookup(name, { all: true })).catch(() => []);
   for (const { address } of found) {
     // An IPv4 address written as IPv6 (::ffff:127.0.0.1) is checked as the IPv4 address it is.
     const plain = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] ?? address;
