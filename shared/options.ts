@@ -28,6 +28,10 @@ Environment:
   MAX_REMOTE_FORWARDS  ports one connection may listen on with ssh -R (default: 10)
   SFTP_HOME            the folder of the users' folders for SFTP (step 12; default: home/)
   SFTP_MAX_HANDLES     files and folders one SFTP session may have open at once (default: 100)
+  CHAT_LINE_MAX        the longest message, in characters, of the chat room (step 13; default: 300)
+  CHAT_RATE            messages one user may send in 10 seconds (step 13; default: 10)
+  CHAT_QUEUE_MAX       bytes waiting for a chat client that is not reading, past which it is disconnected
+                       (step 13; default: 65536)
   FORWARD_TO           where ssh -L and -D may connect (step 11): address blocks, separated by commas
                        (default: 127.0.0.0/8,::1/128, this machine alone; 0.0.0.0/0,::/0 is anywhere)
   MAX_CONNECTIONS      logged-in connections the step serves at once (default: 1000)
@@ -118,6 +122,9 @@ export const limits = {
   maxForwards: setting('MAX_FORWARDS', 100, 1),
   maxRemoteForwards: setting('MAX_REMOTE_FORWARDS', 10, 1),
   sftpMaxHandles: setting('SFTP_MAX_HANDLES', 100, 1),
+  chatLineMax: setting('CHAT_LINE_MAX', 300, 1),
+  chatRate: setting('CHAT_RATE', 10, 1),
+  chatQueueMax: setting('CHAT_QUEUE_MAX', 65536, 1024),
   maxConnections: setting('MAX_CONNECTIONS', 1000, 1),
   authPenaltyMax: setting('AUTH_PENALTY_MAX', 8, 0),
   sourcePenaltyMax: setting('SOURCE_PENALTY_MAX', 600, 0),

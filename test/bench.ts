@@ -312,6 +312,38 @@ async function sftpCopy(port: number, login: string[], env: Record<string, strin
 }
 
 /**
+ * Step 13's room with `members` clients in it (each a pty and a shell, joined eight at a time): the milliseconds
+ * from one message sent to its arrival at every member, 20 messages one after the other (the median, and the
+ * slowest), and the step's CPU per message.
+ */
+async function fanOut(server: Server, config: ConnectConfig, members: number) {
+  const room: { client: ssh2.Client; channel: ssh2.ClientChannel; said: string }[] = [];
+  for (let i = 0; i < members; i += 8) {
+    room.push(...await Promise.all(Array.from({ length: Math.min(8, members - i) }, async () => {
+      const client = await connect({ port: server.port, ...config });
+      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.shell({ term: 'xterm', cols: 200, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c))));
+      const member = { client, channel, said: '' };
+      channel.on('data', (chunk: Buffer) => (member.said += chunk.toString()));
+      return member;
+    })));
+  }
+  await sleep(500); // the join notices have all gone out
+  const times: number[] = [];
+  const cpuBefore = cpuMs(server.pid);
+  for (let n = 0; n < 20; n++) {
+    for (const member of room) member.said = '';
+    const begun = performance.now();
+    room[0]!.channel.write(`ping ${n}\r`);
+    while (!room.every((member) => member.said.includes(`: ping ${n}\r\n`))) await sleep(1);
+    times.push(performance.now() - begun);
+  }
+  const cpuPerMessage = (cpuMs(server.pid) - cpuBefore) / 20;
+  await Promise.all(room.map(({ client }) => close(client)));
+  return { p50: median(times), max: Math.max(...times), cpuPerMessage };
+}
+
+/**
  * Where a step's main thread spent its time (from the largest `--cpu-prof` profile in `dir`): the functions with
  * the most time of their own, in milliseconds per session, each with the nearest code that is not Node.js's own
  * below it on the stack (ssh2, tsx, or the step and shared/), which tells whose work it is.
@@ -537,6 +569,14 @@ if (!args.attacks && 'step 11 step 12 sshd'.includes(args.only ?? '')) {
 }
 sshd?.stop();
 
+// One message to 100 people: step 13's room.
+if (!args.attacks && 'step 13'.includes(args.only ?? '')) {
+  progress('step 13: one message to 100 members of the room');
+  const chat = await startStep('13-chat-room.ts', { ...env, CHAT_RATE: '1000000', MAX_SESSIONS: '10' });
+  results.fanOut = await repeat(() => fanOut(chat, alice.password, 100));
+  await chat.stop();
+}
+
 /**
  * Starts `file` afresh, runs `attack` on it, and meanwhile logs in again and again from another address (127.0.0.2,
  * the ssh2 client, password), as a user would while the step is attacked. Returns the step's resident memory
@@ -630,6 +670,11 @@ for (const [name, mbps] of Object.entries(results.throughput as Record<string, n
   console.log(`${name}: ${mbps.toFixed(1)} MB/s (256 MiB${what})`);
 }
 if (!args.attacks) console.log(`start-up of step 03 (npx tsx to "listening on"): ${(results.startupMs as number).toFixed(0)} ms`);
+if (results.fanOut) {
+  const { p50, max, cpuPerMessage } = results.fanOut as { p50: number; max: number; cpuPerMessage: number };
+  console.log(`step 13, one message to 100 members: ${p50.toFixed(1)} ms (slowest ${max.toFixed(1)} ms), `
+    + `${cpuPerMessage.toFixed(2)} ms of CPU`);
+}
 console.table(Object.fromEntries(Object.entries(underAttacks).map(([name, r]) => [`step ${name}`, {
   'RSS before, MiB': r.rssBeforeMiB.toFixed(0),
   'RSS at most, MiB': r.rssPeakMiB.toFixed(0),

@@ -1,0 +1,126 @@
+// Step 13, built on step 07: a chat room. Everyone connected with a terminal talks in one room; /who, /quit.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
+import ssh2 from 'ssh2';
+import type { ClientInfo, PseudoTtyInfo, ServerChannel } from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { LineEditor } from '../shared/line-editor.ts';
+import { listen } from '../shared/listen.ts';
+import { log, safe } from '../shared/log.ts';
+import { limits } from '../shared/options.ts';
+import { readPasswordFile } from '../shared/passwords.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+/** Someone in the room: a name, and a way to show them lines without garbling the line they are typing. */
+interface Member {
+  name: string;
+  show(lines: string[]): void;
+}
+
+/** The room: shared by every connection, as everything at the top of the file is. */
+const room = new Set<Member>();
+
+/** Shows `line` to everyone in the room. */
+function broadcast(line: string): void {
+  for (const member of room) member.show([line]);
+}
+
+/** Who is at the other end of a channel: the user, their terminal, their address, and how to disconnect them. */
+interface Caller {
+  user: string;
+  terminal: PseudoTtyInfo;
+  info: ClientInfo;
+  disconnect: () => void;
+}
+
+/** The chat protocol: one member of the room, typing on a terminal `terminal.cols` wide. */
+function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect }: Caller): void {
+  // Other people's bytes never reach a terminal as they are: control characters and escape sequences are shown
+  // escaped (\x1b), so no one can move your cursor, clear your screen or retitle your window.
+  const name = safe(user);
+  const editor = new LineEditor(`${name}> `, () => Math.min(limits.chatLineMax, terminal.cols - name.length - 3));
+  const recent: number[] = [];
+  const member: Member = {
+    name,
+    show: (lines) => {
+      // A client that does not read would have everything said pile up here: past the bound, it is let go.
+      if (channel.writableLength > limits.chatQueueMax) {
+        log(info, `${name} is not reading: disconnected (CHAT_QUEUE_MAX)`);
+        leave();
+        return disconnect();
+      }
+      channel.write(editor.above(lines));
+    },
+  };
+  const leave = () => {
+    if (room.delete(member)) broadcast(`* ${name} left`);
+  };
+  const say = (text: string) => {
+    const now = Date.now();
+    while (recent.length && now - recent[0]! > 10_000) recent.shift();
+    const rate = limits.chatRate;
+    if (recent.length >= rate) return member.show([`* slow down: at most ${rate} messages in 10 seconds (CHAT_RATE)`]);
+    recent.push(now);
+    broadcast(`${name}: ${safe(text)}`);
+  };
+
+  broadcast(`* ${name} joined`);
+  room.add(member);
+  member.show([`Welcome, ${name}. ${room.size} here; /who says who, /quit (or Ctrl-C) leaves.`]);
+  channel.on('data', (data: Buffer) => {
+    const { results, echo } = editor.feed(data);
+    for (const result of results) {
+      if (result && ('leave' in result || result.line === '/quit')) {
+        leave();
+        channel.write('\r\n');
+        channel.exit(0);
+        return void channel.end();
+      }
+      if (result?.line === '/who') member.show([`* here: ${[...room].map((each) => each.name).join(', ')}`]);
+      else if (result?.line.trim()) say(result.line);
+    }
+    channel.write(echo);
+  });
+  channel.on('close', leave);
+}
+
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+  let user = '';
+  client.on('authentication', async (ctx) => {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+      user = ctx.username;
+      ctx.accept();
+    } else {
+      ctx.reject(['password']); // the ways to log in that are left
+    }
+  });
+
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    let terminal: PseudoTtyInfo | undefined;
+    session.on('pty', (accept, reject, info) => {
+      terminal = info;
+      accept?.(); // undefined when the client wants no reply
+    });
+    session.on('window-change', (accept, reject, { cols }) => {
+      accept?.();
+      if (terminal) terminal.cols = cols;
+    });
+    session.on('shell', (acceptShell) => {
+      const channel = acceptShell();
+      if (!terminal) {
+        channel.stderr.write('The chat room needs a terminal, to edit your line as you type: connect with ssh -t.\n');
+        channel.exit(1);
+        return void channel.end();
+      }
+      // Everything else the session does is the protocol's business.
+      chatProtocol(channel, { user, terminal, info, disconnect: () => client.end() });
+    });
+  });
+});
+
+listen(server);

@@ -1,0 +1,150 @@
+// Step 13, the chat room: three OpenSSH clients in real terminals, then the room attacked through ssh2's client.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import type ssh2 from 'ssh2';
+import { peakDuring, raw, residentMiB } from './hostile.ts';
+import { count, lines, ssh, ssh2Login, sshEnv, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
+
+const passwords = join(temporaryDir(), 'ssh-passwords');
+writeFileSync(passwords, ['alice:wonderland', 'bob:builder', 'carol:lewis', ...Array.from({ length: 60 }, (_, i) => `user${i}:pw${i}`), ''].join('\n'));
+
+/** `ssh -p PORT USER@localhost` in a tmux terminal of its own, 100x30, typing the password through SSH_ASKPASS. */
+function chatter(port: number, user: string, password: string): Terminal {
+  return new Terminal(['ssh', ...sshOptions, '-o', 'LogLevel=ERROR', '-p', String(port), `${user}@localhost`], sshEnv(password));
+}
+
+/** Waits until the terminal's screen has a row equal to `row` (or matching it). */
+function seen(terminal: Terminal, row: string | RegExp): Promise<string[]> {
+  return waitFor(`${row} on the screen`, () => {
+    const screen = terminal.screen();
+    return screen.some((each) => (typeof row === 'string' ? each === row : row.test(each))) ? screen : undefined;
+  });
+}
+
+describe('step 13: three people in the room, in real terminals', { timeout: 120_000 }, () => {
+  const step = useStep('13-chat-room.ts', { env: { SSH_PASSWORDS: passwords } });
+
+  test('messages, notices, /who, a half-typed line that survives, a defused escape sequence, and leaving', async () => {
+    const alice = chatter(step().port, 'alice', 'wonderland');
+    const terminals = [alice];
+    try {
+      await seen(alice, /^Welcome, alice\. 1 here;/);
+      const b = chatter(step().port, 'bob', 'builder');
+      terminals.push(b);
+      await seen(alice, '* bob joined');
+      const c = chatter(step().port, 'carol', 'lewis');
+      terminals.push(c);
+      await seen(b, '* carol joined');
+      const title = alice.display('#{pane_title}');
+
+      // Alice has typed half a line when bob speaks: bob's line goes above it, and hers is drawn again below.
+      alice.sendKeys('-l', 'half a li');
+      await seen(alice, 'alice> half a li');
+      b.sendKeys('-l', 'hello, room');
+      b.sendKeys('Enter');
+      for (const t of terminals) await seen(t, 'bob: hello, room');
+      const screen = alice.screen();
+      assert.deepEqual(screen.slice(-2), ['bob: hello, room', 'alice> half a li']);
+      alice.sendKeys('-l', 'ne');
+      alice.sendKeys('Enter');
+      for (const t of terminals) await seen(t, 'alice: half a line');
+
+      // An escape sequence typed (or pasted) by carol: clear the screen, retitle the window. Nothing of it acts.
+      c.sendKeys('-l', 'see \x1b[2J\x1b]0;owned\x07this');
+      c.sendKeys('Enter');
+      await seen(alice, /^carol: see /);
+      assert.ok(alice.screen().includes('bob: hello, room'), 'the screen was not cleared');
+      assert.equal(alice.display('#{pane_title}'), title, 'the window was not retitled');
+      assert.doesNotMatch(alice.screen().join('\n'), /\x1b/);
+
+      b.sendKeys('-l', '/who');
+      b.sendKeys('Enter');
+      await seen(b, '* here: alice, bob, carol');
+
+      c.sendKeys('C-c');
+      await seen(alice, '* carol left');
+      assert.equal(await waitFor('carol\'s ssh to end', () => c.exitStatus()), 0);
+      b.sendKeys('-l', '/quit');
+      b.sendKeys('Enter');
+      await seen(alice, '* bob left');
+      assert.equal(await waitFor('bob\'s ssh to end', () => b.exitStatus()), 0);
+    } finally {
+      for (const t of terminals) t.close();
+    }
+  });
+
+  test('the eleventh message in 10 seconds is not sent, and its sender is told to slow down', async () => {
+    const bob = await member(step().port, 'bob', 'builder');
+    try {
+      for (let i = 1; i <= 11; i++) bob.channel.write(`number ${i}\r`);
+      await waitFor('the answer', () => bob.said.includes('* slow down: at most 10 messages in 10 seconds (CHAT_RATE)') || undefined);
+      assert.ok(bob.said.includes('bob: number 10'));
+      assert.ok(!bob.said.includes('bob: number 11'));
+    } finally {
+      bob.client.end();
+    }
+  });
+
+  test('without a terminal, the room says how to join, and ssh exits 1', async () => {
+    const result = await ssh(step().port, 'bob', 'builder', ['-T'], 'hi\n', { SSH_PASSWORDS: passwords });
+    assert.deepEqual(lines(result.stderr), ['The chat room needs a terminal, to edit your line as you type: connect with ssh -t.']);
+    assert.equal(result.status, 1);
+  });
+});
+
+/** A logged-in ssh2 client in the room, with a pty; `said` is everything it has been shown. */
+async function member(port: number, user: string, password: string) {
+  const client = await ssh2Login(port, user, password);
+  const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+    client.shell({ term: 'xterm', cols: 200, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c))));
+  const member = { client, channel, said: '' };
+  channel.on('data', (chunk: Buffer) => (member.said += chunk.toString()));
+  await waitFor(`${user} to join`, () => member.said.includes('Welcome') || undefined);
+  return member;
+}
+
+describe('step 13 attacked', { timeout: 180_000 }, () => {
+  const step = useStep('13-chat-room.ts', { env: { SSH_PASSWORDS: passwords, CHAT_RATE: '1000' } });
+
+  test('a client that never reads is disconnected, while 50 others go on chatting, and the step stays small', async () => {
+    const others: Awaited<ReturnType<typeof member>>[] = [];
+    for (let i = 0; i < 50; i++) others.push(await member(step().port, `user${i}`, `pw${i}`));
+    // The one who never reads: a session whose window takes 1 KiB, then nothing (ssh2 sends no more than that).
+    const slow = await ssh2Login(step().port, 'user50', 'pw50');
+    const opened = new Promise<void>((resolve) => slow.once('close', () => resolve()));
+    const protocol = raw(slow);
+    protocol.session(0, 1024, 1024);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    protocol.pty(0, 24, 80, 0, 0, 'xterm', null, false);
+    protocol.shell(0, false);
+    await waitFor('user50 to join', () => others[0]!.said.includes('* user50 joined') || undefined);
+    const before = residentMiB(step().pid);
+    const peak = await peakDuring(step().pid, async () => {
+      for (let round = 0; count(step(), /user50 is not reading: disconnected \(CHAT_QUEUE_MAX\)$/gm) === 0; round++) {
+        assert.ok(round < 200, 'user50 was never disconnected');
+        for (const [i, each] of others.entries()) each.channel.write(`message ${round} from ${i} ${'x'.repeat(200)}\r`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    });
+    await opened;
+    assert.ok(peak - before < 80, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+    // The room goes on: a message after that reaches all 50.
+    others[7]!.channel.write('still here\r');
+    for (const each of others) await waitFor('the message', () => each.said.includes('user7: still here') || undefined);
+    assert.ok(others[0]!.said.includes('* user50 left'));
+    for (const each of others) each.client.end();
+  });
+
+  test('a line is cut at the width of the terminal', async () => {
+    const alice = await member(step().port, 'alice', 'wonderland');
+    try {
+      alice.channel.write(`${'y'.repeat(1000)}\r`);
+      const sent = await waitFor('the message', () => /alice: (y+)\r\n/.exec(alice.said)?.[1]);
+      assert.equal(sent.length, 200 - 'alice'.length - 3);
+    } finally {
+      alice.client.end();
+    }
+  });
+});
