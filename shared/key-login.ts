@@ -1,0 +1,24 @@
+// Logging in with a key (steps 09 and 10 teach it, and keep their own copy): for the steps after them that only
+// need it done, step 14 first.
+import type { ClientInfo, PublicKeyAuthContext } from 'ssh2';
+import { authorizedKeys, fingerprint } from './authorized-keys.ts';
+import { log } from './log.ts';
+
+/**
+ * Whether the offered key is listed in the user's `authorized_keys` and, once the client has signed, whether the
+ * signature holds. RSA must sign with SHA-2. A refused key is logged with the reason, which the client is not told.
+ */
+export function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
+  const refuse = (why: string) => {
+    log(info, `key ${fingerprint(ctx.key.data)} refused for ${ctx.username}: ${why}`);
+    return false;
+  };
+  const listed = authorizedKeys(ctx.username);
+  const key = listed.find((each) => each.getPublicSSH().equals(ctx.key.data));
+  if (!key) return refuse(listed.length ? 'not in the user\'s authorized_keys' : 'the user has no authorized_keys');
+  if (key.type === 'ssh-rsa' && ctx.hashAlgo !== 'sha256' && ctx.hashAlgo !== 'sha512') {
+    return refuse('an RSA signature with SHA-1');
+  }
+  if (!ctx.signature || !ctx.blob) return true;
+  return key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true || refuse('the signature does not hold');
+}

@@ -1,0 +1,116 @@
+// Step 14, built on step 04: a real shell. Your own shell, in a pseudo-terminal, for whoever holds a listed key.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 -i ~/.ssh/conch-steps-demo alice@localhost (step 09's key)
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import ssh2 from 'ssh2';
+import type { PseudoTtyInfo, ServerChannel } from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { keyMayLogIn } from '../shared/key-login.ts';
+import { listen } from '../shared/listen.ts';
+import { log } from '../shared/log.ts';
+
+const { Server } = ssh2;
+
+// A native module, with binaries built in advance for each system: a runtime that cannot load it gets no terminals.
+const spawnPty = await import('@lydell/node-pty').then((module) => module.spawn, (err: Error) => {
+  console.log(`no terminals: this runtime cannot load @lydell/node-pty (${err.message.split('\n')[0]})`);
+});
+/** The shell everyone gets: the one of the user running the step. */
+const shell = process.env.SHELL || '/bin/sh';
+/** The only variables a client may set, as sshd's `AcceptEnv LANG LC_*`. */
+const acceptEnv = (name: string) => name === 'LANG' || name.startsWith('LC_');
+/** A signal's name (`TERM`) from its number (15), as SSH names signals. */
+const signalName = (number: number) =>
+  Object.entries(constants.signals).find(([, value]) => value === number)?.[0].replace(/^SIG/, '') ?? 'KILL';
+/** Sends a signal named by the client (`INT`), if there is such a signal and the program is still there. */
+function deliver(send: (signal: NodeJS.Signals) => void, name: string): void {
+  if (!Object.hasOwn(constants.signals, `SIG${name}`)) return;
+  try {
+    send(`SIG${name}` as NodeJS.Signals);
+  } catch {
+    // It has ended already.
+  }
+}
+
+/** Tells `ssh` how the program ended, by its status or its signal, and closes the channel. */
+function ended(channel: ServerChannel, status: number | null, signal: string | null): void {
+  if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
+  else channel.exit(status ?? 0);
+  channel.end();
+}
+
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+  client.on('authentication', (ctx) => {
+    if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) return ctx.accept();
+    // A shell of your own behind the tutorial's published passwords would be anyone's: keys alone log in.
+    if (ctx.method === 'password') log(info, `password refused for ${ctx.username}: this step takes keys alone`);
+    ctx.reject(['publickey']);
+  });
+
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    let terminal: PseudoTtyInfo | undefined; // the terminal the client asked for, if any
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/' };
+    // What reaches the running program, once there is one.
+    let send: (signal: NodeJS.Signals) => void = () => {};
+    let resize: (cols: number, rows: number) => void = () => {};
+    session.on('pty', (accept, reject, info) => {
+      terminal = info;
+      accept?.(); // undefined when the client wants no reply
+    });
+    session.on('env', (accept, reject, { key, val }) => {
+      if (!acceptEnv(key)) return reject?.();
+      env[key] = val;
+      accept?.();
+    });
+    session.on('window-change', (accept, reject, { cols, rows }) => {
+      accept?.();
+      if (terminal) [terminal.cols, terminal.rows] = [cols, rows];
+      resize(cols, rows);
+    });
+    session.on('signal', (accept, reject, { name }) => {
+      accept?.();
+      deliver(send, name);
+    });
+
+    /** Runs `command` (or the shell itself) in a pty if the client asked for one, else with pipes. */
+    const run = (channel: ServerChannel, command?: string) => {
+      const args = command === undefined ? [] : ['-c', command];
+      // The channel closes (the program has ended, or the client is gone): a program still running gets SIGHUP,
+      // as sshd sends it when the connection drops.
+      channel.on('close', () => deliver(send, 'HUP'));
+      if (terminal && spawnPty) {
+        const { term: name, cols, rows } = terminal;
+        const size = { cols: cols || 80, rows: rows || 24 };
+        const program = spawnPty(shell, args, { name, ...size, cwd: env.HOME, env: { ...env, TERM: name } });
+        program.onData((data) => channel.write(data));
+        channel.on('data', (data: Buffer) => program.write(data.toString('latin1')));
+        program.onExit(({ exitCode, signal }) => ended(channel, exitCode, signal ? signalName(signal) : null));
+        resize = (cols, rows) => program.resize(cols, rows);
+        send = (signal) => program.kill(signal);
+        return;
+      }
+      if (terminal) {
+        channel.stderr.write('This server cannot make terminals: connect with ssh -T.\n');
+        return ended(channel, 1, null);
+      }
+      // Its own process group (detached), so that a hang-up reaches what it started too.
+      const child = spawn(shell, args, { cwd: env.HOME, env, detached: true, stdio: 'pipe' });
+      child.stdout.pipe(channel, { end: false });
+      child.stderr.pipe(channel.stderr, { end: false });
+      channel.pipe(child.stdin);
+      child.stdin.on('error', () => {}); // the program may end before reading all its input
+      child.on('close', (status, name) => ended(channel, status, name));
+      child.on('error', (err) => (log(info, `cannot run ${shell}: ${err.message}`), ended(channel, 127, null)));
+      send = (signal) => {
+        if (child.exitCode === null && child.pid) process.kill(-child.pid, signal);
+      };
+    };
+    session.on('shell', (accept) => run(accept()));
+    session.on('exec', (accept, reject, { command }) => run(accept(), command));
+  });
+});
+
+listen(server);

@@ -1,0 +1,100 @@
+// Step 14, a real shell: OpenSSH with a key in a real terminal, then ssh2's client for what OpenSSH cannot send.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import ssh2 from 'ssh2';
+import { count, ssh, ssh2Login, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
+
+const dir = temporaryDir();
+execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+writeFileSync(join(dir, 'alice'), readFileSync(join(dir, 'key.pub')));
+const withKey = ['-i', join(dir, 'key'), '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR'];
+const keyLogin = { username: 'alice', privateKey: readFileSync(join(dir, 'key')) };
+
+/** The step's child processes (what it started and has not seen end). */
+function children(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+}
+
+/** Runs a command through ssh2's client: what it printed, and how it ended (status or signal). */
+function run(client: ssh2.Client, command: string, options: ssh2.ExecOptions = {}, input?: string, signal?: string) {
+  return new Promise<{ out: string; err: string; code: number | null; signal?: string }>((resolve, reject) =>
+    client.exec(command, options, (err, channel) => {
+      if (err) return reject(err);
+      const result = { out: '', err: '', code: null as number | null, signal: undefined as string | undefined };
+      channel.on('data', (chunk: Buffer) => (result.out += chunk));
+      channel.stderr.on('data', (chunk: Buffer) => (result.err += chunk));
+      channel.on('exit', (code: number | null, name?: string) => Object.assign(result, { code, signal: name }));
+      channel.on('close', () => resolve(result));
+      if (input !== undefined) channel.end(input);
+      if (signal) setTimeout(() => channel.signal(signal), 500);
+    }));
+}
+
+describe('step 14: a real shell', { timeout: 120_000 }, () => {
+  const step = useStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: dir, SHELL: '/bin/sh' } });
+
+  test('in a terminal: the prompt, a sum, the size that follows the window, and exit 3', async () => {
+    const terminal = new Terminal(['ssh', ...sshOptions, ...withKey, '-p', String(step().port), 'alice@localhost'], {});
+    try {
+      await waitFor('the prompt', () => /^[$#] ?$/.test(terminal.screen().at(-1) ?? '') || undefined);
+      terminal.sendKeys('-l', 'echo $((6*7)); stty size');
+      terminal.sendKeys('Enter');
+      await waitFor('42', () => terminal.screen().includes('30 100') || undefined);
+      assert.ok(terminal.screen().includes('42'));
+      terminal.resize(120, 40);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      terminal.sendKeys('-l', 'stty size');
+      terminal.sendKeys('Enter');
+      await waitFor('the new size', () => terminal.screen().includes('40 120') || undefined);
+      terminal.sendKeys('-l', 'exit 3');
+      terminal.sendKeys('Enter');
+      assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 3);
+    } finally {
+      terminal.close();
+    }
+  });
+
+  test('a command: stdout and stderr apart, and its exit status', async () => {
+    const result = await ssh(step().port, 'alice', '', [...withKey, 'echo out; echo err >&2; exit 5']);
+    assert.deepEqual(result, { stdout: 'out\n', stderr: 'err\n', status: 5 });
+  });
+
+  test('a password is refused, with a log line that says why', async () => {
+    await assert.rejects(ssh2Login(step().port, 'alice', 'wonderland'));
+    await waitFor('the log line', () => count(step(), /password refused for alice: this step takes keys alone$/gm) || undefined);
+  });
+
+  test('EOF reaches the program; env only from the allow-list; a signal is delivered; a kill is reported', async () => {
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => client.once('ready', resolve).on('error', reject)
+      .connect({ host: '127.0.0.1', port: step().port, ...keyLogin }));
+    try {
+      assert.deepEqual(await run(client, 'cat', {}, 'piped in'), { out: 'piped in', err: '', code: 0, signal: undefined });
+      const env = await run(client, 'echo "$LANG|$LC_ALL|$EVIL"', { env: { LANG: 'C.UTF-8', LC_ALL: 'C', EVIL: 'yes' } });
+      assert.equal(env.out, 'C.UTF-8|C|\n');
+      const trapped = await run(client, 'trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.1; done', {}, undefined, 'INT');
+      assert.deepEqual([trapped.out, trapped.code], ['ready\ngot INT\n', 7]);
+      const killed = await run(client, 'kill -TERM $$');
+      assert.deepEqual([killed.code, killed.signal], [null, 'SIGTERM']); // ssh2's client names it with SIG
+    } finally {
+      client.end();
+    }
+  });
+
+  test('a client that vanishes leaves no process behind, with a terminal or without', async () => {
+    for (const args of [['-tt', 'sleep 300'], ['-T', 'sleep 301 & sleep 302']]) {
+      const terminal = new Terminal(['ssh', ...sshOptions, ...withKey, ...args.slice(0, 1), '-p', String(step().port),
+        'alice@localhost', args[1]!], {});
+      await waitFor('the program', () => (children(step().pid).length > 0) || undefined);
+      terminal.close(); // tmux ends, and takes ssh with it: the connection drops
+      await waitFor('no child left', () => (children(step().pid).length === 0) || undefined);
+      const sleeping = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => /^sleep 30[0-2]$/.test(line));
+      await waitFor('no sleep left', () => (execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n')
+        .filter((line) => /^sleep 30[0-2]$/.test(line)).length === 0) || undefined, 5000).catch(() => assert.deepEqual(sleeping, []));
+    }
+  });
+});
