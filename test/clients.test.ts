@@ -3,10 +3,13 @@
 // every step, they must neither warn nor fall back.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { auditFindings, count, inDebianTesting, root, ssh, startStep, useStep, waitFor, type Step } from './helpers.ts';
+import {
+  auditFindings, count, debianTesting, debianTestingHome, inDebianTesting, root, ssh, startStep, temporaryDir, useStep, waitFor,
+  type Step,
+} from './helpers.ts';
 
 const PQ = 'mlkem768x25519-sha256';
 const GOODBYE = 'This session is very simple. Goodbye!\r\n';
@@ -23,12 +26,20 @@ function negotiated(step: Step): Promise<string[]> {
 
 describe('OpenSSH 10.6 and every step: post-quantum, no warning', { timeout: 180_000 }, () => {
   const steps = readdirSync(join(root, 'steps')).filter((file) => file.endsWith('.ts'));
+  // A key as well as the password, for the steps that take keys (step 14 takes nothing else): made in a home
+  // inside the Debian testing root, and listed for alice.
+  const home = debianTestingHome();
+  const keys = temporaryDir();
+  spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(home, 'key')]);
+  writeFileSync(join(keys, 'alice'), readFileSync(join(home, 'key.pub')));
+  const withKey = ['-i', `${home.slice(debianTesting().length)}/key`];
   for (const file of steps) {
     test(file, async () => {
-      const step = await startStep(file, spy);
+      const step = await startStep(file, { ...spy, env: { SSH_AUTHORIZED_KEYS_DIR: keys } });
       try {
         // `true` as a command: the steps without exec refuse it, but only once logged in; step 01 logs no one in.
-        const result = await inDebianTesting([...sshTesting, '-p', String(step.port), 'alice@127.0.0.1', 'true'], 'wonderland');
+        const login = [...sshTesting, ...withKey, '-p', String(step.port), 'alice@127.0.0.1', 'true'];
+        const result = await inDebianTesting(login, 'wonderland');
         assert.match(result.stderr, /^debug1: kex: algorithm: mlkem768x25519-sha256$/m);
         assert.doesNotMatch(result.stderr, /WARNING|post-quantum|store now, decrypt later/);
         if (file.startsWith('01')) assert.match(result.stderr, /Permission denied/);
