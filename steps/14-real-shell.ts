@@ -3,6 +3,7 @@
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
+import { StringDecoder } from 'node:string_decoder';
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/algorithms.ts';
@@ -85,8 +86,14 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         const { term: name, cols, rows } = terminal;
         const size = { cols: cols || 80, rows: rows || 24 };
         const program = spawnPty(shell, args, { name, ...size, cwd: env.HOME, env: { ...env, TERM: name } });
-        program.onData((data) => channel.write(data));
-        channel.on('data', (data: Buffer) => program.write(data.toString('latin1')));
+        // Both ways no faster than the other side takes it: a client that reads nothing stops the program's output.
+        program.onData((data) => {
+          if (channel.write(data)) return;
+          program.pause();
+          channel.once('drain', () => program.resume());
+        });
+        const typed = new StringDecoder('utf8'); // node-pty takes text: a character cut between reads waits for its end
+        channel.on('data', (data: Buffer) => program.write(typed.write(data)));
         program.onExit(({ exitCode, signal }) => ended(channel, exitCode, signal ? signalName(signal) : null));
         resize = (cols, rows) => program.resize(cols, rows);
         send = (signal) => program.kill(signal);

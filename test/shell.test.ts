@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { count, ssh, ssh2Login, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
+import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
 execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
@@ -80,6 +81,35 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       assert.deepEqual([trapped.out, trapped.code], ['ready\ngot INT\n', 7]);
       const killed = await run(client, 'kill -TERM $$');
       assert.deepEqual([killed.code, killed.signal], [null, 'SIGTERM']); // ssh2's client names it with SIG
+    } finally {
+      client.end();
+    }
+  });
+
+  test('typed UTF-8 reaches the program as typed; a client that reads nothing of `yes` in a pty does not grow the step', async () => {
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => client.once('ready', resolve).on('error', reject)
+      .connect({ host: '127.0.0.1', port: step().port, ...keyLogin }));
+    try {
+      // In a pty, with echo off and raw input: what arrives is printed back as hex.
+      const bytes = await new Promise<string>((resolve, reject) => client.exec('stty raw -echo; head -c 4 | od -An -tx1',
+        { pty: { term: 'xterm', cols: 80, rows: 24 } }, (err, channel) => {
+          if (err) return reject(err);
+          let out = '';
+          channel.on('data', (chunk: Buffer) => (out += chunk));
+          channel.on('close', () => resolve(out.replace(/\s+/g, ' ').trim()));
+          setTimeout(() => channel.write(Buffer.from('é€')), 500);
+        }));
+      assert.equal(bytes, 'c3 a9 e2 82');
+      const before = residentMiB(step().pid);
+      const peak = await peakDuring(step().pid, async () => {
+        const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+          client.exec('yes', { pty: { term: 'xterm', cols: 80, rows: 24 } }, (err, c) => (err ? reject(err) : resolve(c))));
+        channel.pause(); // and never read: the window ssh2 gave runs out, and then the step must stop reading `yes`
+        await new Promise((resolve) => setTimeout(resolve, 6000));
+        channel.close();
+      });
+      assert.ok(peak - before < 30, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
     } finally {
       client.end();
     }
