@@ -8,7 +8,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { peakDuring, residentMiB } from './hostile.ts';
-import { count, quiet, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
+import { count, freePort, quiet, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
 
 const BODY = randomBytes(20 * 1024 * 1024);
 
@@ -37,16 +37,6 @@ before(async () => {
   webPort = (web.address() as AddressInfo).port;
 });
 after(() => web.close());
-
-/** A port nothing listens on just now. */
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  return port;
-}
 
 /** Whether something listens on a loopback port, found by trying to listen there too (connecting would be noticed). */
 async function taken(port: number): Promise<boolean> {

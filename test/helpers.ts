@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
@@ -213,6 +214,17 @@ export async function ssh2Login(port: number, username = 'bob', password = 'buil
     client.connect({ host: '127.0.0.1', port, username, password });
   });
   return client;
+}
+
+/** A loopback port that nothing listens on just now (the system picks it, and it is let go at once). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer().once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 /** Polls until `check` returns something other than undefined, or fails after `ms`. */

@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { debianTesting, debianTestingCommand, debianTestingHome, root, startStep, Terminal } from './helpers.ts';
+import { debianTesting, debianTestingCommand, debianTestingHome, freePort, root, startStep, Terminal } from './helpers.ts';
 
 interface Transcript {
   page: string;
@@ -139,15 +139,6 @@ async function play(t: Transcript): Promise<string[]> {
     await step.stop();
     web.close();
   }
-}
-
-/** A port that nothing listens on just now. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 describe('the transcripts of the lessons, typed into a real terminal', { concurrency: true, timeout: 180_000 }, () => {

@@ -3,8 +3,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './helpers.ts';
 
 /** The user the bench logs in as: sshd checks passwords against /etc/shadow, so it must be a real one. */
 export const SSHD_USER = 'conch-bench';
@@ -25,16 +25,6 @@ export function findSshd(): { path: string } | { why: string } {
   if (!path) return { why: 'sshd is not installed (Debian: `apt-get install -y openssh-server`)' };
   if (process.getuid?.() !== 0) return { why: 'starting sshd with a user of its own needs root' };
   return { path };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer().once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 function run(command: string, args: string[], input?: string): string {
