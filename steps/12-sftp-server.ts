@@ -25,6 +25,7 @@ function serveSftp(sftp: SFTPWrapper, root: string, user: string, info: ClientIn
   const handles = new Handles();
   sftp.once('end', () => sftp.end()); // the client has no more requests: close the channel, as sftp-server exits
   sftp.once('close', () => handles.closeAll());
+  sftp.on('error', (err: Error) => log(info, `sftp: ${err.message}`)); // a malformed packet ends this session alone
   // Runs a request's work; an error is answered with its SFTP status, and a refusal is logged.
   const answer = (reqid: number, path: string, work: () => Promise<unknown>) => void work().catch((err) => {
     if (err instanceof Refused) log(info, `sftp: refused "${path}" for ${user}: ${err.message}`);
@@ -51,8 +52,7 @@ function serveSftp(sftp: SFTPWrapper, root: string, user: string, info: ClientIn
   // No link is ever followed, so STAT is LSTAT: a link shows as the link it is.
   const stat = (reqid: number, path: string) => answer(reqid, path, async () =>
     sftp.attrs(reqid, attrsOf(await at(path, (where) => lstat(where)))));
-  sftp.on('STAT', stat);
-  sftp.on('LSTAT', stat);
+  for (const request of ['STAT', 'LSTAT'] as const) sftp.on(request, stat);
   sftp.on('FSTAT', (reqid, handle) => answer(reqid, '', async () =>
     sftp.attrs(reqid, attrsOf(await handles.file(handle).stat()))));
   sftp.on('OPEN', (reqid, path, flags, attrs) => answer(reqid, path, async () => {

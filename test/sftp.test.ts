@@ -156,6 +156,28 @@ describe('step 12 attacked', { timeout: 120_000 }, () => {
     }
   });
 
+  test('garbage after the SFTP handshake ends that session, not the connection', async () => {
+    const connection = await ssh2Login(step().port, 'alice', 'wonderland');
+    try {
+      for (const garbage of [[0, 0, 0, 5, 250, 0, 0, 0, 1], [0xff, 0xff, 0xff, 0xff]]) {
+        const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+          connection.subsys('sftp', (err, c) => (err ? reject(err) : resolve(c))));
+        const closed = new Promise((resolve) => channel.on('close', resolve));
+        channel.resume();
+        channel.write(Buffer.from([0, 0, 0, 5, 1, 0, 0, 0, 3])); // INIT, version 3
+        channel.write(Buffer.from(garbage));
+        await closed;
+      }
+      // The same connection still opens an SFTP session that works.
+      const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) =>
+        connection.sftp((err, s) => (err ? reject(err) : resolve(s))));
+      assert.equal(await new Promise((resolve) => sftp.realpath('.', (err, path) => resolve(path))), '/');
+    } finally {
+      connection.end();
+    }
+    assert.match(step().output(), /sftp: Unknown packet type 250$/m);
+  });
+
   test('handles are bounded, and every file a session opened is closed when it ends (50 sessions)', async () => {
     writeFileSync(join(alice, 'f.txt'), 'f\n');
     const openFiles = () => readdirSync(`/proc/${step().pid}/fd`).length;

@@ -28,6 +28,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
   const execs: { command: string; channel: ServerChannel }[] = [];
   const sftpStats: (() => void)[] = [];
   const statPaths: string[] = [];
+  const sftpErrors: string[] = [];
   let port = 0;
   const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms }, (connection) => {
     connections.push(connection);
@@ -45,6 +46,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
           sftpStats.push(() => sftp.attrs(reqid, attrs));
         });
         sftp.on('end', () => sftp.end());
+        sftp.on('error', (err: Error) => sftpErrors.push(err.message));
       });
     });
     // A refusal with a reason and a description, as step 11's policy gives it; port 1 is refused without either.
@@ -166,6 +168,23 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
       }
       await waitFor('every answer', () => answered === 1000 || undefined);
       assert.deepEqual(statPaths.splice(0), Array.from({ length: 1000 }, (_, i) => `/${i}`));
+    } finally {
+      client.end();
+    }
+  });
+
+  test('an SFTP packet length of 2^31 or more is refused, not read as a negative number', async () => {
+    const { client } = await login();
+    try {
+      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.subsys('sftp', (err, c) => (err ? reject(err) : resolve(c))));
+      const closed = new Promise((resolve) => channel.once('close', resolve));
+      channel.resume();
+      channel.write(Buffer.from([0, 0, 0, 5, 1, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff]));
+      await closed;
+      // Unpatched, ssh2 threw a TypeError, which ended the whole connection.
+      assert.deepEqual(sftpErrors.splice(0), ['Packet length 4294967295 exceeds max length of 262144']);
+      await exec(client, 'the connection goes on');
     } finally {
       client.end();
     }
