@@ -11,6 +11,7 @@ import { readHostKeys } from '../shared/host-keys.ts';
 import { keyMayLogIn } from '../shared/key-login.ts';
 import { listen } from '../shared/listen.ts';
 import { log } from '../shared/log.ts';
+import { endOfInput, sttyArguments } from '../shared/terminal-modes.ts';
 
 const { Server } = ssh2;
 
@@ -83,9 +84,12 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       // as sshd sends it when the connection drops.
       channel.on('close', () => deliver(send, 'HUP'));
       if (terminal && spawnPty) {
-        const { term: name, cols, rows } = terminal;
+        const { term: name, cols, rows, modes } = terminal;
         const size = { cols: cols || 80, rows: rows || 24 };
-        const program = spawnPty(shell, args, { name, ...size, cwd: env.HOME, env: { ...env, TERM: name } });
+        // The client's modes (its Ctrl-C, its echo, ...) are set by stty, run in the new terminal just before the
+        // program takes its place: node-pty cannot set them. $0 is the list of modes, in words without spaces.
+        const setModes = ['-c', 'set -f; [ -z "$0" ] || stty $0; exec "$@"', sttyArguments(modes), shell, ...args];
+        const program = spawnPty('/bin/sh', setModes, { name, ...size, cwd: env.HOME, env: { ...env, TERM: name } });
         // Both ways no faster than the other side takes it: a client that reads nothing stops the program's output.
         program.onData((data) => {
           if (channel.write(data)) return;
@@ -94,6 +98,8 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         });
         const typed = new StringDecoder('utf8'); // node-pty takes text: a character cut between reads waits for its end
         channel.on('data', (data: Buffer) => program.write(typed.write(data)));
+        // A terminal has no end of input but the character that says so: the client's EOF is typed as its Ctrl-D.
+        channel.on('end', () => program.write(typed.end() + (endOfInput(modes) ?? '')));
         program.onExit(({ exitCode, signal }) => ended(channel, exitCode, signal ? signalName(signal) : null));
         resize = (cols, rows) => program.resize(cols, rows);
         send = (signal) => program.kill(signal);

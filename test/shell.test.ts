@@ -36,7 +36,7 @@ function run(client: ssh2.Client, command: string, options: ssh2.ExecOptions = {
 }
 
 describe('step 14: a real shell', { timeout: 120_000 }, () => {
-  const step = useStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: dir, SHELL: '/bin/sh' } });
+  const step = useStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: dir, SHELL: '/bin/sh', HOME: dir } }); // a home with files in it
 
   test('in a terminal: the prompt, a sum, the size that follows the window, and exit 3', async () => {
     const terminal = new Terminal(['ssh', ...sshOptions, ...withKey, '-p', String(step().port), 'alice@localhost'], {});
@@ -59,9 +59,34 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
     }
   });
 
+  test('the terminal keeps the modes of the client\'s: its own Ctrl-C (here Ctrl-G), and control characters not shown', async () => {
+    const connect = ['ssh', ...sshOptions, ...withKey, '-p', String(step().port), 'alice@localhost'];
+    const terminal = new Terminal(['sh', '-c', `stty intr ^G -echoctl && exec ${connect.map((word) => `'${word}'`).join(' ')}`], {});
+    try {
+      await waitFor('the prompt', () => /^[$#] ?$/.test(terminal.screen().at(-1) ?? '') || undefined);
+      terminal.sendKeys('-l', 'stty -a | grep -o -e "intr = [^;]*" -e "-*echoctl"');
+      terminal.sendKeys('Enter');
+      await waitFor('the modes', () => terminal.screen().some((row) => row.includes('echoctl')) || undefined);
+      assert.deepEqual(terminal.screen().slice(-3, -1), ['intr = ^G', '-echoctl']);
+      terminal.sendKeys('-l', 'sleep 100');
+      terminal.sendKeys('Enter', 'C-g');
+      terminal.sendKeys('-l', 'echo "ended by $?"');
+      terminal.sendKeys('Enter');
+      await waitFor('sleep to end', () => terminal.screen().includes('ended by 130') || undefined, 5000);
+      terminal.sendKeys('-l', 'exit');
+      terminal.sendKeys('Enter');
+      assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 0);
+    } finally {
+      terminal.close();
+    }
+  });
+
   test('a command: stdout and stderr apart, and its exit status', async () => {
     const result = await ssh(step().port, 'alice', '', [...withKey, 'echo out; echo err >&2; exit 5']);
     assert.deepEqual(result, { stdout: 'out\n', stderr: 'err\n', status: 5 });
+    // With a terminal (-tt) and input that ends: the program reads to its end, and ends.
+    const lines = await ssh(step().port, 'alice', '', [...withKey, '-tt', 'wc -l'], 'one\ntwo\n');
+    assert.deepEqual([lines.stdout, lines.status], ['one\r\ntwo\r\n2\r\n', 0]); // the terminal's echo, then wc's count
   });
 
   test('a password is refused, with a log line that says why', async () => {
@@ -75,12 +100,44 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       .connect({ host: '127.0.0.1', port: step().port, ...keyLogin }));
     try {
       assert.deepEqual(await run(client, 'cat', {}, 'piped in'), { out: 'piped in', err: '', code: 0, signal: undefined });
+      // In a terminal, the client's EOF is typed as the terminal's EOF character (Ctrl-D), and cat ends.
+      const eof = await run(client, 'cat', { pty: { term: 'xterm' } }, 'typed\n');
+      assert.deepEqual([eof.out, eof.code], ['typed\r\ntyped\r\n', 0]); // the terminal's echo, then cat's copy
+      // The client's own EOF character, here Ctrl-B, once the program has started (and the modes are set).
+      const own = await new Promise<{ out: string; code: number | null }>((resolve, reject) =>
+        client.exec('echo ready; cat', { pty: { term: 'xterm', modes: { VEOF: 2, ECHO: 0 } } }, (err, channel) => {
+          if (err) return reject(err);
+          const result = { out: '', code: null as number | null };
+          channel.on('data', (chunk: Buffer) => (result.out += chunk) === 'ready\r\n' && channel.end('typed\n'));
+          channel.on('exit', (code: number | null) => (result.code = code));
+          channel.on('close', () => resolve(result));
+        }));
+      assert.deepEqual(own, { out: 'ready\r\ntyped\r\n', code: 0 });
       const env = await run(client, 'echo "$LANG|$LC_ALL|$EVIL"', { env: { LANG: 'C.UTF-8', LC_ALL: 'C', EVIL: 'yes' } });
       assert.equal(env.out, 'C.UTF-8|C|\n');
       const trapped = await run(client, 'trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.1; done', {}, undefined, 'INT');
       assert.deepEqual([trapped.out, trapped.code], ['ready\ngot INT\n', 7]);
       const killed = await run(client, 'kill -TERM $$');
       assert.deepEqual([killed.code, killed.signal], [null, 'SIGTERM']); // ssh2's client names it with SIG
+    } finally {
+      client.end();
+    }
+  });
+
+  test('modes no terminal can take, and characters a shell would expand, are left out or kept as they are', async () => {
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => client.once('ready', resolve).on('error', reject)
+      .connect({ host: '127.0.0.1', port: step().port, ...keyLogin }));
+    try {
+      // '*' and ';' as characters, a space (left out), values above 255 and flags of 7 (left out), a parity (left out).
+      const modes = { VINTR: 42, VQUIT: 59, VERASE: 32, VKILL: 1000, VEOL: 255, ECHOE: 7, PARENB: 1, IXANY: 1, CS7: 1 };
+      const result = await run(client, 'stty -a', { pty: { term: 'xterm', modes: modes as never } }); // as a client may send them
+      const settings = result.out.replace(/\r\n/g, ' ');
+      assert.match(settings, /intr = \*; quit = ;; erase = \^\?; kill = \^U; eof = \^D; eol = <undef>;/);
+      assert.match(settings, / ixany /);
+      assert.match(settings, / echoe /);
+      assert.doesNotMatch(settings, /stty:/);
+      assert.equal(result.code, 0);
     } finally {
       client.end();
     }

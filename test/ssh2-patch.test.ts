@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import type { Algorithms, Connection, ServerChannel } from 'ssh2';
+import type { Algorithms, Connection, PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { newHostKey } from '../shared/host-keys.ts';
 import { waitFor } from './helpers.ts';
 
@@ -29,6 +29,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
   const sftpStats: (() => void)[] = [];
   const statPaths: string[] = [];
   const sftpErrors: string[] = [];
+  const ptys: PseudoTtyInfo[] = [];
   let port = 0;
   const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms }, (connection) => {
     connections.push(connection);
@@ -37,6 +38,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     connection.on('session', (accept) => {
       const session = accept();
       session.on('exec', (acceptExec, reject, { command }) => execs.push({ command, channel: acceptExec() }));
+      session.on('pty', (acceptPty, reject, info) => (ptys.push(info), acceptPty?.()));
       // An SFTP server that answers nothing until told to, and says how many requests it has been given.
       session.on('sftp', (acceptSftp) => {
         const sftp = acceptSftp();
@@ -199,6 +201,26 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
       channel.resume();
       channel.end(); // the client's EOF: the server above ends its side
       assert.equal(await status, 0);
+    } finally {
+      client.end();
+    }
+  });
+
+  test('terminal modes reach the server by name; an opcode it does not know is skipped, and 160 or more ends the list', async () => {
+    const { client } = await login();
+    try {
+      const mode = (opcode: number, value: number) => [opcode, value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255];
+      // VINTR ^G, IUTF8 (RFC 8160), 43 (no name yet), ECHO off, TTY_OP_ISPEED, then 160 (undefined: the end), ICANON.
+      const modes = Buffer.from([...mode(1, 7), ...mode(42, 1), ...mode(43, 9), ...mode(53, 0), ...mode(128, 38400),
+        ...mode(160, 1), ...mode(51, 1), 0]);
+      await new Promise<void>((resolve, reject) => client.exec('with modes', { pty: { term: 'xterm', modes: modes as never } },
+        (err) => (err ? reject(err) : resolve())));
+      // Unpatched, ssh2 read the list from its second byte, found TTY_OP_END there, and gave {} for any client.
+      assert.deepEqual(ptys.at(-1)?.modes, { VINTR: 7, IUTF8: 1, ECHO: 0, TTY_OP_ISPEED: 38400 });
+      // What OpenSSH sends: every mode by name.
+      await new Promise<void>((resolve, reject) => client.exec('with modes', { pty: { term: 'xterm', modes: { VEOF: 4, ICANON: 1 } } },
+        (err) => (err ? reject(err) : resolve())));
+      assert.deepEqual(ptys.at(-1)?.modes, { VEOF: 4, ICANON: 1 });
     } finally {
       client.end();
     }
