@@ -143,7 +143,8 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
     username = ctx.username;
     const reject = ctx.reject.bind(ctx);
     ctx.reject = (methodsLeft, isPartial) => {
-      if (ctx.method === 'none') return reject(methodsLeft, isPartial);
+      // Neither the 'none' probe nor a partial success (a first factor passed, step 16) is a failed login.
+      if (ctx.method === 'none' || isPartial) return reject(methodsLeft, isPartial);
       failures += 1;
       const total = countFailure(info.ip);
       if (total) console.log(`all addresses: ${total}`);

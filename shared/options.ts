@@ -18,6 +18,12 @@ Environment:
   HOST_KEYS_DIR        the folder that holds the host keys (default: keys/)
   SSH_AUTHORIZED_KEYS_DIR  the folder of users' public keys, a file for each user (steps 09 and 10;
                        default: keys/authorized_keys/)
+  TRUSTED_USER_CA_KEYS  the CA public keys trusted to sign users' keys, one a line (step 15;
+                       default: keys/trusted_user_ca_keys)
+  REVOKED_CERTIFICATES  certificates no longer taken, a line each: serial N, or id KEY-ID (step 15;
+                       default: keys/revoked_certificates)
+  TOTP_DIR             the folder of users' one-time code secrets, a file for each user, as npm run totp
+                       writes them (step 16; default: keys/totp/)
   MAX_AUTH_TRIES       failed logins a connection may make before it is closed (default: 6)
   LOGIN_GRACE_TIME     seconds a connection has to log in (default: 120; 0: no limit)
   MAX_STARTUPS         connections that may be logging in at once, as START:RATE:FULL (default: 10:30:100):

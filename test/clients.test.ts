@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { code, PERIOD, toBase32 } from '../shared/totp.ts';
 import {
   auditFindings, count, debianTesting, debianTestingHome, inDebianTesting, root, ssh, startStep, temporaryDir, useStep, waitFor,
   type Step,
@@ -33,13 +34,18 @@ describe('OpenSSH 10.6 and every step: post-quantum, no warning', { timeout: 180
   spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(home, 'key')]);
   writeFileSync(join(keys, 'alice'), readFileSync(join(home, 'key.pub')));
   const withKey = ['-i', `${home.slice(debianTesting().length)}/key`];
+  // Step 16 asks for a one-time code after the key: alice's secret, and the code of the moment as her "password".
+  const totp = temporaryDir();
+  const secret = Buffer.from('the secret of alice!');
+  writeFileSync(join(totp, 'alice'), toBase32(secret));
+  const passwordOf = (file: string) => (file.startsWith('16') ? code(secret, Math.floor(Date.now() / 1000 / PERIOD)) : 'wonderland');
   for (const file of steps) {
     test(file, async () => {
-      const step = await startStep(file, { ...spy, env: { SSH_AUTHORIZED_KEYS_DIR: keys } });
+      const step = await startStep(file, { ...spy, env: { SSH_AUTHORIZED_KEYS_DIR: keys, TOTP_DIR: totp } });
       try {
         // `true` as a command: the steps without exec refuse it, but only once logged in; step 01 logs no one in.
         const login = [...sshTesting, ...withKey, '-p', String(step.port), 'alice@127.0.0.1', 'true'];
-        const result = await inDebianTesting(login, 'wonderland');
+        const result = await inDebianTesting(login, passwordOf(file));
         assert.match(result.stderr, /^debug1: kex: algorithm: mlkem768x25519-sha256$/m);
         assert.doesNotMatch(result.stderr, /WARNING|post-quantum|store now, decrypt later/);
         if (file.startsWith('01')) assert.match(result.stderr, /Permission denied/);

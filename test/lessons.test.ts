@@ -63,7 +63,9 @@ async function play(t: Transcript): Promise<string[]> {
   mkdirSync(authorizedKeys, { recursive: true });
   mkdirSync(join(home, '.ssh'), { mode: 0o700 });
   const file = readdirSync(join(root, 'steps')).find((f) => f.startsWith(`${t.step}-`) && f.endsWith('.ts'))!;
-  const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SFTP_HOME: join(home, 'sftp') } });
+  const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SFTP_HOME: join(home, 'sftp'),
+    TRUSTED_USER_CA_KEYS: join(home, 'work', 'keys', 'trusted_user_ca_keys'),
+    REVOKED_CERTIFICATES: join(home, 'work', 'keys', 'revoked_certificates') } });
   // The reader's web server for step 11 (`python3 -m http.server 8000` in the work folder) is played by this one.
   const web = createServer((request, response) => {
     const name = decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
@@ -143,7 +145,8 @@ async function play(t: Transcript): Promise<string[]> {
 
 describe('the transcripts of the lessons, typed into a real terminal', { concurrency: true, timeout: 180_000 }, () => {
   test('every console block of a lesson is played here, or by the test its marker names', () => {
-    const elsewhere = /^(key login|screen: \d+x\d+)$/; // test/beyond.test.ts reads these two itself
+    // test/beyond.test.ts reads the first two itself, test/two-factors.test.ts the others (a code must be typed).
+    const elsewhere = /^(key login|screen: \d+x\d+|npm run totp|two factors)$/;
     const blocks = lessons.flatMap((page) => [...readFileSync(join(root, page), 'utf8')
       .matchAll(/^(?:<!-- (.*?) -->\n)?```console\n/gm)].map((m) => ({ page, marker: m[1] ?? '' })));
     const played = blocks.filter((b) => !elsewhere.test(b.marker));

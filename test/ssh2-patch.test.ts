@@ -1,12 +1,17 @@
 // The fixes to ssh2 itself, in shared/patches/ (applied by `npm install`), each tested on its own: an ssh2 server
 // in this process, so that its state can be looked at, and an ssh2 client that sends what OpenSSH never would.
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import type { Algorithms, Connection, PseudoTtyInfo, ServerChannel } from 'ssh2';
+import type { Algorithms, Connection, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
 import { newHostKey } from '../shared/host-keys.ts';
-import { waitFor } from './helpers.ts';
+import { parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/openssh-certificate.ts';
+import { sshOptions, temporaryDir, waitFor } from './helpers.ts';
+import { raw as rawClient } from './hostile.ts';
 
 // Compression too: a closed zlib stream was what threw first.
 const algorithms: Algorithms = { compress: ['zlib@openssh.com'] };
@@ -30,11 +35,17 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
   const statPaths: string[] = [];
   const sftpErrors: string[] = [];
   const ptys: PseudoTtyInfo[] = [];
+  const signedLogins: PublicKeyAuthContext[] = [];
   let port = 0;
   const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms }, (connection) => {
     connections.push(connection);
     connection.on('error', () => {});
-    connection.on('authentication', (ctx) => ctx.accept());
+    connection.on('authentication', (ctx) => {
+      // 'certified' logs in with a key (its certificate's) alone; anyone else with nothing.
+      if (ctx.username === 'certified' && ctx.method !== 'publickey') return ctx.reject(['publickey']);
+      if (ctx.method === 'publickey' && ctx.signature) signedLogins.push(ctx);
+      ctx.accept();
+    });
     connection.on('session', (accept) => {
       const session = accept();
       session.on('exec', (acceptExec, reject, { command }) => execs.push({ command, channel: acceptExec() }));
@@ -224,5 +235,39 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     } finally {
       client.end();
     }
+  });
+
+  test('a certificate login: the listener gets the certificate\'s type, and the signature and hash of the key it certifies', async () => {
+    const dir = temporaryDir();
+    for (const [name, type] of [['ca', 'ed25519'], ['user', 'rsa']]) {
+      execFileSync('ssh-keygen', ['-q', '-t', type!, '-N', '', '-f', join(dir, name!)]);
+    }
+    execFileSync('ssh-keygen', ['-q', '-s', join(dir, 'ca'), '-I', 'patch', '-n', 'certified', join(dir, 'user.pub')]);
+    const certBlob = Buffer.from(readFileSync(join(dir, 'user-cert.pub'), 'utf8').split(' ')[1]!, 'base64');
+    const cert = parseCertificate(certBlob) as Certificate;
+    // OpenSSH: asks first (the answer must name the certificate's type, or it gives up), then signs with SHA-2.
+    const child = spawn('ssh', [...sshOptions, '-p', String(port), '-i', join(dir, 'user'), '-o', 'IdentitiesOnly=yes',
+      '-o', `CertificateFile=${join(dir, 'user-cert.pub')}`, '-o', 'BatchMode=yes', 'certified@127.0.0.1', 'certified'], { stdio: 'ignore' });
+    const exec = await waitFor('the command', () => execs.find(({ command }) => command === 'certified'));
+    exec.channel.exit(0);
+    exec.channel.end();
+    assert.equal((await once(child, 'close'))[0], 0);
+    const openssh = signedLogins.at(-1)!;
+    assert.equal(openssh.key.algo, 'ssh-rsa-cert-v01@openssh.com');
+    assert.match(openssh.hashAlgo ?? 'SHA-1', /^sha(256|512)$/);
+    // Unpatched, the signature kept its header (named for the key, not the certificate), and held for nobody.
+    assert.ok(signedByCertifiedKey(cert, openssh.blob!, openssh.signature!, openssh.hashAlgo));
+    // ssh2's client names the signature after the certificate's type: read as well.
+    const key = ssh2.utils.parseKey(readFileSync(join(dir, 'user'))) as ssh2.ParsedKey;
+    const offered = Object.assign(ssh2.utils.parseKey(readFileSync(join(dir, 'user'))) as ssh2.ParsedKey, { getPublicSSH: () => certBlob });
+    const client = new ssh2.Client();
+    client.on('error', () => {});
+    client.connect({ host: '127.0.0.1', port, username: 'certified', authHandler: () => rawClient(client).authPK('certified',
+      offered as never, 'rsa-sha2-256-cert-v01@openssh.com', (data, done) => done(key.sign(data, 'sha256'))) });
+    await once(client, 'ready');
+    client.end();
+    const viaSsh2 = signedLogins.at(-1)!;
+    assert.deepEqual([viaSsh2.key.algo, viaSsh2.hashAlgo], ['ssh-rsa-cert-v01@openssh.com', 'sha256']);
+    assert.ok(signedByCertifiedKey(cert, viaSsh2.blob!, viaSsh2.signature!, viaSsh2.hashAlgo));
   });
 });
