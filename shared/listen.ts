@@ -1,16 +1,21 @@
 // Listening for connections, and what every connection needs that no step is about.
-import { createServer, type Socket } from 'node:net';
+import { createServer, isIP, type Socket } from 'node:net';
 import type { Server } from 'ssh2';
 import { explain, fail } from './errors.ts';
 import { admit, limitChannels, setKeepalive, watchLogins } from './limits.ts';
 import { address, log } from './log.ts';
-import { options } from './options.ts';
+import { limits, options } from './options.ts';
+import { parseHeader, readHeader } from './proxy-protocol.ts';
 
 /**
  * Listens on `--port`/`PORT` (default 2022) and `--host`/`HOST` (default 127.0.0.1), prints
  * `listening on HOST:PORT`, and hands each TCP connection to the SSH server. Every connection gets TCP_NODELAY,
  * an error listener (so nothing a client sends can crash the process), the limits of shared/limits.ts, and a
- * log line when it opens, logs in and closes. Ctrl-C or SIGTERM closes the listener and exits with status 0.
+ * log line when it opens, logs in and closes. A connection from a load balancer listed in `PROXY_PROTOCOL_FROM`
+ * must start with a PROXY header, and is then the client's, by the address the header gives, everywhere.
+ * Ctrl-C closes the listener and every connection and exits with status 0; SIGTERM drains: it closes the
+ * listener, gives the connections up to `DRAIN_TIMEOUT` seconds to finish (logging in, and what they do after),
+ * then closes what is left and exits with status 0.
  */
 export function listen(server: Server): void {
   setKeepalive();
@@ -25,25 +30,59 @@ export function listen(server: Server): void {
 
   // We listen ourselves rather than with server.listen(): ssh2 reports a connection only once the client has
   // sent its SSH version line, and we want to log (and set up) every connection from its first byte.
-  const sockets = new Set<Socket>();
+  const sockets = new Map<string, Socket>();
   const listener = createServer((socket) => {
+    if (!limits.proxyFrom?.check(socket.remoteAddress ?? '', socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4')) {
+      return serve(socket);
+    }
+    // From a load balancer: first its PROXY header, then SSH, from the client the header names.
+    const balancer = { ip: socket.remoteAddress, port: socket.remotePort };
+    void readHeader(socket, PROXY_HEADER_MS).then((origin) => {
+      if (origin === 'closed') return socket.destroy(); // a health check that only connects: nothing to say
+      if ('error' in origin) {
+        log(balancer, `${origin.error} from a PROXY_PROTOCOL_FROM address: closing`);
+        return socket.destroy();
+      }
+      Object.defineProperties(socket, {
+        remoteAddress: { value: origin.ip },
+        remotePort: { value: origin.port },
+        remoteFamily: { value: isIP(origin.ip) === 6 ? 'IPv6' : 'IPv4' },
+      });
+      serve(socket);
+      socket.resume();
+    });
+  });
+
+  /** Admits a connection (from the client it says it is) under the limits, logs it, and hands it to ssh2. */
+  function serve(socket: Socket): void {
     const peer = { ip: socket.remoteAddress, port: socket.remotePort };
     // A connection refused by the limits gets one log line at most (see shared/limits.ts), and nothing more.
     if (!admit(socket)) return;
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add about 90 ms to every session on loopback.
     socket.setNoDelay(true);
     log(peer, 'connection opened');
+    const key = address(peer.ip, peer.port);
     socket.on('close', () => {
-      sockets.delete(socket);
+      sockets.delete(key);
       // Once ssh2 has closed this connection's channels, whose own last lines (step 06's) then come first.
-      setImmediate(() => log(peer, 'connection closed'));
+      setImmediate(() => {
+        log(peer, 'connection closed');
+        if (draining && sockets.size === 0) process.exit(0);
+      });
     });
-    sockets.add(socket);
+    sockets.set(key, socket);
     // When the server has finished its side (after a disconnect), a client that never closes its own side
     // (frozen, or hostile) would keep the connection forever: it gets two seconds.
     socket.once('finish', () => setTimeout(() => socket.destroy(), 2000).unref());
     server.injectSocket(socket);
-  });
+    // ssh2 holds the socket until it is ready to read; this listener then sees each chunk before ssh2 does.
+    socket.once('data', (first: Buffer) => {
+      const header = parseHeader(first);
+      if (header && 'error' in header && header.error === 'not a PROXY header') return;
+      log(peer, 'a PROXY header from an address not in PROXY_PROTOCOL_FROM: closing');
+      socket.destroy();
+    });
+  }
 
   listener.on('error', (err: NodeJS.ErrnoException) => {
     // Once listening, an error (such as running out of file descriptors) loses one connection, not the server.
@@ -69,12 +108,24 @@ export function listen(server: Server): void {
   const stop = (signal: string) => {
     console.log(`${signal}: closing the listener and ${sockets.size} connection(s)`);
     listener.close();
-    for (const socket of sockets) socket.destroy();
+    for (const socket of sockets.values()) socket.destroy();
     process.exit(0);
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  let draining = false;
+  const drain = () => {
+    if (limits.drainTimeout === 0 || sockets.size === 0) return stop('SIGTERM');
+    draining = true;
+    console.log(`SIGTERM: closing the listener; ${sockets.size} connection(s) get up to ${limits.drainTimeout} s `
+      + 'to finish (DRAIN_TIMEOUT)');
+    listener.close();
+    setTimeout(() => stop('DRAIN_TIMEOUT'), limits.drainTimeout * 1000).unref();
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', drain);
 }
+
+/** Seconds a load balancer has to send its PROXY header. */
+const PROXY_HEADER_MS = 10_000;
 
 /**
  * The last net under everything else: an exception or a rejected promise that nothing handled is logged, and the

@@ -40,6 +40,10 @@ Environment:
                        (step 13; default: 65536)
   FORWARD_TO           where ssh -L and -D may connect (step 11): address blocks, separated by commas
                        (default: 127.0.0.0/8,::1/128, this machine alone; 0.0.0.0/0,::/0 is anywhere)
+  PROXY_PROTOCOL_FROM  the load balancers in front of the step: address blocks, separated by commas;
+                       each connection from them must start with a PROXY header (v1 or v2), which gives the
+                       client's real address (default: none)
+  DRAIN_TIMEOUT        seconds that logged-in connections get to finish after SIGTERM (default: 30)
   MAX_CONNECTIONS      logged-in connections the step serves at once (default: 1000)
   AUTH_PENALTY_MAX     the longest delay, in seconds, before answering an address that keeps failing
                        to log in (default: 8; 0: no delay)
@@ -102,20 +106,20 @@ function startups(): { start: number; rate: number; full: number } {
   return { start: start!, rate: rate!, full: full! };
 }
 
-/** `FORWARD_TO`: the address blocks that `ssh -L` and `-D` may reach (step 11). */
-function forwardTo(): BlockList {
-  const text = process.env.FORWARD_TO || '127.0.0.0/8,::1/128';
-  const blocks = new BlockList();
+/** Address blocks separated by commas (`127.0.0.0/8,::1`) from the variable `name`, or `fallback` if it is unset. */
+function blocks(name: string, fallback: string): BlockList {
+  const text = process.env[name] || fallback;
+  const list = new BlockList();
   for (const block of text.split(',')) {
     const [address = '', bits = ''] = block.trim().split('/');
     const family = isIP(address);
     const prefix = Number(bits || (family === 6 ? 128 : 32));
     if (!family || !/^\d*$/.test(bits) || prefix > (family === 6 ? 128 : 32)) {
-      fail(`FORWARD_TO must be address blocks separated by commas, such as 127.0.0.0/8,::1/128, not "${text}"`);
+      fail(`${name} must be address blocks separated by commas, such as 127.0.0.0/8,::1/128, not "${text}"`);
     }
-    blocks.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');
+    list.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');
   }
-  return blocks;
+  return list;
 }
 
 /** The limits that protect every step, as sshd's settings of the same names do (see shared/README.md). */
@@ -136,5 +140,9 @@ export const limits = {
   sourcePenaltyMax: setting('SOURCE_PENALTY_MAX', 600, 0),
   keepaliveInterval: setting('KEEPALIVE_INTERVAL', 15, 0),
   keepaliveCountMax: setting('KEEPALIVE_COUNT_MAX', 3, 0),
-  forwardTo: forwardTo(),
+  /** `FORWARD_TO`: the address blocks that `ssh -L` and `-D` may reach (step 11). */
+  forwardTo: blocks('FORWARD_TO', '127.0.0.0/8,::1/128'),
+  /** `PROXY_PROTOCOL_FROM`: the load balancers whose connections start with a PROXY header (none by default). */
+  proxyFrom: process.env.PROXY_PROTOCOL_FROM ? blocks('PROXY_PROTOCOL_FROM', '') : undefined,
+  drainTimeout: setting('DRAIN_TIMEOUT', 30, 0),
 };

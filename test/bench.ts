@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
 import { hashPassword } from '../shared/passwords.ts';
-import { root, temporaryDir } from './helpers.ts';
+import { freePort, root, temporaryDir } from './helpers.ts';
 import { exec, flood, peakDuring, ptyStorm, residentMiB, sendWithoutReading, shell, slotHolder } from './hostile.ts';
 import { findSshd, processTree, SSHD_USER, startSshd } from './sshd.ts';
 
@@ -54,7 +54,7 @@ if (!Number.isInteger(RUNS) || RUNS < 1 || !(SECONDS > 0)) {
 const IDLE_SESSIONS = 1000;
 const CAT_BYTES = 256 * 1024 * 1024;
 
-interface Server { port: number; pid: number; stop: () => Promise<void> }
+interface Server { port: number; pid: number; stop: () => Promise<void>; cpu?: () => number }
 
 // Each step runs in a process group of its own (npx, tsx and node), so that all three are stopped at the end.
 const started: ChildProcess[] = [];
@@ -106,7 +106,7 @@ async function startStep(file: string, env: Record<string, string>, nodeOptions:
     // Until the server has exited (and written its profile, if it makes one).
     while (/^\S+ \(.*\) [^Z]/.test(readFileSafe(`/proc/${pid}/stat`))) await sleep(20);
   };
-  return { port, pid, startupMs, stop };
+  return { port, pid, startupMs, stop, group: child.pid! };
 }
 
 /** The file's text, or '' if it is not there (a process that has ended). */
@@ -196,20 +196,25 @@ async function session(config: ConnectConfig): Promise<number> {
 
 async function sessionRate(server: Server, config: ConnectConfig, concurrency: number) {
   const latencies: number[] = [];
-  const cpuBefore = cpuMs(server.pid);
+  const cpu = server.cpu ?? (() => cpuMs(server.pid));
+  const cpuBefore = cpu();
+  const ownBefore = process.cpuUsage();
   const deadline = performance.now() + SECONDS * 1000;
   const begun = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() < deadline) latencies.push(await session({ port: server.port, ...config }));
   }));
   const elapsed = (performance.now() - begun) / 1000;
+  const own = process.cpuUsage(ownBefore);
   await sleep(200); // sshd's processes for the last sessions must end, so that their CPU time is counted
   latencies.sort((a, b) => a - b);
   return {
     perSecond: latencies.length / elapsed,
     p50: latencies[Math.floor(latencies.length * 0.5)]!,
     p99: latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]!,
-    cpuPerSession: (cpuMs(server.pid) - cpuBefore) / latencies.length,
+    cpuPerSession: (cpu() - cpuBefore) / latencies.length,
+    /** How busy the load generator (this process, one core at most) was: near 100, it is what limits the rate. */
+    loadGeneratorCpuPercent: ((own.user + own.system) / 1000 / (elapsed * 1000)) * 100,
   };
 }
 
@@ -575,6 +580,52 @@ if (!args.attacks && 'step 13'.includes(args.only ?? '')) {
   const chat = await startStep('13-chat-room.ts', { ...env, CHAT_RATE: '1000000', MAX_SESSIONS: '10' });
   results.fanOut = await repeat(() => fanOut(chat, alice.password, 100));
   await chat.stop();
+}
+
+// Step 17 with one worker and with two, reached directly and through HAProxy (PROXY v2): how it scales with cores.
+if (!args.attacks && 'step 17 haproxy'.includes(args.only ?? '')) {
+  const haproxy = spawnSync('sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' }).stdout.trim();
+  if (!haproxy) progress('HAProxy left out: not installed (Debian: apt-get install -y haproxy)');
+  /** CPU time of every process of the step (the primary and its workers), and of HAProxy. */
+  const treeCpu = (pid: number) => processTree(pid).reduce((sum, each) => sum + cpuMs(each), 0);
+  const cluster: Record<string, Rate & { haproxyCpuPerSession?: number }> = {};
+  results.cluster = cluster;
+  for (const workers of [1, 2]) {
+    // HAProxy connects to the step from 127.0.0.9: the one address whose connections must start with a header.
+    const step = await startStep('17-every-core.ts', { ...env, WORKERS: String(workers), PROXY_PROTOCOL_FROM: '127.0.0.9' });
+    await sleep(1000); // every worker listening, not only the first
+    const server = { port: step.port, pid: step.group, stop: async () => {}, cpu: () => treeCpu(step.group) };
+    progress(`step 17, ${workers} worker(s), direct: session rate, eight clients at a time`);
+    cluster[`${workers} worker(s), direct`] = await repeat(() => sessionRate(server, alice.password, 8));
+    if (haproxy) {
+      const front = await freePort();
+      const config = join(dir, 'haproxy.cfg');
+      writeFileSync(config, ['defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 60s',
+        '  timeout server 60s', 'frontend ssh', `  bind 127.0.0.1:${front}`, '  default_backend step',
+        'backend step', `  server step 127.0.0.1:${step.port} send-proxy-v2 source 127.0.0.9`, ''].join('\n'));
+      const balancer = spawn(haproxy, ['-db', '-f', config], { stdio: 'ignore' });
+      started.push(balancer);
+      await sleep(500);
+      progress(`step 17, ${workers} worker(s), through HAProxy: session rate, eight clients at a time`);
+      const haproxyBefore = cpuMs(balancer.pid!);
+      let sessions = 0;
+      const rate = await repeat(async () => {
+        const measured = await sessionRate({ ...server, port: front }, alice.password, 8);
+        sessions += measured.perSecond * SECONDS;
+        return measured;
+      });
+      cluster[`${workers} worker(s), through HAProxy`] = { ...rate, haproxyCpuPerSession: (cpuMs(balancer.pid!) - haproxyBefore) / sessions };
+      balancer.kill('SIGKILL');
+    }
+    process.kill(-step.group, 'SIGTERM');
+    await sleep(500);
+  }
+  console.table(Object.fromEntries(Object.entries(cluster).map(([name, r]) => [name, {
+    'sessions/s': r.perSecond.toFixed(0),
+    'step CPU ms/session': r.cpuPerSession.toFixed(2),
+    'HAProxy CPU ms/session': r.haproxyCpuPerSession?.toFixed(2) ?? '',
+    'load generator CPU %': r.loadGeneratorCpuPercent.toFixed(0),
+  }])));
 }
 
 /**

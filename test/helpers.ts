@@ -126,7 +126,8 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
     // The tests log in wrongly on purpose, often, from one address: no penalties unless a test asks.
     env: {
       ...process.env, HOST_KEYS_DIR: sharedKeys, SFTP_HOME: sharedHome, PORT: '', HOST: '', AUTH_PENALTY_MAX: '0',
-      SOURCE_PENALTY_MAX: '0',
+      // And no draining at SIGTERM (what a test leaves open must not keep the step), unless a test asks.
+      SOURCE_PENALTY_MAX: '0', DRAIN_TIMEOUT: '0',
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,96 @@
+// Step 17, built on step 07: every core. Workers share the port; the primary replaces them, one at a time on SIGHUP.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
+import cluster, { type Worker } from 'node:cluster';
+import { once } from 'node:events';
+import { availableParallelism } from 'node:os';
+import type { Duplex } from 'node:stream';
+import ssh2 from 'ssh2';
+import { algorithms } from '../shared/algorithms.ts';
+import { readHostKeys } from '../shared/host-keys.ts';
+import { listen } from '../shared/listen.ts';
+import { log } from '../shared/log.ts';
+import { readPasswordFile } from '../shared/passwords.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+/** The echo protocol: greets, sends back every byte it receives, and finishes when the input does. */
+function echoProtocol(stream: Duplex): void {
+  stream.write('Echo protocol connected\r\n');
+  stream.pipe(stream); // reads no faster than the echo is taken, and ends when the input does
+}
+
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+  client.on('authentication', async (ctx) => {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+      ctx.accept();
+    } else {
+      ctx.reject(['password']); // the ways to log in that are left
+    }
+  });
+
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    session.on('pty', (accept) => {
+      accept?.(); // undefined when the client wants no reply
+    });
+    session.on('shell', (acceptShell) => {
+      const channel = acceptShell();
+      let eofReceived = false;
+      session.on('eof', () => {
+        eofReceived = true;
+      });
+      channel.on('close', () => {
+        if (!eofReceived) log(info, 'channel closed without EOF');
+      });
+      echoProtocol(channel); // everything else the session does is the protocol's business
+    });
+  });
+});
+
+/** How many worker processes serve: `WORKERS`, else one for each core. */
+const workers = Number(process.env.WORKERS) || availableParallelism();
+
+/** The primary serves no one: it starts the workers, replaces one that dies, and all of them on SIGHUP. */
+function supervise(): void {
+  let stopping = false;
+  const retiring = new Set<Worker>(); // told to stop, and not to be replaced
+  const start = (): Worker => {
+    const worker = cluster.fork();
+    let listening = false;
+    worker.once('listening', () => (listening = true));
+    worker.once('exit', (code, signal) => {
+      if (stopping || retiring.delete(worker)) return;
+      if (!listening) process.exit(1); // it could not even start (it said why), and would only fail again
+      console.log(`worker ${worker.process.pid} ended (${signal ?? `status ${code}`}): starting another`);
+      start();
+    });
+    return worker;
+  };
+  const running = () => Object.values(cluster.workers ?? {}).filter((worker) => worker !== undefined);
+  for (let i = 0; i < workers; i++) start();
+  console.log(`primary ${process.pid}: ${workers} worker(s); kill -HUP ${process.pid} replaces them one at a time`);
+
+  process.on('SIGHUP', async () => {
+    console.log(`SIGHUP: replacing ${workers} worker(s), one at a time`);
+    for (const old of running().filter((worker) => !retiring.has(worker))) {
+      await once(start(), 'listening');
+      retiring.add(old);
+      old.process.kill('SIGTERM');
+    }
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    stopping = true;
+    console.log(`${signal}: stopping ${running().length} worker(s)`);
+    for (const worker of running()) worker.process.kill(signal);
+    cluster.on('exit', () => running().length === 0 && process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+// The primary read (or made) the host keys above before any worker: every worker serves the same ones.
+if (cluster.isPrimary) supervise();
+else listen(server);
