@@ -6,6 +6,8 @@
 //   --profile DIR   run the steps under `node --cpu-prof`, keep the profiles in DIR, print where time goes
 //   --only TEXT     only the figures of the servers whose names hold TEXT, such as "step 09" or "go|Curve25519"
 //   --attacks       only the figures under attack: a step's memory, and a login's latency, while it is attacked
+//   --load N        processes of the load generator at eight clients at a time (default: a core less than the
+//                   machine has, from 1 to 4, so that one core at least is left to the server)
 //
 // Starts the servers itself: step 03 (password: from the demo file, from an scrypt-hashed file, and with Nagle's
 // algorithm left on by test/nagle-on.ts), step 09 (public key), step 08 (exec cat), and sshd with a config, host
@@ -24,6 +26,7 @@ import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
 import { hashPassword } from '../shared/passwords.ts';
 import { freePort, root, temporaryDir } from './helpers.ts';
+import { close, connect, lanes } from './bench-session.ts';
 import { exec, flood, peakDuring, ptyStorm, residentMiB, sendWithoutReading, shell, slotHolder } from './hostile.ts';
 import { findSshd, processTree, SSHD_USER, startSshd } from './sshd.ts';
 
@@ -37,10 +40,11 @@ function options() {
         profile: { type: 'string' },
         only: { type: 'string' },
         attacks: { type: 'boolean' },
+        load: { type: 'string', default: String(Math.min(4, Math.max(1, cpus().length - 1))) },
       },
     }).values;
   } catch (err) {
-    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks)`);
+    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks --load N)`);
     process.exit(1);
   }
 }
@@ -149,20 +153,6 @@ function memoryBytes(pid: number): number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function connect(config: ConnectConfig, onAlgorithms?: (line: string) => void): Promise<ssh2.Client> {
-  const client = new ssh2.Client();
-  return new Promise((resolve, reject) => {
-    client.once('ready', () => resolve(client)).on('error', reject); // later errors too: a reset after the end
-    const debug = onAlgorithms && ((line: string) => {
-      const match = /^Handshake: (KEX algorithm|Host key format|S->C cipher): (.*)$/.exec(line);
-      if (match) onAlgorithms(match[2]!);
-    });
-    client.connect({ host: '127.0.0.1', ...config, debug });
-    // The load generator turns Nagle's algorithm off too, or its own small writes would wait for ACKs.
-    client.setNoDelay(true);
-  });
-}
-
 /** connect(), tried again after a pause when the server drops a connection still logging in (sshd's MaxStartups). */
 async function connectPatiently(config: ConnectConfig): Promise<ssh2.Client> {
   for (let attempt = 1; ; attempt++) {
@@ -175,13 +165,6 @@ async function connectPatiently(config: ConnectConfig): Promise<ssh2.Client> {
   }
 }
 
-function close(client: ssh2.Client): Promise<void> {
-  return new Promise((resolve) => {
-    client.once('close', () => resolve());
-    client.end();
-  });
-}
-
 /** The key exchange, host key and cipher that the server and the load generator agree on. */
 async function negotiated(config: ConnectConfig): Promise<string> {
   const seen: string[] = [];
@@ -189,49 +172,71 @@ async function negotiated(config: ConnectConfig): Promise<string> {
   return seen.join(', ');
 }
 
-/** One whole session: connect, key exchange, log in, open a session, shell, read what it says, close. */
 let sessionsDone = 0;
-async function session(config: ConnectConfig): Promise<number> {
-  const begun = performance.now();
-  const client = await connect(config);
-  await new Promise<void>((resolve, reject) => client.shell(false, (err, channel) => {
-    if (err) return reject(err);
-    channel.resume();
-    channel.once('close', () => resolve());
-    // Step 03 and sshd close the channel by themselves; step 09's echo protocol closes it when the input ends.
-    channel.end();
-  }));
-  await close(client);
-  sessionsDone += 1;
-  return performance.now() - begun;
+/** The load processes for c=8 (`--load N`): the server, not the client, should be what limits the rate. */
+const LOAD_PROCESSES = Number(args.load);
+if (!Number.isInteger(LOAD_PROCESSES) || LOAD_PROCESSES < 1) {
+  console.error('bench: --load takes a whole number from 1');
+  process.exit(1);
+}
+
+/** Sessions at c=1 from this process; at more, from LOAD_PROCESSES load processes (test/bench-load.ts) at once. */
+async function runLoad(config: ConnectConfig, concurrency: number) {
+  if (concurrency === 1 || LOAD_PROCESSES <= 1) {
+    const own = process.cpuUsage();
+    const begun = performance.now();
+    const { latencies, failed } = await lanes(config, concurrency, begun + SECONDS * 1000);
+    const used = process.cpuUsage(own);
+    return { latencies, failed, elapsed: (performance.now() - begun) / 1000, loadCpuMs: (used.user + used.system) / 1000 };
+  }
+  const sent = { ...config, privateKey: config.privateKey && Buffer.from(config.privateKey as Buffer).toString('base64') };
+  const children = Array.from({ length: LOAD_PROCESSES }, (_, i) => spawn(process.execPath,
+    ['--import', 'tsx', join(root, 'test', 'bench-load.ts'), JSON.stringify({
+      config: sent, seconds: SECONDS,
+      lanes: Math.floor(concurrency / LOAD_PROCESSES) + (i < concurrency % LOAD_PROCESSES ? 1 : 0),
+    })], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] }));
+  const lines = children.map((child) => {
+    const read: string[] = [];
+    let text = '';
+    child.stdout!.on('data', (chunk) => {
+      text += chunk;
+      for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n')) {
+        read.push(text.slice(0, at));
+        text = text.slice(at + 1);
+      }
+    });
+    return read;
+  });
+  while (lines.some((read) => !read.includes('ready'))) await sleep(20);
+  const started = performance.now();
+  for (const child of children) child.stdin!.write('go\n');
+  await Promise.all(children.map((child) => once(child, 'exit')));
+  const reports = lines.map((read) => JSON.parse(read.at(-1)!) as { latencies: number[]; failed: number; elapsed: number; cpuMs: number });
+  return {
+    latencies: reports.flatMap((report) => report.latencies),
+    failed: reports.reduce((sum, report) => sum + report.failed, 0),
+    elapsed: Math.max((performance.now() - started) / 1000 - 0.05, ...reports.map((report) => report.elapsed)),
+    loadCpuMs: reports.reduce((sum, report) => sum + report.cpuMs, 0),
+  };
 }
 
 async function sessionRate(server: Server, config: ConnectConfig, concurrency: number) {
-  const latencies: number[] = [];
   const cpu = server.cpu ?? (() => cpuMs(server.pid));
   const cpuBefore = cpu();
-  const ownBefore = process.cpuUsage();
-  const deadline = performance.now() + SECONDS * 1000;
-  const begun = performance.now();
-  let failed = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < deadline) {
-      // A session the server turns away is counted, not fatal: the run goes on, and says how many there were.
-      await session({ port: server.port, ...config }).then((ms) => latencies.push(ms), () => (failed += 1));
-    }
-  }));
-  const elapsed = (performance.now() - begun) / 1000;
-  const own = process.cpuUsage(ownBefore);
+  const { latencies, failed, elapsed, loadCpuMs } = await runLoad({ port: server.port, ...config }, concurrency);
+  sessionsDone += latencies.length;
   await sleep(200); // sshd's processes for the last sessions must end, so that their CPU time is counted
+  const serverCpuMs = cpu() - cpuBefore;
   latencies.sort((a, b) => a - b);
   return {
     perSecond: latencies.length / elapsed,
     p50: latencies[Math.floor(latencies.length * 0.5)]!,
     p99: latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]!,
-    cpuPerSession: (cpu() - cpuBefore) / latencies.length,
+    cpuPerSession: serverCpuMs / latencies.length,
     failed,
-    /** How busy the load generator (this process, one core at most) was: near 100, it is what limits the rate. */
-    loadGeneratorCpuPercent: ((own.user + own.system) / 1000 / (elapsed * 1000)) * 100,
+    /** How much of one core the server and the load generator used: the busier is what limits the rate. */
+    serverCpuPercent: (serverCpuMs / (elapsed * 1000)) * 100,
+    loadGeneratorCpuPercent: (loadCpuMs / (elapsed * 1000)) * 100,
   };
 }
 
@@ -774,6 +779,9 @@ if (!args.attacks) console.table(Object.fromEntries(Object.entries(servers).map(
   'p50 ms c=8': r.c8.p50.toFixed(1),
   'CPU ms/session': r.c8.cpuPerSession.toFixed(2),
   'KiB/idle session': r.idleBytesPerSession === undefined ? '' : (r.idleBytesPerSession / 1024).toFixed(1),
+  // At c=8, how much of a core each side used (the load generator over its processes).
+  'c=8 server / load CPU %': `${r.c8.serverCpuPercent.toFixed(0)} / ${r.c8.loadGeneratorCpuPercent.toFixed(0)}`,
+  'c=8 failed': r.c8.failed,
 }])));
 for (const [name, r] of Object.entries(servers)) console.log(`${name}: ${r.algorithms}`);
 for (const [name, mbps] of Object.entries(results.throughput as Record<string, number>)) {
