@@ -270,4 +270,21 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     assert.deepEqual([viaSsh2.key.algo, viaSsh2.hashAlgo], ['ssh-rsa-cert-v01@openssh.com', 'sha256']);
     assert.ok(signedByCertifiedKey(cert, viaSsh2.blob!, viaSsh2.signature!, viaSsh2.hashAlgo));
   });
+
+  test('X25519 keys made with their encoding, and read from a fixed header: both exchanges that use them agree', async () => {
+    for (const kex of ['curve25519-sha256', 'mlkem768x25519-sha256'] as const) {
+      const client = new ssh2.Client();
+      client.on('error', () => {});
+      client.connect({ host: '127.0.0.1', port, username: 'anyone', algorithms: { ...algorithms, kex: [kex as 'curve25519-sha256'] } });
+      await once(client, 'ready');
+      // Enough packets to go through the pool of random padding (4 KiB) several times.
+      const channel = await exec(client, `padding ${kex}`);
+      const served = await waitFor('the exec', () => execs.find(({ command }) => command === `padding ${kex}`));
+      let echoed = 0;
+      served.channel.on('data', (chunk: Buffer) => (echoed += chunk.length));
+      for (let i = 0; i < 300; i++) channel.write(Buffer.alloc(100, i));
+      await waitFor('300 packets', () => echoed === 30_000 || undefined);
+      client.end();
+    }
+  });
 });
