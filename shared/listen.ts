@@ -48,8 +48,7 @@ export function listen(server: Server): void {
         remotePort: { value: origin.port },
         remoteFamily: { value: isIP(origin.ip) === 6 ? 'IPv6' : 'IPv4' },
       });
-      serve(socket);
-      socket.resume();
+      serve(socket); // ssh2 reads on from there: what came after the header first
     });
   });
 
