@@ -1,4 +1,5 @@
 // The server's host keys: made once, on the first run of any step, then reused so that clients keep trusting them.
+import cluster from 'node:cluster';
 import { createPublicKey } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -15,7 +16,7 @@ const COMMENT = 'conch-steps';
 
 /**
  * Returns the host private keys, Ed25519 and RSA, ready for `new Server({ hostKeys })`, and prints the
- * fingerprint of each as `ssh-keygen -lf` does. The keys live in `HOST_KEYS_DIR` (default `keys/`); the first
+ * fingerprint of each as `ssh-keygen -lf` does (once: not in a cluster's workers). The keys live in `HOST_KEYS_DIR` (default `keys/`); the first
  * run makes them.
  */
 export function readHostKeys(): EncryptedPrivateKey[] {
@@ -26,7 +27,7 @@ export function readHostKeys(): EncryptedPrivateKey[] {
     readOrCreate(join(dir, 'ssh_host_rsa_key'), 'rsa'),
   ];
   for (const { key } of keys) {
-    console.log(`host key: ${describe(key)}`);
+    if (!cluster.isWorker) console.log(`host key: ${describe(key)}`); // step 17's workers: the primary said it
   }
   const [ed25519, rsa] = keys.map(({ key }) => key) as [ParsedKey, ParsedKey];
   // ssh2 1.17 offers every RSA host key under the SHA-1 signature name `ssh-rsa` too, whatever the algorithm

@@ -93,10 +93,18 @@ describe('step 17: every core', { timeout: 180_000 }, () => {
     const client = new ssh2.Client();
     client.connect({ host: '127.0.0.1', port: step().port, username: 'alice', password: 'wonderland' });
     await once(client, 'ready');
+    const idleStops = () => count(step(), /^SIGTERM: closing the listener and 0 connection\(s\)$/gm);
+    const idleBefore = idleStops(); // the rolling restart's, if any
     const exited = step().stop();
     await waitFor('draining', () => count(step(), /^SIGTERM: closing the listener; 1 connection\(s\) get up to 20 s to finish \(DRAIN_TIMEOUT\)$/gm) || undefined);
-    // Not accepted any more; the logged-in connection still works.
-    assert.notEqual(await session(step().port), 'ok');
+    // Not accepted any more, once both workers have had the signal (the other one has nothing to wait for); the
+    // logged-in connection still works.
+    await waitFor('the other worker', () => (idleStops() > idleBefore) || undefined);
+    let refused = false;
+    for (const deadline = Date.now() + 5000; !refused && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 100))) {
+      refused = await session(step().port) !== 'ok';
+    }
+    assert.ok(refused, 'new sessions still accepted');
     const shell = await new Promise<ssh2.ClientChannel>((resolve, reject) => client.shell((err, c) => (err ? reject(err) : resolve(c))));
     await once(shell, 'data');
     client.end();
