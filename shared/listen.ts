@@ -38,7 +38,8 @@ export function listen(server: Server): void {
     // From a load balancer: first its PROXY header, then SSH, from the client the header names.
     const balancer = { ip: socket.remoteAddress, port: socket.remotePort };
     void readHeader(socket, PROXY_HEADER_MS).then((origin) => {
-      if (origin === 'closed') return socket.destroy(); // a health check that only connects: nothing to say
+      // The balancer checking that the step is there: no client's, so neither logged nor counted against it.
+      if (origin === 'health check') return socket.destroy();
       if ('error' in origin) {
         log(balancer, `${origin.error} from a PROXY_PROTOCOL_FROM address: closing`);
         return socket.destroy();

@@ -89,13 +89,13 @@ function shortIPv6(groups: string[]): string {
 
 /**
  * Reads the PROXY header a balancer sends first on `socket`, within `ms` milliseconds, and puts back whatever
- * came after it, for SSH to read. Resolves to the origin the header gives (the socket's own address for a health
- * check), to `closed` if the balancer closed without sending a byte (a plain TCP health check), or to an error.
+ * came after it, for SSH to read. Resolves to the client's origin the header gives; to `health check` for a
+ * connection of the balancer's own (a LOCAL header, or closed before a byte), which is no client's; or to an error.
  */
-export function readHeader(socket: Socket, ms: number): Promise<Origin | 'closed' | { error: string }> {
+export function readHeader(socket: Socket, ms: number): Promise<Origin | 'health check' | { error: string }> {
   return new Promise((resolve) => {
     let read = Buffer.alloc(0);
-    const finish = (result: Origin | 'closed' | { error: string }, rest?: Buffer) => {
+    const finish = (result: Origin | 'health check' | { error: string }, rest?: Buffer) => {
       clearTimeout(timer);
       socket.off('data', onData).off('end', onEnd).off('error', onEnd).off('close', onEnd);
       socket.pause();
@@ -107,10 +107,9 @@ export function readHeader(socket: Socket, ms: number): Promise<Origin | 'closed
       const header = parseHeader(read);
       if (!header) return;
       if ('error' in header) return finish(header);
-      const own = { ip: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 };
-      finish('origin' in header ? header.origin : own, read.subarray(header.length));
+      finish('origin' in header ? header.origin : 'health check', read.subarray(header.length));
     };
-    const onEnd = () => finish(read.length ? { error: 'the connection ended inside its PROXY header' } : 'closed');
+    const onEnd = () => finish(read.length ? { error: 'the connection ended inside its PROXY header' } : 'health check');
     const timer = setTimeout(() => finish({ error: `no PROXY header within ${ms / 1000} s` }), ms);
     socket.on('data', onData).on('end', onEnd).on('error', onEnd).on('close', onEnd);
   });

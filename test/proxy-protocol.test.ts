@@ -112,11 +112,17 @@ describe('a step behind a balancer (PROXY_PROTOCOL_FROM=127.0.0.1)', { timeout: 
     half.end();
     await once(half, 'close');
     await waitFor('the end', () => count(step(), /the connection ended inside its PROXY header from a PROXY_PROTOCOL_FROM address: closing$/gm) || undefined);
-    // A health check that connects and closes says nothing.
+    // A health check, that connects and closes or sends a LOCAL header (HAProxy's, with send-proxy-v2), is closed
+    // and says nothing: it is no client's, and the balancer's address must never serve a penalty for it.
     const before = step().output();
     const check = await send(Buffer.alloc(0));
     check.end();
     await once(check, 'close');
+    for (const local of [v2('192.0.2.7', 1, { command: 0 }), Buffer.from('PROXY UNKNOWN\r\n')]) {
+      const checked = await send(local);
+      checked.resume();
+      await once(checked, 'close');
+    }
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(step().output(), before);
     // And the step still serves.
