@@ -30,7 +30,7 @@ export function listen(server: Server): void {
 
   // We listen ourselves rather than with server.listen(): ssh2 reports a connection only once the client has
   // sent its SSH version line, and we want to log (and set up) every connection from its first byte.
-  const sockets = new Map<string, Socket>();
+  const sockets = new Set<Socket>();
   const listener = createServer((socket) => {
     if (!limits.proxyFrom?.check(socket.remoteAddress ?? '', socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4')) {
       return serve(socket);
@@ -61,16 +61,15 @@ export function listen(server: Server): void {
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add about 90 ms to every session on loopback.
     socket.setNoDelay(true);
     log(peer, 'connection opened');
-    const key = address(peer.ip, peer.port);
     socket.on('close', () => {
-      sockets.delete(key);
+      sockets.delete(socket);
       // Once ssh2 has closed this connection's channels, whose own last lines (step 06's) then come first.
       setImmediate(() => {
         log(peer, 'connection closed');
         if (draining && sockets.size === 0) process.exit(0);
       });
     });
-    sockets.set(key, socket);
+    sockets.add(socket);
     // When the server has finished its side (after a disconnect), a client that never closes its own side
     // (frozen, or hostile) would keep the connection forever: it gets two seconds.
     socket.once('finish', () => setTimeout(() => socket.destroy(), 2000).unref());
@@ -108,7 +107,7 @@ export function listen(server: Server): void {
   const stop = (signal: string) => {
     console.log(`${signal}: closing the listener and ${sockets.size} connection(s)`);
     listener.close();
-    for (const socket of sockets.values()) socket.destroy();
+    for (const socket of sockets) socket.destroy();
     process.exit(0);
   };
   let draining = false;

@@ -67,6 +67,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
   client.on('authentication', async (ctx) => {
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
       user = ctx.username;
+      certificate = undefined; // a certificate only asked about, before, restricts nothing
       ctx.accept();
     } else if (ctx.method === 'publickey' && (certificate = certificateMayLogIn(ctx, info))) {
       user = ctx.username;
