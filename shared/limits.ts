@@ -58,7 +58,7 @@ export function admit(socket: Socket): boolean {
   loggingIn += 1;
   loggingInFrom.set(ip, fromHere + 1);
   let graceExceeded = false;
-  const clock = limits.loginGraceTime === 0 ? undefined : setTimeout(() => {
+  let clock = limits.loginGraceTime === 0 ? undefined : setTimeout(() => {
     log(peer, `not logged in after ${limits.loginGraceTime} s (LOGIN_GRACE_TIME): closing`);
     graceExceeded = true;
     socket.destroy();
@@ -69,6 +69,7 @@ export function admit(socket: Socket): boolean {
     if (finished) return;
     finished = true;
     clearTimeout(clock);
+    clock = undefined; // not kept for the connection's life by the listeners that call finish()
     loggingIn -= 1;
     const left = loggingInFrom.get(ip)! - 1;
     if (left === 0) loggingInFrom.delete(ip);

@@ -6,6 +6,7 @@ import { admit, limitChannels, setKeepalive, watchLogins } from './limits.ts';
 import { address, log } from './log.ts';
 import { limits, options } from './options.ts';
 import { parseHeader, readHeader } from './proxy-protocol.ts';
+import { keepYoungGenerationSmall } from './young-generation.ts';
 
 /**
  * Listens on `--port`/`PORT` (default 2022) and `--host`/`HOST` (default 127.0.0.1), prints
@@ -18,6 +19,7 @@ import { parseHeader, readHeader } from './proxy-protocol.ts';
  * then closes what is left and exits with status 0.
  */
 export function listen(server: Server): void {
+  keepYoungGenerationSmall();
   setKeepalive();
   server.on('connection', (client, info) => {
     // An 'error' nobody listens for would end the whole process: a reset socket or a bad packet must only

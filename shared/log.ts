@@ -7,6 +7,10 @@
 
 const MAX_MESSAGE = 300;
 const MAX_REMEMBERED = 10_000;
+/** Line and paragraph separators, and the controls of text direction. */
+const SEPARATORS_AND_DIRECTION = /[\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]/u;
+/** Any character that safe() writes otherwise: those, a backslash, and control characters. */
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\\\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]/u;
 
 /** For each connection: its last message and how many times it came again since it was printed. */
 const last = new Map<string, { message: string; repeats: number }>();
@@ -45,6 +49,8 @@ export function address(host: string | undefined, port: number | undefined): str
  * of the original, then `... (N more characters)`.
  */
 export function safe(message: string): string {
+  // Most messages need nothing done: those are returned as they are, without going through them character by character.
+  if (message.length <= MAX_MESSAGE && !UNSAFE.test(message)) return message;
   const chars = [...message];
   const kept = chars.length > MAX_MESSAGE ? chars.slice(0, MAX_MESSAGE) : chars;
   let text = '';
@@ -52,7 +58,7 @@ export function safe(message: string): string {
     const code = char.codePointAt(0)!;
     if (char === '\\') text += '\\\\';
     else if (code < 0x20 || (code >= 0x7f && code < 0xa0)) text += `\\x${code.toString(16).padStart(2, '0')}`;
-    else if (/[\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]/u.test(char)) {
+    else if (SEPARATORS_AND_DIRECTION.test(char)) {
       text += `\\u{${code.toString(16)}}`;
     } else text += char;
   }

@@ -10,6 +10,14 @@ test('control characters, a backslash and direction overrides are escaped; other
   assert.equal(safe('héllo, 世界 🐢'), 'héllo, 世界 🐢');
 });
 
+test('each character that is escaped is escaped alone, in a message that has nothing else to escape', () => {
+  const escaped: [string, string][] = [['\x00', '\\x00'], ['\x1f', '\\x1f'], ['\x7f', '\\x7f'], ['\x80', '\\x80'],
+    ['\x9f', '\\x9f'], ['\\', '\\\\'], ...['2028', '2029', '200e', '200f', '202a', '202e', '2066', '2069', '061c']
+      .map((hex): [string, string] => [String.fromCodePoint(parseInt(hex, 16)), `\\u{${hex.replace(/^0/, '')}}`])];
+  for (const [char, shown] of escaped) assert.equal(safe(`user ${char} name`), `user ${shown} name`);
+  for (const kept of [' ', '~', '\xa0', '\u2027', '\u202f', '\u2065', '\u206a']) assert.equal(safe(`a${kept}b`), `a${kept}b`);
+});
+
 test('a message is cut at 300 characters (not in the middle of one), saying how many more there were', () => {
   assert.equal(safe('🐢'.repeat(301)), `${'🐢'.repeat(300)}... (1 more character)`);
   assert.equal(safe('x'.repeat(300)), 'x'.repeat(300));

@@ -271,6 +271,36 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     assert.ok(signedByCertifiedKey(cert, viaSsh2.blob!, viaSsh2.signature!, viaSsh2.hashAlgo));
   });
 
+  test('a logged-in connection keeps no key pair, secret or pooled buffer of its key exchange, and can exchange keys again', async () => {
+    interface Kept { _keys: unknown; negotiated: { kex: string } }
+    interface KeptProtocol { _kex: Kept; _remoteIdentRaw: Buffer; _decipher: { _tag?: Buffer } }
+    const { client, connection } = await login();
+    const protocol = (connection as unknown as { _protocol: KeptProtocol })._protocol;
+    const check = () => {
+      const kex = protocol._kex;
+      assert.equal(kex._keys, null);
+      // The closure that finished the exchange (and holds the shared secret) is gone from the exchange.
+      assert.equal(Object.hasOwn(kex, 'finish'), false);
+      assert.equal(kex.negotiated.kex, 'mlkem768x25519-sha256');
+      // Small buffers kept for the connection's life have memory of their own, not a slice of an 8 KiB pool.
+      assert.equal(protocol._remoteIdentRaw.buffer.byteLength, protocol._remoteIdentRaw.length);
+      assert.equal(protocol._decipher._tag?.buffer.byteLength ?? 16, 16);
+    };
+    check();
+    const first = protocol._kex;
+    await new Promise<void>((resolve, reject) => connection.rekey((err?: Error) => (err ? reject(err) : resolve())));
+    assert.notEqual(protocol._kex, first);
+    check();
+    const channel = await exec(client, 'after a new key exchange');
+    const served = await waitFor('the exec', () => execs.find(({ command }) => command === 'after a new key exchange'));
+    served.channel.end('still here\n');
+    let said = '';
+    channel.on('data', (chunk: Buffer) => (said += chunk));
+    await once(channel, 'close');
+    assert.equal(said, 'still here\n');
+    client.end();
+  });
+
   test('X25519 keys made with their encoding, and read from a fixed header: both exchanges that use them agree', async () => {
     for (const kex of ['curve25519-sha256', 'mlkem768x25519-sha256'] as const) {
       const client = new ssh2.Client();
