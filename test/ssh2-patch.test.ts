@@ -48,7 +48,12 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     });
     connection.on('session', (accept) => {
       const session = accept();
-      session.on('exec', (acceptExec, reject, { command }) => execs.push({ command, channel: acceptExec() }));
+      session.on('exec', (acceptExec, reject, { command }) => {
+        const channel = acceptExec();
+        execs.push({ command, channel });
+        // Six packets in answer to one request: success, two of data, exit status, EOF, close.
+        if (command === 'burst') channel.write('a'), channel.write('b'), channel.exit(0), channel.end();
+      });
       session.on('pty', (acceptPty, reject, info) => (ptys.push(info), acceptPty?.()));
       // An SFTP server that answers nothing until told to, and says how many requests it has been given.
       session.on('sftp', (acceptSftp) => {
@@ -301,7 +306,28 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     client.end();
   });
 
-  test('X25519 keys made with their encoding, and read from a fixed header: both exchanges that use them agree', async () => {
+  test('the packets sent in answer to one chunk from the client leave in one write', async () => {
+    const { client, connection } = await login();
+    const socket = (connection as unknown as { _sock: { write: (chunk: Buffer) => boolean } })._sock;
+    const writes: number[] = [];
+    const write = socket.write.bind(socket);
+    socket.write = (chunk: Buffer) => (writes.push(chunk.length), write(chunk));
+    // All six arrive at once, and are read at once: the listeners must be there before the exec's callback returns.
+    const [said, code] = await new Promise<[string, number]>((resolve, reject) => client.exec('burst', (err, channel) => {
+      if (err) return reject(err);
+      let text = '';
+      let status = -1;
+      channel.on('data', (chunk: Buffer) => (text += chunk));
+      channel.on('exit', (exitCode: number) => (status = exitCode));
+      channel.on('close', () => resolve([text, status]));
+    }));
+    assert.deepEqual([said, code], ['ab', 0]);
+    // One write answers the channel's opening, one the exec (six packets; unpatched, six writes).
+    assert.equal(writes.length, 2, `written in ${writes.length} writes: ${writes.join(', ')} bytes`);
+    client.end();
+  });
+
+  test('X25519 keys in and out as JWK: both exchanges that use them agree', async () => {
     for (const kex of ['curve25519-sha256', 'mlkem768x25519-sha256'] as const) {
       const client = new ssh2.Client();
       client.on('error', () => {});
