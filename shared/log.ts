@@ -28,8 +28,9 @@ export function log(from: { ip?: string | undefined; port?: number | undefined }
     previous.repeats += 1;
     return;
   }
-  if (previous && previous.repeats > 0) console.log(`${who} (previous message repeated ${previous.repeats} more times)`);
-  console.log(`${who} ${text}`);
+  // Straight to the stream: console.log would first look through each line for format specifiers such as %s.
+  if (previous && previous.repeats > 0) process.stdout.write(`${who} (previous message repeated ${previous.repeats} more times)\n`);
+  process.stdout.write(`${who} ${text}\n`);
   // Forgotten when the connection closes; a line that comes after that (a channel's own close) is kept until the
   // map holds MAX_REMEMBERED connections, oldest out first.
   last.delete(who);
