@@ -874,7 +874,8 @@ const comparisons = ([
 const met = ([, value, target]: Comparison) => {
   if (!target) return '';
   if (target[0] === '<=' ? value <= target[1] : value >= target[1]) return 'met';
-  return `MISSED by ${((Math.abs(value - target[1]) / target[1]) * 100).toFixed(0)} %`;
+  const percent = (Math.abs(value - target[1]) / target[1]) * 100;
+  return `MISSED by ${percent.toFixed(percent < 10 ? 1 : 0)} %`;
 };
 if (comparisons.length) console.table(Object.fromEntries(comparisons.map((comparison) => {
   const [name, value, target] = comparison;
