@@ -80,7 +80,12 @@ async function play(t: Transcript): Promise<string[]> {
   // The ports a lesson names, each played by a free port: 2022 is the step's, 8000 the web server's.
   const ports: Record<string, number> = { 2022: step.port, 8000: (web.address() as AddressInfo).port };
   for (const named of [8080, 8081, 1080]) ports[named] = await freePort();
-  const rewrite = Object.entries(ports).map(([named, real]) => `set -- "\${@//${named}/${real}}"`).join('; ');
+  // In two passes, through a token each: a free port may hold another named port (38081 holds 8081), and one
+  // pass would then rewrite it again.
+  const rewrite = [
+    ...Object.keys(ports).map((named) => `set -- "\${@//${named}/@${named}@}"`),
+    ...Object.entries(ports).map(([named, real]) => `set -- "\${@//@${named}@/${real}}"`),
+  ].join('; ');
   writeFileSync(join(home, 'rc'), [
     `PS1='$ '`,
     `PROMPT_COMMAND='echo >> ${inside}/prompts'`,
