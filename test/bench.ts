@@ -223,6 +223,18 @@ async function runLoad(config: ConnectConfig, concurrency: number) {
   };
 }
 
+/** How busy a process must be to count as the limit of a rate, in % of one core. */
+const BUSY = 90;
+
+/** Which side limited a session rate: the server (one process, or sshd's many), the load generator, or neither. */
+function limitedBy(rate: { serverCpuPercent: number; loadGeneratorCpuPercent: number }): string {
+  const load = rate.loadGeneratorCpuPercent / LOAD_PROCESSES;
+  if (load >= BUSY && load >= rate.serverCpuPercent) return 'the load';
+  if (rate.serverCpuPercent >= BUSY) return 'the server';
+  if (rate.serverCpuPercent + rate.loadGeneratorCpuPercent >= (BUSY * cpus().length)) return 'the machine';
+  return 'neither';
+}
+
 async function sessionRate(server: Server, config: ConnectConfig, concurrency: number) {
   const cpu = server.cpu ?? (() => cpuMs(server.pid));
   const cpuBefore = cpu();
@@ -807,9 +819,14 @@ if (!args.attacks) console.table(Object.fromEntries(Object.entries(servers).map(
   'KiB/idle session': r.idleBytesPerSession === undefined ? '' : (r.idleBytesPerSession / 1024).toFixed(1),
   // At c=8, how much of a core each side used (the load generator over its processes).
   'c=8 server / load CPU %': `${r.c8.serverCpuPercent.toFixed(0)} / ${r.c8.loadGeneratorCpuPercent.toFixed(0)}`,
+  'c=8 limited by': limitedBy(r.c8),
   'c=8 failed': r.c8.failed,
 }])));
 for (const [name, r] of Object.entries(servers)) console.log(`${name}: ${r.algorithms}`);
+if (!args.attacks && Object.keys(servers).length) {
+  console.log(`c=8 limited by: the side that kept its processes ${BUSY}% busy or more (the load: ${LOAD_PROCESSES} `
+    + `process(es), --load); "the machine" when neither did but both together used ${BUSY}% of its ${cpus().length} cores`);
+}
 for (const [name, mbps] of Object.entries(results.throughput as Record<string, number>)) {
   const what = name.includes('/dev/null') || !name.includes('cat') ? '' : ', sent back';
   console.log(`${name}: ${mbps.toFixed(1)} MB/s (256 MiB${what})`);
