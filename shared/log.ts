@@ -29,7 +29,9 @@ export function log(from: { ip?: string | undefined; port?: number | undefined }
     return;
   }
   // Straight to the stream: console.log would first look through each line for format specifiers such as %s.
-  if (previous && previous.repeats > 0) process.stdout.write(`${who} (previous message repeated ${previous.repeats} more times)\n`);
+  if (previous && previous.repeats > 0) {
+    process.stdout.write(`${who} (previous message repeated ${previous.repeats} more times)\n`);
+  }
   process.stdout.write(`${who} ${text}\n`);
   // Forgotten when the connection closes; a line that comes after that (a channel's own close) is kept until the
   // map holds MAX_REMEMBERED connections, oldest out first.
@@ -50,7 +52,7 @@ export function address(host: string | undefined, port: number | undefined): str
  * of the original, then `... (N more characters)`.
  */
 export function safe(message: string): string {
-  // Most messages need nothing done: those are returned as they are, without going through them character by character.
+  // Most messages need nothing done: returned as they are, not gone through character by character.
   if (message.length <= MAX_MESSAGE && !UNSAFE.test(message)) return message;
   const chars = [...message];
   const kept = chars.length > MAX_MESSAGE ? chars.slice(0, MAX_MESSAGE) : chars;
