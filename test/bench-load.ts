@@ -4,13 +4,18 @@
 import { once } from 'node:events';
 import { lanes } from './bench-session.ts';
 
-const task = JSON.parse(process.argv[2]!) as { config: Record<string, unknown>; lanes: number; seconds: number };
+const task = JSON.parse(process.argv[2]!) as {
+  config: Record<string, unknown>; lanes: number; seconds: number; sessions?: number;
+};
 if (typeof task.config.privateKey === 'string') task.config.privateKey = Buffer.from(task.config.privateKey, 'base64');
 console.log('ready');
 await once(process.stdin, 'data');
 const cpuBefore = process.cpuUsage();
 const begun = performance.now();
-const { latencies, failed } = await lanes(task.config, task.lanes, begun + task.seconds * 1000);
+const { latencies, failed, timedOut } = await lanes(task.config, task.lanes, begun + task.seconds * 1000, task.sessions);
 const cpu = process.cpuUsage(cpuBefore);
-console.log(JSON.stringify({ latencies, failed, elapsed: (performance.now() - begun) / 1000, cpuMs: (cpu.user + cpu.system) / 1000 }));
-process.exit(0);
+const report = JSON.stringify({
+  latencies, failed, timedOut, elapsed: (performance.now() - begun) / 1000, cpuMs: (cpu.user + cpu.system) / 1000,
+});
+// Exit once the line is written: a pipe takes 64 KiB at a time, and a soak's latencies are more.
+process.stdout.write(`${report}\n`, () => process.exit(0));

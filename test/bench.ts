@@ -8,6 +8,9 @@
 //   --attacks       only the figures under attack: a step's memory, and a login's latency, while it is attacked
 //   --load N        processes of the load generator at eight clients at a time (default: a core less than the
 //                   machine has, from 1 to 4, so that one core at least is left to the server)
+//   --soak N        only a soak: N sessions of step 03 at eight at a time, on this machine's Node and on the
+//                   current LTS (where .ci/today installed it); fails if any session times out or the step stops
+//                   answering
 //
 // Starts the servers itself: step 03 (password: from the demo file, from an scrypt-hashed file, and with Nagle's
 // algorithm left on by test/nagle-on.ts), step 09 (public key), step 08 (exec cat), and sshd with a config, host
@@ -25,9 +28,10 @@ import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
 import { hashPassword } from '../shared/passwords.ts';
+import { toBase32 } from '../shared/totp.ts';
 import { freePort, root, temporaryDir } from './helpers.ts';
-import { close, connect, lanes } from './bench-session.ts';
-import { exec, flood, peakDuring, ptyStorm, residentMiB, sendWithoutReading, shell, slotHolder } from './hostile.ts';
+import { close, connect, lanes, session, SESSION_TIMEOUT_MS } from './bench-session.ts';
+import { escapeFlood, exec, flood, peakDuring, ptyStorm, remoteForwardBurst, residentMiB, sendWithoutReading, shell, slotHolder } from './hostile.ts';
 import { findSshd, processTree, SSHD_USER, startSshd } from './sshd.ts';
 
 function options() {
@@ -41,10 +45,11 @@ function options() {
         only: { type: 'string' },
         attacks: { type: 'boolean' },
         load: { type: 'string', default: String(Math.min(4, Math.max(1, cpus().length - 1))) },
+        soak: { type: 'string' },
       },
     }).values;
   } catch (err) {
-    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks --load N)`);
+    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks --load N --soak N)`);
     process.exit(1);
   }
 }
@@ -70,7 +75,12 @@ const stopStep = (child: ChildProcess) => {
     // Already gone.
   }
 };
-process.on('exit', () => started.forEach(stopStep));
+/** The load processes (test/bench-load.ts): ended with the bench, whatever ends it. */
+const loadProcesses: ChildProcess[] = [];
+process.on('exit', () => {
+  started.forEach(stopStep);
+  for (const child of loadProcesses) if (child.exitCode === null) child.kill('SIGKILL');
+});
 // Ctrl-C ends the bench through 'exit', so that the steps, sshd and its user are removed then too.
 process.once('SIGINT', () => process.exit(130));
 process.once('SIGTERM', () => process.exit(143));
@@ -156,6 +166,12 @@ function memoryBytes(pid: number): number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Ends the bench with one line and exit status 1 (the steps and load processes are stopped on the way out). */
+function fail(why: string): never {
+  console.error(`bench: FAILED: ${why}`);
+  process.exit(1);
+}
+
 /** connect(), tried again after a pause when the server drops a connection still logging in (sshd's MaxStartups). */
 async function connectPatiently(config: ConnectConfig): Promise<ssh2.Client> {
   for (let attempt = 1; ; attempt++) {
@@ -183,21 +199,30 @@ if (!Number.isInteger(LOAD_PROCESSES) || LOAD_PROCESSES < 1) {
   process.exit(1);
 }
 
-/** Sessions at c=1 from this process; at more, from LOAD_PROCESSES load processes (test/bench-load.ts) at once. */
-async function runLoad(config: ConnectConfig, concurrency: number) {
-  if (concurrency === 1 || LOAD_PROCESSES <= 1) {
+interface LoadRun { seconds?: number; sessions?: number; nodeDir?: string }
+
+/**
+ * Sessions at c=1 from this process; at more, from LOAD_PROCESSES load processes (test/bench-load.ts) at once: for
+ * `seconds` (SECONDS unless given), or until `sessions` have been made, on this Node or the one in `nodeDir`. A run
+ * has a deadline: a load process that has not reported by then (the server stopped answering) fails the bench.
+ */
+async function runLoad(config: ConnectConfig, concurrency: number, run: LoadRun = {}) {
+  const seconds = run.seconds ?? SECONDS;
+  if ((concurrency === 1 || LOAD_PROCESSES <= 1) && !run.nodeDir) {
     const own = process.cpuUsage();
     const begun = performance.now();
-    const { latencies, failed } = await lanes(config, concurrency, begun + SECONDS * 1000);
+    const { latencies, failed, timedOut } = await lanes(config, concurrency, begun + seconds * 1000, run.sessions);
     const used = process.cpuUsage(own);
-    return { latencies, failed, elapsed: (performance.now() - begun) / 1000, loadCpuMs: (used.user + used.system) / 1000 };
+    return { latencies, failed, timedOut, elapsed: (performance.now() - begun) / 1000, loadCpuMs: (used.user + used.system) / 1000 };
   }
   const sent = { ...config, privateKey: config.privateKey && Buffer.from(config.privateKey as Buffer).toString('base64') };
-  const children = Array.from({ length: LOAD_PROCESSES }, (_, i) => spawn(process.execPath,
+  const share = (total: number, i: number) => Math.floor(total / LOAD_PROCESSES) + (i < total % LOAD_PROCESSES ? 1 : 0);
+  const node = run.nodeDir ? join(run.nodeDir, 'node') : process.execPath;
+  const children = Array.from({ length: LOAD_PROCESSES }, (_, i) => spawn(node,
     ['--import', 'tsx', join(root, 'test', 'bench-load.ts'), JSON.stringify({
-      config: sent, seconds: SECONDS,
-      lanes: Math.floor(concurrency / LOAD_PROCESSES) + (i < concurrency % LOAD_PROCESSES ? 1 : 0),
+      config: sent, seconds, lanes: share(concurrency, i), sessions: run.sessions && share(run.sessions, i),
     })], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] }));
+  loadProcesses.push(...children);
   const lines = children.map((child) => {
     const read: string[] = [];
     let text = '';
@@ -211,14 +236,31 @@ async function runLoad(config: ConnectConfig, concurrency: number) {
     return read;
   });
   while (lines.some((read) => !read.includes('ready'))) await sleep(20);
-  const started = performance.now();
+  const begun = performance.now();
   for (const child of children) child.stdin!.write('go\n');
-  await Promise.all(children.map((child) => once(child, 'exit')));
-  const reports = lines.map((read) => JSON.parse(read.at(-1)!) as { latencies: number[]; failed: number; elapsed: number; cpuMs: number });
+  const deadline = seconds * 1000 + SESSION_TIMEOUT_MS + 15_000;
+  let timer: NodeJS.Timeout | undefined;
+  const late = await Promise.race([
+    Promise.all(children.map((child) => child.exitCode === null ? once(child, 'exit') : undefined)).then(() => false),
+    new Promise<true>((resolve) => (timer = setTimeout(() => resolve(true), deadline))),
+  ]);
+  clearTimeout(timer);
+  if (late) {
+    for (const child of children) child.kill('SIGKILL');
+    fail(`the load did not end within ${(deadline / 1000).toFixed(0)} s of its start: a server stopped answering`);
+  }
+  const reports = lines.map((read) => {
+    try {
+      return JSON.parse(read.at(-1)!) as { latencies: number[]; failed: number; timedOut: number; elapsed: number; cpuMs: number };
+    } catch {
+      return fail('a load process ended without its report (see what it printed above)');
+    }
+  });
   return {
     latencies: reports.flatMap((report) => report.latencies),
     failed: reports.reduce((sum, report) => sum + report.failed, 0),
-    elapsed: Math.max((performance.now() - started) / 1000 - 0.05, ...reports.map((report) => report.elapsed)),
+    timedOut: reports.reduce((sum, report) => sum + report.timedOut, 0),
+    elapsed: Math.max((performance.now() - begun) / 1000 - 0.05, ...reports.map((report) => report.elapsed)),
     loadCpuMs: reports.reduce((sum, report) => sum + report.cpuMs, 0),
   };
 }
@@ -238,7 +280,8 @@ function limitedBy(rate: { serverCpuPercent: number; loadGeneratorCpuPercent: nu
 async function sessionRate(server: Server, config: ConnectConfig, concurrency: number) {
   const cpu = server.cpu ?? (() => cpuMs(server.pid));
   const cpuBefore = cpu();
-  const { latencies, failed, elapsed, loadCpuMs } = await runLoad({ port: server.port, ...config }, concurrency);
+  const { latencies, failed, timedOut, elapsed, loadCpuMs } = await runLoad({ port: server.port, ...config }, concurrency);
+  if (timedOut) fail(`${timedOut} of ${latencies.length + failed} sessions at c=${concurrency} took more than ${SESSION_TIMEOUT_MS / 1000} s`);
   sessionsDone += latencies.length;
   await sleep(200); // sshd's processes for the last sessions must end, so that their CPU time is counted
   const serverCpuMs = cpu() - cpuBefore;
@@ -446,8 +489,14 @@ async function repeat<T extends Record<string, number>>(measure: () => Promise<T
 }
 
 const benchStarted = performance.now();
-const progress = (what: string) =>
+/** What the bench is measuring now, and the deadline it has: past it, the bench fails instead of waiting on. */
+let watchdog: NodeJS.Timeout | undefined;
+function progress(what: string, allowedSeconds = 600) {
   process.stderr.write(`bench: ${((performance.now() - benchStarted) / 1000).toFixed(0).padStart(4)} s  ${what}\n`);
+  clearTimeout(watchdog);
+  watchdog = setTimeout(() => fail(`"${what}" did not end within ${allowedSeconds} s: a server stopped answering`),
+    allowedSeconds * 1000).unref();
+}
 
 // --- Set-up --------------------------------------------------------------------------------------------------
 
@@ -464,6 +513,51 @@ const env = { HOST_KEYS_DIR: join(dir, 'host-keys'), SSH_AUTHORIZED_KEYS_DIR: ke
 await (await startStep('03-trivial-channel.ts', env)).stop(); // makes the host keys
 
 const alice = { password: { username: 'alice', password: 'wonderland' }, key: { username: 'alice', privateKey: userKey } };
+
+const CURRENT_LTS = 'Node 26';
+const todayNodes = join(process.env.CONCH_STEPS_CACHE || '/var/tmp/conch-steps', 'runtimes', 'node_modules');
+
+// --soak N: N sessions at c=8, the server and the load on one Node, and the step must go on answering throughout.
+if (args.soak !== undefined) {
+  const sessions = Number(args.soak);
+  if (!Number.isInteger(sessions) || sessions < 1) fail('--soak takes a whole number of sessions from 1');
+  const lts = join(todayNodes, 'node26', 'bin');
+  const runtimes: [string, string | undefined][] = [[`Node ${process.versions.node} (this machine's)`, undefined]];
+  if (existsSync(join(lts, 'node')) && !process.version.startsWith('v26.')) runtimes.push([CURRENT_LTS, lts]);
+  else if (!process.version.startsWith('v26.')) console.log(`soak: no ${CURRENT_LTS} under ${todayNodes} (bash .ci/today installs it)`);
+  const rows: Record<string, Record<string, string | number>> = {};
+  let broken = '';
+  // Today's clients' exchange, and the cheaper one, which makes more key pairs a second.
+  const exchanges = ['mlkem768x25519-sha256', 'curve25519-sha256'] as const;
+  for (const [runtime, nodeDir] of runtimes) for (const kex of exchanges) {
+    const name = `${runtime}, ${kex}`;
+    const config = { ...alice.password, algorithms: { kex: [kex as 'curve25519-sha256'] } };
+    // At least 50 sessions a second, or the run is late (a step serves hundreds).
+    const seconds = Math.ceil(sessions / 50);
+    progress(`soak: ${sessions} sessions of step 03 at c=8, ${name}`, seconds + 120);
+    const step = await startStep('03-trivial-channel.ts', env, [], nodeDir);
+    const cpuBefore = cpuMs(step.pid);
+    const rssBefore = residentMiB(step.pid);
+    const run = await runLoad({ port: step.port, ...config }, 8, { seconds, sessions, nodeDir });
+    const cpuAfter = cpuMs(step.pid);
+    const rssAfter = residentMiB(step.pid);
+    // One more, after the load: a step that stopped answering fails it.
+    const answers = await session({ port: step.port, ...config }).then(() => 'yes', (err) => `no (${err.message})`);
+    await step.stop();
+    rows[name] = {
+      sessions: run.latencies.length, failed: run.failed, 'timed out': run.timedOut,
+      seconds: run.elapsed.toFixed(0), 'sessions/s': (run.latencies.length / run.elapsed).toFixed(0),
+      'CPU ms/session': ((cpuAfter - cpuBefore) / run.latencies.length).toFixed(2),
+      'RSS MiB before/after': `${rssBefore.toFixed(0)} / ${rssAfter.toFixed(0)}`, 'answers after': answers,
+    };
+    if (run.timedOut || answers !== 'yes' || run.latencies.length < sessions) {
+      broken ||= `${name}: ${run.latencies.length} of ${sessions} sessions made, ${run.timedOut} timed out, answers after: ${answers}`;
+    }
+  }
+  console.table(rows);
+  if (broken) fail(broken);
+  process.exit(0);
+}
 
 interface Subject {
   name: string;
@@ -584,8 +678,6 @@ results.servers = servers;
 
 // Start-up on this machine's Node, and on Node 24 and 26 where .ci/today has installed them. The target is for the
 // current LTS: Node 26 (Active LTS from October 2026).
-const CURRENT_LTS = 'Node 26';
-const todayNodes = join(process.env.CONCH_STEPS_CACHE || '/var/tmp/conch-steps', 'runtimes', 'node_modules');
 const startupRuntimes: [string, string | undefined][] = [[`Node ${process.versions.node} (this machine's)`, undefined]];
 for (const major of [24, 26]) {
   const dir = join(todayNodes, `node${major}`, 'bin');
@@ -736,9 +828,10 @@ if (!args.attacks && 'step 17 haproxy'.includes(args.only ?? '')) {
  * the ssh2 client, password), as a user would while the step is attacked. Returns the step's resident memory
  * before and at its highest, and the login latencies.
  */
-async function underAttack(file: string, attack: (port: number) => Promise<unknown>) {
+async function underAttack(file: string, attack: (port: number) => Promise<unknown>, stepEnv: Record<string, string> = {},
+  login: (port: number) => Promise<void> = async (port) => close(await connect({ port, localAddress: '127.0.0.2', ...alice.password }))) {
   // With the step's own limits (empty means the default), not those set aside for the load generator above.
-  const step = await startStep(file, { ...env, PER_SOURCE_MAX_STARTUPS: '', MAX_CONNECTIONS: '' });
+  const step = await startStep(file, { ...env, PER_SOURCE_MAX_STARTUPS: '', MAX_CONNECTIONS: '', ...stepEnv });
   const before = residentMiB(step.pid);
   let attacking = true;
   const peak = peakDuring(step.pid, async () => {
@@ -750,7 +843,7 @@ async function underAttack(file: string, attack: (port: number) => Promise<unkno
   while (attacking) {
     const begun = performance.now();
     try {
-      await close(await connect({ port: step.port, localAddress: '127.0.0.2', ...alice.password }));
+      await login(step.port);
       latencies.push(performance.now() - begun);
     } catch {
       failed += 1;
@@ -772,7 +865,22 @@ async function attacker(port: number): Promise<ssh2.Client> {
   return client;
 }
 const GiB = 1024 ** 3;
-const attacks: [string, string, (port: number) => Promise<unknown>][] = [
+/** Step 16's users: alice and bob hold the bench's key, and bob a one-time code secret. */
+const totpDir = join(dir, 'totp');
+mkdirSync(totpDir);
+writeFileSync(join(totpDir, 'bob'), `${toBase32(randomBytes(20))}\n`);
+writeFileSync(join(keysDir, 'bob'), userPublicKey);
+/**
+ * A login to step 16 as far as its first factor: alice's key, taken with partial success (ssh2 then says it has no
+ * method left). No code is sent, so nobody's codes are counted.
+ */
+const firstFactor = (port: number) => new Promise<void>((resolve, reject) => {
+  const client = new ssh2.Client();
+  client.on('ready', () => reject(new Error('in without a code')));
+  client.on('error', (err) => (err.message === 'All configured authentication methods failed' ? resolve() : reject(err)));
+  client.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2', ...alice.key, authHandler: ['publickey'] });
+});
+const attacks: [string, string, (port: number) => Promise<unknown>, Record<string, string>?, ((port: number) => Promise<void>)?][] = [
   ['none, for 5 s (for comparison)', '03-trivial-channel.ts', () => sleep(5000)],
   ['1 GiB offered to the echo, never reading, until 5 s without progress', '05-accepting-input.ts', async (port) => {
     const client = await attacker(port);
@@ -799,12 +907,58 @@ const attacks: [string, string, (port: number) => Promise<unknown>][] = [
     await sleep(5000);
     for (const holder of holders) holder.socket.destroy();
   }],
+  ['2000 tcpip-forward requests in one burst, 20 times over (MAX_REMOTE_FORWARDS 10)', '11-port-forwarding.ts', async (port) => {
+    for (let i = 0; i < 20; i++) {
+      const client = await attacker(port);
+      await remoteForwardBurst(client, 2000);
+      client.destroy();
+    }
+  }],
+  ['ports out of range in tcpip-forward and direct-tcpip, 2000 of each', '11-port-forwarding.ts', async (port) => {
+    const client = await attacker(port);
+    const answered = (send: (done: () => void) => void) => new Promise<void>((resolve) => send(resolve));
+    for (let i = 0; i < 2000; i++) {
+      const number = 65536 + i * 1000;
+      await Promise.all([answered((done) => client.forwardIn('127.0.0.1', number, done)),
+        answered((done) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', number, done))]);
+    }
+    client.destroy();
+  }],
+  ['SETSTAT and FSETSTAT with setuid, setgid and sticky bits, 2000 times', '12-sftp-server.ts', async (port) => {
+    const client = await attacker(port);
+    const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+    const handle = await new Promise<Buffer>((resolve, reject) => sftp.open('setuid.bin', 'w', (err, h) => (err ? reject(err) : resolve(h))));
+    for (let i = 0; i < 1000; i++) {
+      await new Promise((resolve) => sftp.chmod('setuid.bin', 0o7777, resolve));
+      await new Promise((resolve) => sftp.fchmod(handle, 0o6755, resolve));
+    }
+    client.destroy();
+  }, { SFTP_HOME: join(dir, 'sftp-home') }],
+  ['4 x 32 KiB of ESC, then ESC [ and 4 MiB of digits, 10 times, to the chat room', '13-chat-room.ts', async (port) => {
+    const client = await attacker(port);
+    const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+      client.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c))));
+    channel.resume();
+    for (let i = 0; i < 10; i++) await escapeFlood(channel);
+    client.destroy();
+  }],
+  ['wrong codes for one user from four addresses, until locked for 2 min', '16-two-factors.ts', async (port) => {
+    for (let i = 0; i < 15; i++) {
+      await new Promise<void>((resolve) => {
+        const client = new ssh2.Client();
+        client.on('ready', () => client.end()).on('error', () => resolve()).on('close', () => resolve());
+        client.on('keyboard-interactive', (name, instructions, lang, prompts, finish) => finish(['000000']));
+        client.connect({ host: '127.0.0.1', port, localAddress: `127.0.0.${3 + (i % 4)}`, username: 'bob',
+          privateKey: userKey, tryKeyboard: true, authHandler: ['publickey', 'keyboard-interactive'] });
+      });
+    }
+  }, { TOTP_DIR: totpDir }, firstFactor],
 ];
 const underAttacks: Record<string, Awaited<ReturnType<typeof underAttack>>> = {};
 results.underAttack = underAttacks;
-for (const [name, file, attack] of attacks.filter(() => args.attacks || !args.only)) {
+for (const [name, file, attack, stepEnv, login] of attacks.filter(() => args.attacks || !args.only)) {
   progress(`under attack: ${file}, ${name}`);
-  underAttacks[`${file.slice(0, 2)}: ${name}`] = await underAttack(file, attack);
+  underAttacks[`${file.slice(0, 2)}: ${name}`] = await underAttack(file, attack, stepEnv, login);
 }
 
 // --- Report --------------------------------------------------------------------------------------------------

@@ -115,3 +115,26 @@ export function slotHolder(port: number, localAddress: string) {
   socket.on('data', (chunk) => (received += chunk));
   return { socket, received: () => received };
 }
+
+/**
+ * Asks for `count` remote forwards (`ssh -R 0:...`) at once, in one burst, before any can have been granted;
+ * resolves with the ports the server granted. Each request not answered within 10 s counts as a refusal.
+ */
+export async function remoteForwardBurst(client: ssh2.Client, count: number): Promise<number[]> {
+  const results = await Promise.allSettled(Array.from({ length: count }, () => new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no answer')), 10_000);
+    client.forwardIn('127.0.0.1', 0, (err, port) => (clearTimeout(timer), err ? reject(err) : resolve(port)));
+  })));
+  return results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+}
+
+/**
+ * What once made a chat room's line editor quadratic and unbounded: four 32 KiB reads of nothing but ESC, then
+ * ESC [ and `digits` bytes of digits with no final byte. Resolves once the server has taken it all.
+ */
+export async function escapeFlood(channel: ssh2.ClientChannel, digits = 4 * 1024 * 1024): Promise<void> {
+  for (let i = 0; i < 4; i++) channel.write(Buffer.alloc(32 * 1024, 0x1b));
+  channel.write('\x1b[');
+  for (let sent = 0; sent < digits; sent += 32 * 1024) channel.write(Buffer.alloc(32 * 1024, '1'));
+  if (channel.writableLength > 0) await new Promise((resolve) => channel.once('drain', resolve));
+}
