@@ -1,6 +1,7 @@
 // Port forwarding's rules (step 11): where `ssh -L` and `-D` may connect, and how a refusal is told.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { plainAddress } from './address-blocks.ts';
 import { safe } from './log.ts';
 import { limits } from './options.ts';
 
@@ -25,10 +26,7 @@ export async function allowedAddress(host: string): Promise<string | undefined> 
   // A name the resolver refuses (a NUL byte in it) throws at once on some Node.js versions, rather than rejecting.
   const found = isIP(host) ? [{ address: host }] : await Promise.resolve(host)
     .then((name) => lookup(name, { all: true })).catch(() => []);
-  for (const { address } of found) {
-    // An IPv4 address written as IPv6 (::ffff:127.0.0.1) is checked as the IPv4 address it is.
-    const plain = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] ?? address;
-    if (limits.forwardTo.check(plain, isIP(plain) === 6 ? 'ipv6' : 'ipv4')) return plain;
-  }
-  return undefined;
+  // An IPv4 address written as IPv6 (::ffff:127.0.0.1, ::ffff:7f00:1) is checked, and reached, as the IPv4 address
+  // it is; IPv4 and IPv6 blocks are matched apart (shared/address-blocks.ts).
+  return found.map(({ address }) => plainAddress(address)).find((address) => limits.forwardTo.has(address));
 }

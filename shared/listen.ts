@@ -34,7 +34,7 @@ export function listen(server: Server): void {
   // sent its SSH version line, and we want to log (and set up) every connection from its first byte.
   const sockets = new Set<Socket>();
   const listener = createServer((socket) => {
-    if (!limits.proxyFrom?.check(socket.remoteAddress ?? '', socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4')) {
+    if (!limits.proxyFrom?.has(socket.remoteAddress ?? '')) {
       return serve(socket);
     }
     // From a load balancer: first its PROXY header, then SSH, from the client the header names.

@@ -1,7 +1,7 @@
 // OpenSSH certificates (the format is OpenSSH's PROTOCOL.certkeys): reading one, and checking the signatures on
 // it and made with it (step 15). Ed25519, ECDSA and RSA; nothing else is read.
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { BlockList, isIP } from 'node:net';
+import { AddressBlocks } from './address-blocks.ts';
 
 const CERT = '-cert-v01@openssh.com';
 
@@ -24,7 +24,7 @@ export interface Certificate {
   criticalOptions: Map<string, string>;
   extensions: Map<string, string>;
   /** The addresses of `source-address`, if the certificate has it. */
-  sourceAddress?: BlockList;
+  sourceAddress?: AddressBlocks;
   /** The CA's public key blob, its signature, and what it signed. */
   caKey: Buffer;
   caSignature: Buffer;
@@ -124,18 +124,12 @@ function readOptions(bytes: Buffer): Map<string, string> {
 }
 
 /** `source-address`: address blocks separated by commas (`192.0.2.0/24,::1`). */
-function readAddresses(list: string): BlockList {
-  const blocks = new BlockList();
-  for (const item of list.split(',')) {
-    const [address = '', bits] = item.split('/');
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    const prefix = bits === undefined ? (family === 'ipv6' ? 128 : 32) : Number(bits);
-    if (!isIP(address) || !/^\d+$/.test(bits ?? '0') || prefix > (family === 'ipv6' ? 128 : 32)) {
-      throw new Error(`a source-address that is not address blocks (${item.slice(0, 60)})`);
-    }
-    blocks.addSubnet(address, prefix, family);
+function readAddresses(list: string): AddressBlocks {
+  try {
+    return new AddressBlocks(list);
+  } catch (err) {
+    throw new Error(`a source-address that is not address blocks (${(err as Error).message})`);
   }
-  return blocks;
 }
 
 /**

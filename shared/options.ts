@@ -1,7 +1,7 @@
 // The options every step understands. They are read once, as the step starts (when this module is first
 // imported), so that `--help` or a bad `--port` stops the step before it does anything else.
-import { BlockList, isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { AddressBlocks } from './address-blocks.ts';
 import { fail, shown } from './errors.ts';
 
 const script = shown(process.argv[1] ?? 'steps/NN-name.ts');
@@ -107,19 +107,13 @@ function startups(): { start: number; rate: number; full: number } {
 }
 
 /** Address blocks separated by commas (`127.0.0.0/8,::1`) from the variable `name`, or `fallback` if it is unset. */
-function blocks(name: string, fallback: string): BlockList {
+function blocks(name: string, fallback: string): AddressBlocks {
   const text = process.env[name] || fallback;
-  const list = new BlockList();
-  for (const block of text.split(',')) {
-    const [address = '', bits = ''] = block.trim().split('/');
-    const family = isIP(address);
-    const prefix = Number(bits || (family === 6 ? 128 : 32));
-    if (!family || !/^\d*$/.test(bits) || prefix > (family === 6 ? 128 : 32)) {
-      fail(`${name} must be address blocks separated by commas, such as 127.0.0.0/8,::1/128, not "${text}"`);
-    }
-    list.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');
+  try {
+    return new AddressBlocks(text);
+  } catch (err) {
+    fail(`${name} must be address blocks separated by commas, such as 127.0.0.0/8,::1/128: ${(err as Error).message}`);
   }
-  return list;
 }
 
 /** The limits that protect every step, as sshd's settings of the same names do (see shared/README.md). */

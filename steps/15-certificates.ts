@@ -1,7 +1,6 @@
 // Step 15, built on step 09: keys signed by a certificate authority the server trusts, instead of lists of keys.
 // Run: npx tsx <this file>         Connect: ssh -p 2022 -i ~/.ssh/conch-steps-demo alice@localhost (the lesson signs it)
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
-import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ClientInfo, PublicKeyAuthContext } from 'ssh2';
@@ -39,7 +38,7 @@ function refusal(cert: Certificate, user: string, ip: string): string | undefine
   // A critical option the server does not understand must refuse the certificate: it may restrict what it allows.
   const unknown = [...cert.criticalOptions.keys()].find((name) => name !== 'force-command' && name !== 'source-address');
   if (unknown !== undefined) return `its critical option ${unknown} is not understood here`;
-  if (cert.sourceAddress?.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4') === false) return `source-address leaves out ${ip}`;
+  if (cert.sourceAddress?.has(ip) === false) return `source-address leaves out ${ip}`;
   const revokedAs = revoked(cert);
   return revokedAs ? `it is revoked (${revokedAs})` : undefined;
 }

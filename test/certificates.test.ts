@@ -78,6 +78,12 @@ describe('step 15: certificates', { timeout: 180_000 }, () => {
     await waitFor('the log line', () => count(step(), /^127\.0\.0\.2:\d+ certificate "from-here" refused for alice: source-address leaves out 127\.0\.0\.2$/gm) || undefined);
   });
 
+  test('source-address: IPv6 blocks, even ::/0, leave out every IPv4 address (as OpenSSH matches them)', async () => {
+    const cert = certificate('v6-only', ['-n', 'alice', '-O', 'source-address=2001:db8::/32,::/0']);
+    assert.deepEqual(await login(cert, ['whoami'], ['-b', '127.0.0.1']), refused);
+    await waitFor('the log line', () => count(step(), /^127\.0\.0\.1:\d+ certificate "v6-only" refused for alice: source-address leaves out 127\.0\.0\.1$/gm) || undefined);
+  });
+
   test('force-command runs its command and nothing else; without permit-pty, no terminal', async () => {
     const forced = certificate('forced', ['-n', 'alice', '-O', 'force-command=echo only this']);
     assert.deepEqual(await login(forced, ['exit 3']), { stdout: 'only this\n', stderr: '', status: 0 });

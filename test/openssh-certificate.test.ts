@@ -66,8 +66,8 @@ describe('OpenSSH certificates', () => {
       assert.equal(cert.validBefore, BigInt(Date.UTC(2027, 0, 1) / 1000));
       assert.deepEqual([...cert.criticalOptions], [['force-command', 'echo hi'], ['source-address', '192.0.2.0/24,::1']]);
       assert.deepEqual([...cert.extensions], [['permit-pty', '']]);
-      assert.ok(cert.sourceAddress?.check('192.0.2.7') && !cert.sourceAddress.check('192.0.3.7'));
-      assert.ok(cert.sourceAddress?.check('::1', 'ipv6'));
+      assert.ok(cert.sourceAddress?.has('192.0.2.7') && !cert.sourceAddress.has('192.0.3.7'));
+      assert.ok(cert.sourceAddress?.has('::1') && cert.sourceAddress.has('::ffff:192.0.2.7'));
       assert.deepEqual(cert.keyBlob, blobOf(`${name}.pub`));
       assert.deepEqual(cert.caKey, blobOf(`${name}-ca.pub`));
       assert.equal(caSignatureProblem(cert), undefined);
@@ -95,7 +95,7 @@ describe('OpenSSH certificates', () => {
     const cases: [Buffer, RegExp][] = [
       [built(options(['source-address', '::1'], ['force-command', 'x'])), /option force-command out of order or twice/],
       [built(options(['force-command', 'x'], ['force-command', 'y'])), /option force-command out of order or twice/],
-      [built(options(['source-address', '10.0.0.0/33'])), /a source-address that is not address blocks \(10\.0\.0\.0\/33\)/],
+      [built(options(['source-address', '10.0.0.0/33'])), /a source-address that is not address blocks \("10\.0\.0\.0\/33" is not an address block\)/],
       [built(options(['source-address', 'anywhere'])), /a source-address that is not address blocks/],
       [built(options(), Buffer.from([0])), /bytes after the signature/],
       [Buffer.concat([string('ssh-dss-cert-v01@openssh.com'), string('n'), string('p')]), /a key type this server does not read/],
