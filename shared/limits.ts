@@ -25,8 +25,11 @@ let loggedIn = 0;
 const connectionsPossible = openFilesAllowed() - 64;
 /** How many connections each address has logging in now. */
 const loggingInFrom = new Map<string, number>();
-/** For each connection still logging in (by its address): what to call once it has. */
-const finishers = new Map<string, () => void>();
+/**
+ * For each connection still logging in (by its address): what to call as its login is granted, which says whether
+ * it may be (no more than `MAX_CONNECTIONS` are logged in at once, counted as each login is granted).
+ */
+const finishers = new Map<string, () => boolean>();
 
 /**
  * Admits a new TCP connection and starts its `LOGIN_GRACE_TIME` clock, or closes it at once (with a log line)
@@ -65,8 +68,8 @@ export function admit(socket: Socket): boolean {
   }, limits.loginGraceTime * 1000);
   const key = address(peer.ip, peer.port);
   let finished = false;
-  const finish = (success: boolean) => {
-    if (finished) return;
+  const finish = (success: boolean): boolean => {
+    if (finished) return false;
     finished = true;
     clearTimeout(clock);
     clock = undefined; // not kept for the connection's life by the listeners that call finish()
@@ -75,13 +78,15 @@ export function admit(socket: Socket): boolean {
     if (left === 0) loggingInFrom.delete(ip);
     else loggingInFrom.set(ip, left);
     finishers.delete(key);
-    if (success) {
+    if (success && loggedIn < limits.maxConnections) {
       loggedIn += 1;
       socket.once('close', () => (loggedIn -= 1));
-      return;
+      return true;
     }
+    if (success) return false; // logins that were under way together when the last place went: not penalized
     const refusedFor = penalizeSource(ip, graceExceeded);
     if (refusedFor) log(peer, `its connections keep ending without logging in: the address is refused for ${refusedFor} s`);
+    return false;
   };
   finishers.set(key, () => finish(true));
   // A connection stops counting as "logging in" when it has logged in, or when it closes.
@@ -142,6 +147,14 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
   const stepAnswers = client.listenerCount('authentication') > 0;
   client.prependListener('authentication', (ctx: AuthContext) => {
     username = ctx.username;
+    const accept = ctx.accept.bind(ctx);
+    // The place among MAX_CONNECTIONS is taken as the login is granted, so that logins finishing together cannot
+    // all pass a count made when they connected.
+    ctx.accept = () => {
+      if (closed || finishers.get(address(info.ip, info.port))?.() !== false) return accept();
+      logRefusal(info, `${loggedIn} connections are logged in (MAX_CONNECTIONS)`);
+      client.end();
+    };
     const reject = ctx.reject.bind(ctx);
     ctx.reject = (methodsLeft, isPartial) => {
       // Neither the 'none' probe nor a partial success (a first factor passed, step 16) is a failed login.
@@ -167,7 +180,6 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
     if (closed) return;
     succeeded = true;
     log(info, `authenticated as ${username}`);
-    finishers.get(address(info.ip, info.port))?.();
   });
 }
 
@@ -199,20 +211,36 @@ function limit(client: Connection, info: ClientInfo, event: 'session' | 'tcpip',
     // Counted from the request (a step may take a while to answer it) until it is refused or its channel closes.
     open += 1;
     let counted = true;
+    let answered = false;
     const release = () => {
       if (counted) open -= 1;
       counted = false;
     };
     const acceptCounted = () => {
+      answered = true;
       const channel = accept();
       if (channel) channel.once('close', release);
       else release();
       return channel;
     };
     const rejectCounted = (...why: unknown[]) => {
+      answered = true;
       release();
       reject(...why);
     };
-    for (const listener of stepListeners) listener(acceptCounted, rejectCounted, ...rest);
+    // A listener that throws (or an async one whose promise rejects) would leave the request unanswered and its
+    // place taken for as long as the connection lasts: it is logged, and the request refused.
+    const failed = (err: unknown) => {
+      log(info, `internal error: ${err instanceof Error ? err.message : String(err)}`);
+      if (!answered) rejectCounted();
+    };
+    for (const listener of stepListeners) {
+      try {
+        const result = listener(acceptCounted, rejectCounted, ...rest) as unknown;
+        if (result instanceof Promise) result.catch(failed);
+      } catch (err) {
+        failed(err);
+      }
+    }
   });
 }

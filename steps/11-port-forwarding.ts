@@ -38,6 +38,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
   // ssh -L and ssh -D: the client asks us to connect to a host and port, and carry that connection in a channel.
   client.on('tcpip', async (accept, reject, { destIP, destPort }) => {
     const to = `${destIP}:${destPort}`;
+    if (destPort === 0 || destPort > 65535) return prohibit(reject, `${destPort} is not a port`); // else connect() throws
     const address = await allowedAddress(destIP);
     if (!address) {
       log(info, `refused to forward to ${to}: not in FORWARD_TO`);
@@ -59,15 +60,22 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
 
   // ssh -R: the client asks us to listen on a port, and to send each connection to it back through a channel.
   const listeners = new Map<number, TcpServer>();
+  let forwards = 0; // counted as each is granted, not once it listens: requests can come many at once
   client.on('request', (accept, reject, name, { bindAddr, bindPort }) => {
     if (name === 'cancel-tcpip-forward') {
-      listeners.get(bindPort)?.close();
-      return listeners.delete(bindPort) ? accept?.() : reject?.();
+      const listener = listeners.get(bindPort);
+      if (!listener) return reject?.();
+      listener.close();
+      listeners.delete(bindPort);
+      forwards -= 1;
+      return accept?.();
     }
-    if (name !== 'tcpip-forward' || (bindPort > 0 && bindPort < 1024) || listeners.size >= limits.maxRemoteForwards) {
+    if (name !== 'tcpip-forward' || (bindPort > 0 && bindPort < 1024) || bindPort > 65535
+      || forwards >= limits.maxRemoteForwards) {
       log(info, `refused ${name} on port ${bindPort}`);
       return reject?.();
     }
+    forwards += 1;
     const listener = createServer((socket) => {
       client.forwardOut(bindAddr, port(), socket.remoteAddress ?? '', socket.remotePort ?? 0, (err, channel) => {
         if (err) socket.destroy();
@@ -83,6 +91,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       accept?.(port()); // with port 0, ssh prints the port chosen: "Allocated port N for remote forward"
     });
     listener.once('error', (err) => {
+      forwards -= 1;
       log(info, `cannot listen on port ${bindPort} for ssh -R: ${err.message}`);
       reject?.();
     });

@@ -243,6 +243,34 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
   });
 });
 
+describe('count-limits count what they grant, as they grant it', { timeout: 60_000 }, () => {
+  test('MAX_CONNECTIONS=2: six logins that finish together, two get in', async () => {
+    const step = await startStep('03-trivial-channel.ts', { env: { MAX_CONNECTIONS: '2', PER_SOURCE_MAX_STARTUPS: '10' } });
+    // Each client connects and waits at its first login attempt until all six are there; then all send at once.
+    let arrived = 0;
+    let go = () => {};
+    const together = new Promise<void>((resolve) => (go = resolve));
+    const clients = Array.from({ length: 6 }, () => new ssh2.Client());
+    try {
+      const outcomes = await Promise.all(clients.map((client) => new Promise<string>((resolve) => {
+        client.once('ready', () => resolve('logged in')).once('error', () => resolve('refused')).once('close', () => resolve('refused'));
+        client.connect({
+          host: '127.0.0.1', port: step.port, username: 'bob',
+          authHandler: (methodsLeft: unknown, partial: unknown, next: (method: unknown) => void) => {
+            if (++arrived === 6) go();
+            void together.then(() => next({ type: 'password', username: 'bob', password: 'builder' }));
+          },
+        } as ssh2.ConnectConfig);
+      })));
+      assert.deepEqual(outcomes.filter((outcome) => outcome === 'logged in').length, 2, outcomes.join(', '));
+      await waitFor('the refusal', () => count(step, / refused: 2 connections are logged in \(MAX_CONNECTIONS\)$/gm) || undefined);
+    } finally {
+      for (const client of clients) client.end();
+      await step.stop();
+    }
+  });
+});
+
 describe('startups, as sshd 9.8 limits them', { timeout: 120_000 }, () => {
   test('ten slot holders from one address do not lock out another address', async () => {
     const step = await startStep('03-trivial-channel.ts', { env: { MAX_STARTUPS: '10' } });

@@ -5,9 +5,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createHttpServer, get, type Server as HttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { peakDuring, residentMiB } from './hostile.ts';
+import { peakDuring, remoteForwardBurst, residentMiB } from './hostile.ts';
 import { count, freePort, quiet, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
 
 const BODY = randomBytes(20 * 1024 * 1024);
@@ -169,7 +170,15 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
 
 /** Asks for a forward with ssh2's client: resolves with the port the server listens on, or rejects. */
 function forwardIn(client: ssh2.Client, port: number): Promise<number> {
-  return new Promise((resolve, reject) => client.forwardIn('127.0.0.1', port, (err, got) => (err ? reject(err) : resolve(got))));
+  return new Promise((resolve, reject) => {
+    // A request the step never answers is a failure of its own, not a wait for the test's time-out.
+    const timer = setTimeout(() => reject(new Error(`no answer for port ${port}`)), 10_000);
+    client.forwardIn('127.0.0.1', port, (err, got) => {
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(got);
+    });
+  });
 }
 
 /** Opens a direct-tcpip channel (what ssh -L does for each connection); resolves with it, or rejects. */
@@ -220,6 +229,45 @@ describe('step 11 attacked', { timeout: 120_000 }, () => {
     }
   });
 
+  test('a burst of tcpip-forward requests in one chunk: MAX_REMOTE_FORWARDS granted, the rest refused', async () => {
+    const client = await ssh2Login(step().port, 'alice', 'wonderland');
+    const openFiles = () => readdirSync(`/proc/${step().pid}/fd`).length;
+    const before = openFiles();
+    try {
+      // Sent together, before any listener has had time to listen: each must be counted as it is granted.
+      const granted = await remoteForwardBurst(client, 60);
+      assert.equal(granted.length, 3, `${granted.length} of 60 granted`);
+      assert.ok(openFiles() - before <= 4, `open files went from ${before} to ${openFiles()}`);
+      for (const port of granted) {
+        await new Promise<void>((resolve, reject) => client.unforwardIn('127.0.0.1', port, (err) => (err ? reject(err) : resolve())));
+      }
+      // Cancelled ones give their places back.
+      assert.equal((await remoteForwardBurst(client, 10)).length, 3);
+    } finally {
+      client.end();
+    }
+  });
+
+  test('ports out of range are refused and answered, and take no place', async () => {
+    const client = await ssh2Login(step().port, 'alice', 'wonderland');
+    try {
+      for (const port of [65536, 70000, 2 ** 32 - 1]) {
+        await assert.rejects(forwardIn(client, port), `listening on ${port}`);
+        const refusal: Error = await forwardOut(client, '127.0.0.1', port).then(() => assert.fail(String(port)), (err) => err);
+        assert.match(refusal.message, new RegExp(`: ${port} is not a port$`));
+      }
+      await assert.rejects(forwardOut(client, '127.0.0.1', 0), /0 is not a port$/);
+      // None of them kept a place: all 20 (MAX_FORWARDS) and 3 (MAX_REMOTE_FORWARDS) are there to be had.
+      const channels = await Promise.all(Array.from({ length: 20 }, () => forwardOut(client, 'localhost', webPort)));
+      for (const channel of channels) channel.destroy();
+      const ports = await Promise.all(Array.from({ length: 3 }, () => forwardIn(client, 0)));
+      assert.equal(new Set(ports).size, 3);
+    } finally {
+      client.end();
+    }
+    assert.doesNotMatch(step().output(), /internal error/);
+  });
+
   test('listeners close when their connection is cut, not ended', async () => {
     const client = await ssh2Login(step().port, 'alice', 'wonderland');
     const port = await forwardIn(client, 0);
@@ -256,5 +304,26 @@ describe('step 11 attacked', { timeout: 120_000 }, () => {
       client.end();
     }
     assert.match(step().output(), /refused a forwarded connection: 20 are open on this connection \(MAX_FORWARDS\)$/m);
+  });
+});
+
+describe('step 11: FORWARD_TO matches IPv4 and IPv6 blocks apart', { timeout: 60_000 }, () => {
+  // ::/0 is every IPv6 address and no IPv4 one: 127.0.0.1, however it is spelled, is outside this list.
+  const step = useStep('11-port-forwarding.ts', { env: { FORWARD_TO: '10.0.0.0/8,::/0' } });
+
+  test('every spelling of 127.0.0.1 is refused; an IPv6 address is let through', async () => {
+    const client = await ssh2Login(step().port, 'alice', 'wonderland');
+    try {
+      for (const host of ['127.0.0.1', '2130706433', '0', '127.1', '0x7f.1', 'localhost', '::ffff:7f00:1',
+        '::ffff:127.0.0.1', '::FFFF:7F00:0001', '0:0:0:0:0:ffff:7f00:1', '0::ffff:127.0.0.1']) {
+        const refusal: Error = await forwardOut(client, host, webPort).then(() => assert.fail(host), (err) => err);
+        assert.match(refusal.message, /is not a destination this server forwards to$/, host);
+      }
+      // ::1 is in ::/0: let through, and only the connection fails (the web server listens on 127.0.0.1 alone).
+      const refusal: Error = await forwardOut(client, '::1', webPort).then(() => assert.fail('::1'), (err) => err);
+      assert.doesNotMatch(refusal.message, /is not a destination/);
+    } finally {
+      client.end();
+    }
   });
 });
