@@ -15,6 +15,15 @@ export function openFlags(flags: number): number {
     | (flags & OPEN_MODE.TRUNC ? O_TRUNC : 0) | (flags & OPEN_MODE.EXCL ? O_EXCL : 0) | O_NOFOLLOW | O_NONBLOCK;
 }
 
+/**
+ * The permissions a file or folder may be made with, or changed to: `mode` (else `fallback`) with a umask of 022, and
+ * never setuid, setgid or sticky. The step runs as its own user, not as the client's: a setuid file that a client
+ * left would run as the step's user for anyone who can reach it. (OpenSSH's sftp-server runs as the client's user.)
+ */
+export function permitted(mode: number | undefined, fallback: number): number {
+  return (mode ?? fallback) & 0o755;
+}
+
 /** A file's attributes as SFTP sends them: type and permissions, owner, size, and times in seconds. */
 export function attrsOf(stats: Stats): Attributes {
   const { mode, uid, gid, size } = stats;

@@ -11,7 +11,7 @@ import { listen } from '../shared/listen.ts';
 import { log } from '../shared/log.ts';
 import { readPasswordFile } from '../shared/passwords.ts';
 import { Handles } from '../shared/sftp-handles.ts';
-import { attrsOf, longname, openFlags, statusOf } from '../shared/sftp-protocol.ts';
+import { attrsOf, longname, openFlags, permitted, statusOf } from '../shared/sftp-protocol.ts';
 import { canonical, inFolder, reach, Refused, refusedIfLink, userFolder } from '../shared/user-folder.ts';
 
 const { Server } = ssh2;
@@ -42,7 +42,7 @@ function serveSftp(sftp: SFTPWrapper, root: string, user: string, info: ClientIn
     open(where, flags | O_NOFOLLOW, mode).catch(async (err) => { throw await refusedIfLink(where, err); });
   const setAttrs = async (file: FileHandle, attrs: Partial<Attributes>) => {
     if (attrs.uid !== undefined || attrs.gid !== undefined) throw new Refused('changing the owner');
-    if (attrs.mode !== undefined) await file.chmod(attrs.mode & 0o7777);
+    if (attrs.mode !== undefined) await file.chmod(permitted(attrs.mode, 0));
     if (attrs.size !== undefined) await file.truncate(attrs.size);
     if (attrs.atime !== undefined && attrs.mtime !== undefined) await file.utimes(attrs.atime, attrs.mtime);
   };
@@ -56,8 +56,7 @@ function serveSftp(sftp: SFTPWrapper, root: string, user: string, info: ClientIn
   sftp.on('FSTAT', (reqid, handle) => answer(reqid, '', async () =>
     sftp.attrs(reqid, attrsOf(await handles.file(handle).stat()))));
   sftp.on('OPEN', (reqid, path, flags, attrs) => answer(reqid, path, async () => {
-    const mode = (attrs.mode ?? 0o644) & 0o777;
-    const file = await at(path, (where) => openAt(where, openFlags(flags), mode));
+    const file = await at(path, (where) => openAt(where, openFlags(flags), permitted(attrs.mode, 0o644)));
     if (!(await file.stat()).isFile()) await file.close().then(() => { throw new Refused('not a regular file'); });
     sftp.handle(reqid, await handles.add(file));
   }));
@@ -91,7 +90,7 @@ function serveSftp(sftp: SFTPWrapper, root: string, user: string, info: ClientIn
   sftp.on('REMOVE', (reqid, path) => answer(reqid, path, () => at(path, unlink).then(ok(reqid))));
   sftp.on('RMDIR', (reqid, path) => answer(reqid, path, () => at(path, rmdir).then(ok(reqid))));
   sftp.on('MKDIR', (reqid, path, attrs) => answer(reqid, path, () =>
-    at(path, (where) => mkdir(where, (attrs.mode ?? 0o755) & 0o777)).then(ok(reqid))));
+    at(path, (where) => mkdir(where, permitted(attrs.mode, 0o755))).then(ok(reqid))));
   // SFTP version 3 renames only to a name that is free.
   sftp.on('RENAME', (reqid, from, to) => answer(reqid, `${from} -> ${to}`, () => at(from, (source) =>
     at(to, async (target) => {
@@ -104,6 +103,7 @@ function serveSftp(sftp: SFTPWrapper, root: string, user: string, info: ClientIn
     sftp.name(reqid, [{ filename: target, longname: target, attrs: {} as Attributes }]);
   }));
   sftp.on('SETSTAT', (reqid, path, attrs) => answer(reqid, path, async () => {
+    if (attrs.mode !== undefined && canonical(path) === '/') throw new Refused('the folder stays 0700');
     const file = await at(path, (where) => openAt(where, O_RDONLY | O_NONBLOCK));
     await setAttrs(file, attrs).finally(() => file.close()).then(ok(reqid));
   }));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -151,6 +151,40 @@ describe('step 12 attacked', { timeout: 120_000 }, () => {
       await waitFor('the log lines', () => count(step(), /sftp: refused .* for alice: /g) >= attempts.length - 1 || undefined);
       assert.match(step().output(), /sftp: refused "\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd" for alice: "\.\." above the folder$/m);
       assert.match(step().output(), /sftp: refused "a\\x00b" for alice: a NUL byte in the path$/m);
+    } finally {
+      connection.end();
+    }
+  });
+
+  test('modes: no setuid, setgid or sticky bit, a umask of 022, and the folder itself stays 0700', async () => {
+    const { connection, sftp } = await sftpLogin(step().port);
+    const call = (run: (done: (err?: Error | null) => void) => void) =>
+      new Promise<void>((resolve, reject) => run((err) => (err ? reject(err) : resolve())));
+    const open = (name: string, mode: number) => new Promise<Buffer>((resolve, reject) =>
+      sftp.open(name, 'w', { mode }, (err, handle) => (err ? reject(err) : resolve(handle))));
+    const modeOf = (name: string) => (statSync(join(alice, name)).mode & 0o7777).toString(8);
+    try {
+      const made = await open('made-4777', 0o4777);
+      await call((done) => sftp.close(made, done));
+      assert.equal(modeOf('made-4777'), '755');
+      await call((done) => sftp.chmod('made-4777', 0o4755, done));
+      assert.equal(modeOf('made-4777'), '755', 'setuid by SETSTAT');
+      await call((done) => sftp.chmod('made-4777', 0o2777, done));
+      assert.equal(modeOf('made-4777'), '755', 'setgid and world-writable by SETSTAT');
+      const handle = await open('fchmod-me', 0o644);
+      await call((done) => sftp.fchmod(handle, 0o6755, done));
+      await call((done) => sftp.close(handle, done));
+      assert.equal(modeOf('fchmod-me'), '755', 'setuid and setgid by FSETSTAT');
+      await call((done) => sftp.mkdir('made-7777', { mode: 0o7777 }, done));
+      assert.equal(modeOf('made-7777'), '755');
+      await call((done) => sftp.chmod('made-7777', 0o1777, done));
+      assert.equal(modeOf('made-7777'), '755', 'sticky and world-writable folder');
+      for (const root of ['/', '.', '', 'made-7777/..']) {
+        assert.equal(await statusOf((done) => sftp.chmod(root, 0o777, done)), STATUS_CODE.PERMISSION_DENIED, root);
+      }
+      assert.equal((statSync(alice).mode & 0o7777).toString(8), '700');
+      // Its times may still change: only its permissions are kept.
+      await call((done) => sftp.utimes('/', 1_700_000_000, 1_700_000_000, done));
     } finally {
       connection.end();
     }
