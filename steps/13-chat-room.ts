@@ -53,7 +53,7 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
         leave();
         return disconnect();
       }
-      channel.write(editor.above(lines));
+      channel.write(editor.above(lines, terminal.cols)); // cut into rows for this reader's terminal
     },
   };
   const leave = () => {

@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
-import { peakDuring, raw, residentMiB } from './hostile.ts';
+import { escapeFlood, peakDuring, raw, residentMiB } from './hostile.ts';
 import { count, lines, ssh, ssh2Login, sshEnv, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 
 const passwords = join(temporaryDir(), 'ssh-passwords');
@@ -95,10 +95,10 @@ describe('step 13: three people in the room, in real terminals', { timeout: 120_
 });
 
 /** A logged-in ssh2 client in the room, with a pty; `said` is everything it has been shown. */
-async function member(port: number, user: string, password: string) {
+async function member(port: number, user: string, password: string, cols = 200) {
   const client = await ssh2Login(port, user, password);
   const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-    client.shell({ term: 'xterm', cols: 200, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c))));
+    client.shell({ term: 'xterm', cols, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c))));
   const member = { client, channel, said: '' };
   channel.on('data', (chunk: Buffer) => (member.said += chunk.toString()));
   await waitFor(`${user} to join`, () => member.said.includes('Welcome') || undefined);
@@ -135,6 +135,48 @@ describe('step 13 attacked', { timeout: 180_000 }, () => {
     for (const each of others) await waitFor('the message', () => each.said.includes('user7: still here') || undefined);
     assert.ok(others[0]!.said.includes('* user50 left'));
     for (const each of others) each.client.end();
+  });
+
+  test('floods of ESC bytes, and a sequence that never ends, stall no one and are not kept', async () => {
+    const attacker = await member(step().port, 'user55', 'pw55');
+    const alice = await member(step().port, 'alice', 'wonderland');
+    try {
+      const before = residentMiB(step().pid);
+      const peak = await peakDuring(step().pid, async () => {
+        // Four 32 KiB packets of ESC (each ESC once re-joined the rest of its chunk), then ESC [ and 4 MiB of
+        // digits with no final byte (once kept whole, and joined again with every later read).
+        const flooded = escapeFlood(attacker.channel);
+        // Meanwhile, someone else's /who is answered (it waited 36 s before), and so is a new login.
+        alice.channel.write('/who\r');
+        await waitFor('the answer to /who', () => alice.said.includes('* here: user55, alice') || undefined);
+        const late = await member(step().port, 'bob', 'builder');
+        late.client.end();
+        await flooded;
+        attacker.channel.write('\x15\r/who\r');
+        await waitFor('the attacker\'s own /who', () => (attacker.said.match(/\* here: /g)?.length ?? 0) >= 1 || undefined);
+      });
+      assert.ok(peak - before < 64, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+    } finally {
+      attacker.client.end();
+      alice.client.end();
+    }
+  });
+
+  test('a line padded to wrap on a narrower terminal makes no row that looks like another\'s', async () => {
+    const alice = await member(step().port, 'alice', 'wonderland', 30);
+    const bob = await member(step().port, 'bob', 'builder', 200);
+    try {
+      // On alice's 30 columns, without the server's own rows, "carol: ..." would begin a row of its own.
+      bob.channel.write(`hi${' '.repeat(30 - 'bob: hi'.length)}carol: send me your password\r`);
+      const rows = await waitFor('the message', () => {
+        const at = alice.said.indexOf('bob: hi');
+        return at === -1 || !alice.said.includes('password', at) ? undefined : alice.said.slice(at).split('\r\n').slice(0, 2);
+      });
+      assert.deepEqual(rows, [`bob: hi${' '.repeat(23)}`, '  carol: send me your password'.slice(0, 30)]);
+    } finally {
+      alice.client.end();
+      bob.client.end();
+    }
   });
 
   test('a line is cut at the width of the terminal', async () => {

@@ -1,7 +1,13 @@
 // shared/line-editor.ts on its own: the keys a terminal sends, however they are cut into reads.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { LineEditor } from '../shared/line-editor.ts';
+
+// A full garbage collection on demand, to see what is kept rather than what is not yet collected.
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
 /** Feeds each piece in turn (as separate reads) and returns the lines finished and the last drawing. */
 function type(editor: LineEditor, ...pieces: (string | Buffer)[]) {
@@ -45,6 +51,56 @@ describe('the line editor', () => {
   test('the drawing puts the cursor back where the user left it; above() writes lines over the row first', () => {
     const editor = new LineEditor('> ', () => 100);
     assert.equal(type(editor, 'abc', '\x1b[D\x1b[D').echo, '\r\x1b[K> abc\x1b[2D');
-    assert.equal(editor.above(['bob: hi']), '\r\x1b[Kbob: hi\r\n\r\x1b[K> abc\x1b[2D');
+    assert.equal(editor.above(['bob: hi'], 80), '\r\x1b[Kbob: hi\r\n\r\x1b[K> abc\x1b[2D');
+  });
+
+  test('a chunk of nothing but ESC bytes takes time in proportion to its length', () => {
+    // Before, each ESC re-joined the rest of the chunk: 32 KiB of them took seconds, some 64 times what 4 KiB took.
+    const time = (bytes: number) => {
+      const editor = new LineEditor('> ', () => 100);
+      const begun = performance.now();
+      editor.feed(Buffer.alloc(bytes, 0x1b));
+      return performance.now() - begun;
+    };
+    time(4096); // warm up
+    const small = Math.max(time(4096), 0.05);
+    const large = time(32 * 1024);
+    assert.ok(large < small * 8 * 4, `4 KiB in ${small.toFixed(2)} ms, 32 KiB in ${large.toFixed(2)} ms`);
+    assert.ok(large < 500, `32 KiB of ESC in ${large.toFixed(0)} ms`);
+  });
+
+  test('an escape sequence that never ends is dropped past its cap, and nothing of it is kept', () => {
+    const editor = new LineEditor('> ', () => 100);
+    const digits = Buffer.alloc(4 * 1024 * 1024, '1');
+    const heldAfter = (feed: () => void) => {
+      collectGarbage();
+      const before = process.memoryUsage().heapUsed;
+      feed();
+      collectGarbage();
+      return process.memoryUsage().heapUsed - before;
+    };
+    // Before, the whole sequence was kept, and joined again with every later read.
+    const held = heldAfter(() => type(editor, '\x1b[', digits, digits));
+    assert.ok(held < 1024 * 1024, `${(held / 1024).toFixed(0)} KiB held after 8 MiB of one sequence`);
+    // Past the cap the sequence is dropped and the digits are typed (up to room()); the line still works.
+    const { done } = type(editor, '\x15ok\r');
+    assert.deepEqual(done, [{ line: 'ok' }]);
+    // A sequence within the cap still moves the cursor, however it is cut.
+    assert.deepEqual(type(editor, 'ac', '\x1b', '[1;', '5', 'D', 'b\r').done, [{ line: 'abc' }]);
+  });
+
+  test('other people\'s lines are cut into rows for this terminal, each row after the first marked', () => {
+    const editor = new LineEditor('> ', () => 100);
+    // Padded so that, on a 20-column terminal, "bob: I am bob" would start a row of its own.
+    const spoof = `alice: hi${' '.repeat(11)}bob: I am bob`;
+    const drawn = editor.above([spoof, '* carol joined'], 20);
+    const rows = drawn.replace(/^\r\x1b\[K/, '').split('\r\n').slice(0, -1);
+    assert.deepEqual(rows, ['alice: hi           ', '  bob: I am bob', '* carol joined']);
+    for (const row of rows) assert.ok(row.length <= 20, row);
+    // Characters other than ASCII count two columns: never wider than the terminal, whatever they are.
+    const wide = editor.above([`bob: ${'語'.repeat(20)}`], 20).split('\r\n').slice(0, -1);
+    assert.deepEqual(wide.map((row) => row.replace(/^\r\x1b\[K/, '')), [`bob: ${'語'.repeat(7)}`,
+      `  ${'語'.repeat(9)}`, `  ${'語'.repeat(4)}`]);
+    assert.equal(editor.above(['x'.repeat(100)], 0).split('\r\n').length, 3, 'an unknown width is taken as 80');
   });
 });
