@@ -1,7 +1,7 @@
 // Time-based one-time codes (TOTP, RFC 6238), the six digits an authenticator app shows (step 16): each user's
 // secret in a file of its own, `TOTP_DIR/USERNAME` (default keys/totp/USERNAME), as `npm run totp` writes it.
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -70,13 +70,53 @@ function setLastUsed(username: string, counter: number): void {
 }
 
 /**
+ * Wrong codes, per user and from every address together: the limits on addresses and connections do not stop a
+ * guesser who has the key and many addresses. The first FREE_FAILURES cost nothing; after each one more, every
+ * code of the user's is refused, right or wrong, for FIRST_LOCK_S seconds, doubling up to LONGEST_LOCK_S. The
+ * count forgets one wrong code every FORGET_ONE_S seconds, so that it ends by itself. A guesser is held to some
+ * six codes an hour: an even chance of a right one takes years. Kept in TOTP_DIR/.failures/USERNAME (as `score
+ * milliseconds`), so that a restart, or another worker, does not forget it.
+ */
+const FREE_FAILURES = 10;
+const FIRST_LOCK_S = 30;
+const LONGEST_LOCK_S = 3600;
+const FORGET_ONE_S = 600;
+const failuresFile = (username: string) => join(totpDir(), '.failures', username);
+
+/** The user's wrong codes as counted at `now`, and until when their codes are refused (milliseconds). */
+function failures(username: string, now: number): { score: number; lockedUntil: number } {
+  let score = 0;
+  let at = 0;
+  try {
+    [score, at] = readFileSync(failuresFile(username), 'utf8').split(' ').map(Number) as [number, number];
+  } catch {
+    // None lately.
+  }
+  if (!(score > 0 && at > 0)) return { score: 0, lockedUntil: 0 };
+  const lock = score > FREE_FAILURES ? Math.min(FIRST_LOCK_S * 2 ** (score - FREE_FAILURES - 1), LONGEST_LOCK_S) : 0;
+  return { score: Math.max(0, score - (now - at) / 1000 / FORGET_ONE_S), lockedUntil: at + lock * 1000 };
+}
+
+function countFailure(username: string, now: number): number {
+  const score = failures(username, now).score + 1;
+  mkdirSync(dirname(failuresFile(username)), { recursive: true, mode: 0o700 });
+  writeFileSync(failuresFile(username), `${score} ${now}\n`, { mode: 0o600 });
+  return failures(username, now).lockedUntil;
+}
+
+/**
  * Checks a code the user typed against their secret, at `now` (milliseconds): the current code, or the one before
  * or after. Returns undefined if it is good, else why not (for the log). A good code is taken once: after it,
- * that code and any earlier one are refused.
+ * that code and any earlier one are refused. Past FREE_FAILURES wrong codes lately, the user's codes are refused
+ * for a while, unchecked (see above).
  */
 export function codeRefusal(username: string, typed: string, now = Date.now()): string | undefined {
   const secret = secretOf(username);
   if (!secret) return `${username} has no secret (npm run totp -- ${username} makes one)`;
+  const { lockedUntil } = failures(username, now);
+  if (now < lockedUntil) {
+    return `too many wrong codes for ${username} lately: codes refused for ${Math.ceil((lockedUntil - now) / 1000)} s more`;
+  }
   const given = Buffer.from(typed.replace(/\s/g, '').padEnd(6).slice(0, 16));
   const current = Math.floor(now / 1000 / PERIOD);
   for (let counter = current - WINDOW; counter <= current + WINDOW; counter++) {
@@ -84,7 +124,9 @@ export function codeRefusal(username: string, typed: string, now = Date.now()): 
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) continue;
     if (counter <= lastUsed(username)) return 'a code used already';
     setLastUsed(username, counter);
+    rmSync(failuresFile(username), { force: true });
     return undefined;
   }
-  return 'a wrong code';
+  const locked = countFailure(username, now);
+  return locked > now ? `a wrong code (codes for ${username} are now refused for ${Math.round((locked - now) / 1000)} s)` : 'a wrong code';
 }

@@ -39,7 +39,7 @@ function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   let user = '';
-  let keyHolder = ''; // who has passed the first factor: a listed key, signed
+  let keyHolder: string | undefined; // who has passed the first factor (a listed key, signed); before, no name is
   client.on('authentication', (ctx) => {
     if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) {
       if (!ctx.signature) return ctx.accept(); // first round: "this key would do"
@@ -58,7 +58,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         ctx.reject(['keyboard-interactive']); // a failed login, as a wrong password is: MAX_AUTH_TRIES counts it
       });
     }
-    ctx.reject([keyHolder ? 'keyboard-interactive' : 'publickey']); // what is left to do
+    ctx.reject([keyHolder === undefined ? 'publickey' : 'keyboard-interactive']); // what is left to do
   });
 
   client.on('session', (acceptSession) => {

@@ -14,7 +14,7 @@ const keys = join(dir, 'authorized_keys');
 const totp = join(dir, 'keys', 'totp');
 mkdirSync(keys);
 execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
-const users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'];
+const users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace'];
 for (const user of users) writeFileSync(join(keys, user), readFileSync(join(dir, 'key.pub')));
 mkdirSync(totp, { recursive: true });
 // Each user's secret, as `npm run totp` writes it (the first test runs it for alice).
@@ -108,6 +108,18 @@ describe('step 16: a key, then a code', { timeout: 180_000 }, () => {
     assert.equal(answer, 'All configured authentication methods failed');
   });
 
+  test('an empty user name, without a key, is not asked for a code', async () => {
+    let asked = false;
+    const answer = await new Promise<string>((resolve) => {
+      const client = new ssh2.Client();
+      client.on('ready', () => (client.end(), resolve('in')));
+      client.on('error', (err) => resolve(err.message));
+      client.on('keyboard-interactive', (name, instructions, lang, prompts, finish) => ((asked = true), finish(['123456'])));
+      client.connect({ host: '127.0.0.1', port: step().port, username: '', tryKeyboard: true, authHandler: ['keyboard-interactive'] });
+    });
+    assert.deepEqual([answer, asked], ['All configured authentication methods failed', false]);
+  });
+
   test('a user with a key and no secret is told nothing, and the log says what to do', async () => {
     writeFileSync(join(keys, 'gina'), readFileSync(join(dir, 'key.pub')));
     const result = await ssh(step().port, 'gina', '123456', [...withKey, 'whoami']);
@@ -147,6 +159,27 @@ describe('step 16: an address that keeps sending wrong codes waits', { timeout: 
   });
 });
 
+describe('step 16: wrong codes for one user, from many addresses, lock that user\'s codes', { timeout: 120_000 }, () => {
+  const step = useStep('16-two-factors.ts', { env: { ...env, AUTH_PENALTY_MAX: '0', SOURCE_PENALTY_MAX: '0' } });
+
+  test('past ten wrong codes from four addresses, even the right code is refused, and the log says so', async () => {
+    const tryCode = (typed: string, localAddress: string, username = 'grace') => new Promise<string>((resolve) => {
+      const client = new ssh2.Client();
+      client.on('ready', () => (client.end(), resolve('in')));
+      client.on('error', () => resolve('refused'));
+      client.on('keyboard-interactive', (name, instructions, lang, prompts, finish) => finish([typed]));
+      client.connect({ host: '127.0.0.1', port: step().port, username, localAddress, tryKeyboard: true,
+        privateKey: readFileSync(join(dir, 'key')), authHandler: ['publickey', 'keyboard-interactive'] });
+    });
+    for (let i = 0; i < 11; i++) assert.equal(await tryCode(wrongCodeOf('grace'), `127.0.0.${2 + (i % 4)}`), 'refused');
+    await waitFor('the lock', () => count(step(), /code refused for grace: a wrong code \(codes for grace are now refused for 30 s\)$/gm) || undefined);
+    assert.equal(await tryCode(codeOf('grace'), '127.0.0.9'), 'refused');
+    await waitFor('the refusal', () => count(step(), /^127\.0\.0\.9:\d+ code refused for grace: too many wrong codes for grace lately: codes refused for \d+ s more$/gm) || undefined);
+    // Another user, from the same address, is not touched.
+    assert.equal(await tryCode(codeOf('erin'), '127.0.0.9', 'erin'), 'in');
+  });
+});
+
 describe('shared/totp.ts', () => {
   test('RFC 6238\'s SHA-1 test vectors (the last six digits), and base32 both ways', () => {
     const secret = Buffer.from('12345678901234567890');
@@ -176,5 +209,31 @@ describe('shared/totp.ts', () => {
     assert.equal(codeRefusal('henry', at(1), now), undefined);
     assert.equal(codeRefusal('henry', at(0), now), 'a code used already'); // older than one taken
     assert.equal(codeRefusal('../henry', at(0), now), '../henry has no secret (npm run totp -- ../henry makes one)');
+  });
+
+  test('wrong codes lock the user\'s codes, right or wrong, for longer and longer, and are forgotten with time', (t) => {
+    const folder = temporaryDir();
+    const before = process.env.TOTP_DIR;
+    process.env.TOTP_DIR = folder;
+    t.after(() => (before === undefined ? delete process.env.TOTP_DIR : (process.env.TOTP_DIR = before)));
+    const secret = Buffer.from('yet another secret!!');
+    writeFileSync(join(folder, 'ivy'), toBase32(secret));
+    let now = 1_900_000_000_000;
+    const right = () => code(secret, Math.floor(now / 1000 / PERIOD));
+    for (let i = 0; i < 10; i++) assert.equal(codeRefusal('ivy', 'wrong!', now), 'a wrong code', String(i));
+    assert.equal(codeRefusal('ivy', 'wrong!', now), 'a wrong code (codes for ivy are now refused for 30 s)');
+    now += 10_000;
+    assert.equal(codeRefusal('ivy', right(), now), 'too many wrong codes for ivy lately: codes refused for 20 s more');
+    now += 20_000;
+    // Twice as long, less what 30 s have forgotten (a twentieth of a wrong code): 30 s x 2^0.95.
+    assert.equal(codeRefusal('ivy', 'wrong!', now), 'a wrong code (codes for ivy are now refused for 58 s)');
+    now += 60_000;
+    // In a while, each wrong code is forgotten: after ten minutes a wrong code locks for less.
+    now += 3 * 600_000;
+    assert.equal(codeRefusal('ivy', 'wrong!', now), 'a wrong code');
+    now += 30_000 * 2;
+    // A right code clears what was counted.
+    assert.equal(codeRefusal('ivy', right(), now), undefined);
+    for (let i = 0; i < 10; i++) assert.equal(codeRefusal('ivy', 'wrong!', now), 'a wrong code', `again ${i}`);
   });
 });
