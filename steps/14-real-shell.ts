@@ -55,8 +55,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     const session = acceptSession();
     let terminal: PseudoTtyInfo | undefined; // the terminal the client asked for, if any
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/' };
-    // What reaches the running program, once there is one.
+    // What reaches the running program, once there is one, and what hangs it up.
     let send: (signal: NodeJS.Signals) => void = () => {};
+    let hangUp = () => {};
     let resize: (cols: number, rows: number) => void = () => {};
     session.on('pty', (accept, reject, info) => {
       terminal = info;
@@ -80,9 +81,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     /** Runs `command` (or the shell itself) in a pty if the client asked for one, else with pipes. */
     const run = (channel: ServerChannel, command?: string) => {
       const args = command === undefined ? [] : ['-c', command];
-      // The channel closes (the program has ended, or the client is gone): a program still running gets SIGHUP,
-      // as sshd sends it when the connection drops.
-      channel.on('close', () => deliver(send, 'HUP'));
+      // The channel closes (the program has ended, or the client is gone): a program still running is hung up, as
+      // sshd hangs it up when the connection drops. (What can outlive that, and why: the lesson.)
+      channel.on('close', () => hangUp());
       if (terminal && spawnPty) {
         const { term: name, cols, rows, modes } = terminal;
         const size = { cols: cols || 80, rows: rows || 24 };
@@ -103,6 +104,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         program.onExit(({ exitCode, signal }) => ended(channel, exitCode, signal ? signalName(signal) : null));
         resize = (cols, rows) => program.resize(cols, rows);
         send = (signal) => program.kill(signal);
+        // The terminal closes: the kernel hangs up everything it is the terminal of (SIGHUP), and their reads and
+        // writes to it fail from then on. The step keeps nothing of it.
+        hangUp = () => program.destroy();
         return;
       }
       if (terminal) {
@@ -119,6 +123,11 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       child.on('error', (err) => (log(info, `cannot run ${shell}: ${err.message}`), ended(channel, 127, null)));
       send = (signal) => {
         if (child.exitCode === null && child.pid) process.kill(-child.pid, signal);
+      };
+      // SIGHUP to its process group, and its pipes closed: a program that goes on gets EPIPE (or SIGPIPE) as it writes.
+      hangUp = () => {
+        deliver(send, 'HUP');
+        for (const pipe of [child.stdin, child.stdout, child.stderr]) pipe.destroy();
       };
     };
     session.on('shell', (accept) => run(accept()));

@@ -1,7 +1,7 @@
 // Step 14, a real shell: OpenSSH with a key in a real terminal, then ssh2's client for what OpenSSH cannot send.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
@@ -182,6 +182,37 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       const sleeping = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => /^sleep 30[0-2]$/.test(line));
       await waitFor('no sleep left', () => (execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n')
         .filter((line) => /^sleep 30[0-2]$/.test(line)).length === 0) || undefined, 5000).catch(() => assert.deepEqual(sleeping, []));
+    }
+  });
+
+  test('a vanished client\'s program that ignores SIGHUP: without a terminal its pipes close on it, with one the step lets the terminal go', async () => {
+    const processes = (pattern: RegExp) => execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n')
+      .filter((line) => pattern.test(line)).map((line) => Number(line.trim().split(' ')[0]));
+    const terminals = () => readdirSync(`/proc/${step().pid}/fd`).filter((fd) => {
+      try {
+        return readlinkSync(`/proc/${step().pid}/fd/${fd}`) === '/dev/ptmx';
+      } catch {
+        return false; // closed while we looked
+      }
+    }).length;
+    try {
+      // Without a terminal: it writes on, and the first write after the pipes close ends it (SIGPIPE), as from sshd.
+      const piped = new Terminal(['ssh', ...sshOptions, ...withKey, '-T', '-p', String(step().port), 'alice@localhost',
+        'trap "" HUP; while :; do echo still; sleep 0.31; done'], {});
+      await waitFor('the program', () => processes(/ sleep 0\.31$/).length > 0 || undefined);
+      piped.close();
+      await waitFor('the program to end', () => (children(step().pid).length === 0) || undefined);
+      // With one: the kernel hangs up what the terminal belongs to; what ignores that may go on (as under sshd:
+      // the lesson says why), but the step holds nothing of it: its side of the terminal is closed.
+      const before = terminals();
+      const tty = new Terminal(['ssh', ...sshOptions, ...withKey, '-tt', '-p', String(step().port), 'alice@localhost',
+        'trap "" HUP; while :; do sleep 0.32; done'], {});
+      await waitFor('the program', () => processes(/ sleep 0\.32$/).length > 0 || undefined);
+      assert.equal(terminals(), before + 1);
+      tty.close();
+      await waitFor('the terminal to be let go', () => (terminals() === before) || undefined);
+    } finally {
+      for (const pid of processes(/trap "" HUP; while :; do (echo still; )?sleep 0\.3[12]; done/)) process.kill(pid, 'SIGKILL');
     }
   });
 });
