@@ -825,14 +825,17 @@ if (!args.attacks && 'step 17 haproxy'.includes(args.only ?? '')) {
 
 /**
  * Starts `file` afresh, runs `attack` on it, and meanwhile logs in again and again from another address (127.0.0.2,
- * the ssh2 client, password), as a user would while the step is attacked. Returns the step's resident memory
- * before and at its highest, and the login latencies.
+ * the ssh2 client, password; or `login`), as a user would while the step is attacked. Returns how long the attack
+ * took, the CPU time the step spent meanwhile (on the attack and on those logins), its resident memory before and
+ * at its highest, and the login latencies.
  */
 async function underAttack(file: string, attack: (port: number) => Promise<unknown>, stepEnv: Record<string, string> = {},
   login: (port: number) => Promise<void> = async (port) => close(await connect({ port, localAddress: '127.0.0.2', ...alice.password }))) {
   // With the step's own limits (empty means the default), not those set aside for the load generator above.
   const step = await startStep(file, { ...env, PER_SOURCE_MAX_STARTUPS: '', MAX_CONNECTIONS: '', ...stepEnv });
   const before = residentMiB(step.pid);
+  const cpuBefore = cpuMs(step.pid);
+  const attackBegun = performance.now();
   let attacking = true;
   const peak = peakDuring(step.pid, async () => {
     await attack(step.port);
@@ -850,10 +853,12 @@ async function underAttack(file: string, attack: (port: number) => Promise<unkno
     }
   }
   const peakMiB = await peak;
+  const seconds = (performance.now() - attackBegun) / 1000;
+  const serverCpuSeconds = (cpuMs(step.pid) - cpuBefore) / 1000;
   await step.stop();
   latencies.sort((a, b) => a - b);
   return {
-    rssBeforeMiB: before, rssPeakMiB: peakMiB, logins: latencies.length, loginsFailed: failed,
+    seconds, serverCpuSeconds, rssBeforeMiB: before, rssPeakMiB: peakMiB, logins: latencies.length, loginsFailed: failed,
     loginP50ms: median(latencies), loginMaxMs: latencies.at(-1)!,
   };
 }
@@ -992,6 +997,8 @@ if (results.fanOut) {
     + `${cpuPerMessage.toFixed(2)} ms of CPU`);
 }
 console.table(Object.fromEntries(Object.entries(underAttacks).map(([name, r]) => [`step ${name}`, {
+  'seconds': r.seconds.toFixed(1),
+  'step CPU s': r.serverCpuSeconds.toFixed(1),
   'RSS before, MiB': r.rssBeforeMiB.toFixed(0),
   'RSS at most, MiB': r.rssPeakMiB.toFixed(0),
   'logins meanwhile': r.logins,
