@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import ssh2 from 'ssh2';
 import { code, codeRefusal, fromBase32, PERIOD, toBase32 } from '../shared/totp.ts';
 import { count, root, ssh, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
@@ -191,13 +191,18 @@ describe('shared/totp.ts', () => {
     assert.equal(fromBase32('not base32!'), undefined);
   });
 
-  test('the code before, now and after are taken, each once and in order; two away, or anything else, never', (t) => {
+  /** A TOTP_DIR of the test's own, holding `secret` for `user`; the variable is put back after the test. */
+  function secretOnly(t: TestContext, user: string, secret: Buffer): void {
     const folder = temporaryDir();
     const before = process.env.TOTP_DIR;
     process.env.TOTP_DIR = folder;
     t.after(() => (before === undefined ? delete process.env.TOTP_DIR : (process.env.TOTP_DIR = before)));
+    writeFileSync(join(folder, user), toBase32(secret));
+  }
+
+  test('the code before, now and after are taken, each once and in order; two away, or anything else, never', (t) => {
     const secret = Buffer.from('another secret, 20 b');
-    writeFileSync(join(folder, 'henry'), toBase32(secret));
+    secretOnly(t, 'henry', secret);
     const now = 1_800_000_000_000;
     const at = (steps: number) => code(secret, Math.floor(now / 1000 / PERIOD) + steps);
     for (const typed of ['', 'abcdef', '1'.repeat(100_000), `${at(0)}x`, at(-2), at(2)]) {
@@ -212,12 +217,8 @@ describe('shared/totp.ts', () => {
   });
 
   test('wrong codes lock the user\'s codes, right or wrong, for longer and longer, and are forgotten with time', (t) => {
-    const folder = temporaryDir();
-    const before = process.env.TOTP_DIR;
-    process.env.TOTP_DIR = folder;
-    t.after(() => (before === undefined ? delete process.env.TOTP_DIR : (process.env.TOTP_DIR = before)));
     const secret = Buffer.from('yet another secret!!');
-    writeFileSync(join(folder, 'ivy'), toBase32(secret));
+    secretOnly(t, 'ivy', secret);
     let now = 1_900_000_000_000;
     const right = () => code(secret, Math.floor(now / 1000 / PERIOD));
     for (let i = 0; i < 10; i++) assert.equal(codeRefusal('ivy', 'wrong!', now), 'a wrong code', String(i));
