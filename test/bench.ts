@@ -947,7 +947,7 @@ const attacks: [string, string, (port: number) => Promise<unknown>, Record<strin
     for (let i = 0; i < 10; i++) await escapeFlood(channel);
     client.destroy();
   }],
-  ['wrong codes for one user from four addresses, until locked for 2 min', '16-two-factors.ts', async (port) => {
+  ['15 wrong codes for one user from four addresses (its codes locked after 10)', '16-two-factors.ts', async (port) => {
     for (let i = 0; i < 15; i++) {
       await new Promise<void>((resolve) => {
         const client = new ssh2.Client();
