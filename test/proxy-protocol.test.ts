@@ -143,3 +143,18 @@ describe('a step behind a balancer (PROXY_PROTOCOL_FROM=127.0.0.1)', { timeout: 
     assert.equal(count(step(), /192\.0\.2\.9|error/g), 0);
   });
 });
+
+describe('PROXY_PROTOCOL_FROM=::/0: IPv6 balancers only, so an IPv4 client needs no header', { timeout: 60_000 }, () => {
+  const step = useStep('03-trivial-channel.ts', { env: { PROXY_PROTOCOL_FROM: '::/0' } });
+
+  test('a plain login from 127.0.0.1 is served as it is, not asked for a header', async () => {
+    // Before, Node's BlockList put 127.0.0.1 in ::/0, and the connection was closed for lack of a header.
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', () => resolve()).once('error', reject);
+      client.connect({ host: '127.0.0.1', port: step().port, username: 'bob', password: 'builder' });
+    });
+    client.end();
+    assert.equal(count(step(), /PROXY/g), 0);
+  });
+});
