@@ -1,12 +1,12 @@
 // Step 12, the SFTP server, driven by OpenSSH's sftp and scp, then attacked through ssh2's client.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { peakDuring, residentMiB } from './hostile.ts';
 import { count, quiet, ssh2Login, sshEnv, sshOptions, temporaryDir, useStep, waitFor } from './helpers.ts';
@@ -97,6 +97,92 @@ describe('step 12: sftp and scp', { timeout: 300_000 }, () => {
     assert.equal(result.status, 0, result.stderr);
     assert.equal(await sha256(join(work, 'big-back.bin')), await sha256(big));
   });
+});
+
+/** Runs PuTTY's pscp (over SFTP) as alice, in `cwd`, trusting the step's Ed25519 host key. */
+function pscp(port: number, args: string[], cwd: string) {
+  const scan = spawnSync('ssh-keyscan', ['-p', String(port), '-t', 'ed25519', '127.0.0.1'], { encoding: 'utf8' });
+  const fingerprint = spawnSync('ssh-keygen', ['-lf', '-'], { input: scan.stdout, encoding: 'utf8' }).stdout.split(' ')[1]!;
+  return spawnSync('pscp', ['-sftp', '-batch', '-q', '-P', String(port), '-pw', 'wonderland', '-hostkey', fingerprint,
+    ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+}
+
+// The sizes of the issue that found scp cutting downloads short: each is copied 10 times, as 10 files.
+const sizes = { '300K': 300_000, '1M': 1_000_000, '5M': 5_000_000, '50M': 50_000_000 };
+const copies = 10;
+
+describe('step 12: every byte of every transfer, down and up, with scp, sftp and pscp', { timeout: 600_000 }, () => {
+  const step = useStep('12-sftp-server.ts', { env: { SFTP_HOME: home } });
+  // The files: 10 of each size, each its own random bytes, in alice's folder (to download) and here (to upload).
+  const local = temporaryDir();
+  const files: string[] = [];
+  before(() => {
+    mkdirSync(join(alice, 'down'));
+    for (const [name, size] of Object.entries(sizes)) {
+      for (let i = 0; i < copies; i++) {
+        const file = `${name}-${i}.bin`;
+        const bytes = randomBytes(size);
+        writeFileSync(join(alice, 'down', file), bytes);
+        writeFileSync(join(local, file), bytes);
+        files.push(file);
+      }
+    }
+  });
+  after(() => rmSync(join(alice, 'down'), { recursive: true }));
+  // Each file that came through is compared byte for byte with the one it copies.
+  const sameFiles = (from: string, to: string, how: string) => {
+    for (const file of files) {
+      const copy = join(to, file);
+      assert.ok(existsSync(copy), `${how}: ${file} was copied`);
+      assert.ok(readFileSync(copy).equals(readFileSync(join(from, file))),
+        `${how}: ${file} has every byte (${statSync(copy).size} of ${statSync(join(from, file)).size})`);
+    }
+  };
+  // Copies all the files with `down` and then `up` (each given the names' pattern of one size), and compares them.
+  const both = async (how: string, down: (pattern: string, to: string) => Promise<void>,
+    up: (names: string[], to: string) => Promise<void>) => {
+    const into = temporaryDir();
+    const upTo = `up-${how.replace(/\W+/g, '-')}`;
+    mkdirSync(join(alice, upTo));
+    for (const name of Object.keys(sizes)) {
+      await down(`down/${name}-*.bin`, into);
+      await up(files.filter((file) => file.startsWith(`${name}-`)), upTo);
+    }
+    sameFiles(join(alice, 'down'), into, `${how} download`);
+    sameFiles(local, join(alice, upTo), `${how} upload`);
+    rmSync(into, { recursive: true });
+    rmSync(join(alice, upTo), { recursive: true });
+  };
+
+  for (const options of [[], ['-X', 'nrequests=64']]) {
+    const how = ['scp', ...options].join(' ');
+    test(`${how}: 10 files each of 300 KB, 1 MB, 5 MB and 50 MB`, () => both(how, async (pattern, to) => {
+      const result = await client('scp', step().port, [...options, `alice@localhost:${pattern}`, to], local);
+      assert.equal(result.status, 0, `${how} download: ${result.stderr}`);
+    }, async (names, to) => {
+      const result = await client('scp', step().port, [...options, ...names, `alice@localhost:${to}/`], local);
+      assert.equal(result.status, 0, `${how} upload: ${result.stderr}`);
+    }));
+  }
+
+  test('sftp: the same files, with get and put', () => both('sftp', async (pattern, to) => {
+    const result = await client('sftp', step().port, ['-b', '-', 'alice@localhost'], local, `get ${pattern} ${to}\n`);
+    assert.equal(result.status, 0, `sftp get: ${result.stderr}`);
+  }, async (names, to) => {
+    const result = await client('sftp', step().port, ['-b', '-', 'alice@localhost'], local,
+      names.map((name) => `put ${name} ${to}/\n`).join(''));
+    assert.equal(result.status, 0, `sftp put: ${result.stderr}`);
+  }));
+
+  test('pscp (PuTTY 0.78): the same files', () => both('pscp', async (pattern, to) => {
+    const result = pscp(step().port, [`alice@127.0.0.1:${pattern}`, to], local);
+    assert.notEqual((result.error as NodeJS.ErrnoException)?.code, 'ENOENT', 'pscp is installed (putty-tools)');
+    assert.equal(result.error, undefined);
+    assert.equal(result.status, 0, `pscp download: ${result.stderr}`);
+  }, async (names, to) => {
+    const result = pscp(step().port, [...names, `alice@127.0.0.1:${to}/`], local);
+    assert.equal(result.status, 0, `pscp upload: ${result.stderr}`);
+  }));
 });
 
 /** Logs in with ssh2's client and opens its SFTP session. */

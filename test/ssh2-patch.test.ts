@@ -191,6 +191,28 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     }
   });
 
+  test('an SFTP server\'s replies go out in the order of the requests, however the listener answers them', async () => {
+    const { client } = await login();
+    try {
+      const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+      sftpStats.length = 0;
+      const arrived: number[] = [];
+      for (let i = 0; i < 10; i++) sftp.stat(`/${i}`, () => arrived.push(i));
+      await waitFor('10 requests', () => sftpStats.length === 10 || undefined);
+      const replies = sftpStats.splice(0);
+      // The last nine answered first: nothing goes out, for the first is not answered yet.
+      for (const reply of replies.slice(1).reverse()) reply();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.deepEqual(arrived, []);
+      replies[0]!();
+      await waitFor('every answer', () => arrived.length === 10 || undefined);
+      // Unpatched, 9, 8, ... 1, 0: OpenSSH 9.1 to 9.3's scp cut the file it wrote at the first reply out of order.
+      assert.deepEqual(arrived, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    } finally {
+      client.end();
+    }
+  });
+
   test('an SFTP packet length of 2^31 or more is refused, not read as a negative number', async () => {
     const { client } = await login();
     try {
