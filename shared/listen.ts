@@ -34,7 +34,10 @@ export function listen(server: Server): void {
   // sent its SSH version line, and we want to log (and set up) every connection from its first byte.
   const sockets = new Set<Socket>();
   const listener = createServer((socket) => {
-    if (!limits.proxyFrom?.has(socket.remoteAddress ?? '')) {
+    // Reset before it reached us, it has no address left, and nothing to serve: HAProxy's `check` connects and
+    // resets at once, every two seconds, and would be logged as `unknown:? connection opened` each time.
+    if (socket.remoteAddress === undefined) return socket.destroy();
+    if (!limits.proxyFrom?.has(socket.remoteAddress)) {
       return serve(socket);
     }
     // From a load balancer: first its PROXY header, then SSH, from the client the header names.

@@ -157,6 +157,18 @@ describe('steps behind HAProxy (PROXY protocol v2)', { timeout: 180_000 }, () =>
     assert.equal(viaOpenSsh.stdout, 'Echo protocol connected\r\n');
   });
 
+  test('HAProxy\'s health checks (every 300 ms here) are logged nowhere', async () => {
+    // Each step had two checks at least before HAProxy sent it a client (rise 2); then, once the sessions before
+    // have closed, two idle seconds.
+    const open = (step: Step) => count(step, / connection opened$/gm) - count(step, / connection closed$/gm);
+    await waitFor('the sessions before closed', () => steps.every((step) => open(step) === 0) || undefined);
+    const before = steps.map((step) => step.output().length);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    assert.deepEqual(steps.map((step, i) => step.output().slice(before[i])), ['', '']);
+    // Unpatched, `unknown:? connection opened` and `closed` for every check: it resets before the step sees it.
+    assert.equal(steps.reduce((sum, step) => sum + count(step, /^unknown:/gm), 0), 0);
+  });
+
   test('the penalties slow the failing address alone', async () => {
     // Eleven failed connections from 127.0.0.2 to each step: then its answers wait; 127.0.0.3's do not.
     for (let i = 0; i < 24; i++) assert.notEqual(await session(front, '127.0.0.2', 'wrong'), 'ok');
