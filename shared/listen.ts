@@ -16,7 +16,8 @@ import { keepYoungGenerationSmall } from './young-generation.ts';
  * must start with a PROXY header, and is then the client's, by the address the header gives, everywhere.
  * Ctrl-C closes the listener and every connection and exits with status 0; SIGTERM drains: it closes the
  * listener, gives the connections up to `DRAIN_TIMEOUT` seconds to finish (logging in, and what they do after),
- * then closes what is left and exits with status 0.
+ * then closes what is left and exits with status 0. A cluster worker sent the message `retire` (step 17's
+ * rolling restart) drains the same way, for up to `RETIRE_TIMEOUT` seconds.
  */
 export function listen(server: Server): void {
   keepYoungGenerationSmall();
@@ -116,16 +117,18 @@ export function listen(server: Server): void {
     process.exit(0);
   };
   let draining = false;
-  const drain = () => {
-    if (limits.drainTimeout === 0 || sockets.size === 0) return stop('SIGTERM');
+  // Closes the listener, and ends the process when its last connection closes, or after `seconds` (`bound`).
+  const drain = (why: string, seconds: number, bound: string) => {
+    if (seconds === 0 || sockets.size === 0) return stop(why);
     draining = true;
-    console.log(`SIGTERM: closing the listener; ${sockets.size} connection(s) get up to ${limits.drainTimeout} s `
-      + 'to finish (DRAIN_TIMEOUT)');
+    console.log(`${why}: closing the listener; ${sockets.size} connection(s) get up to ${seconds} s to finish (${bound})`);
     listener.close();
-    setTimeout(() => stop('DRAIN_TIMEOUT'), limits.drainTimeout * 1000).unref();
+    setTimeout(() => stop(bound), seconds * 1000).unref();
   };
   process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', drain);
+  process.once('SIGTERM', () => drain('SIGTERM', limits.drainTimeout, 'DRAIN_TIMEOUT'));
+  // A worker that step 17's primary replaces (a rolling restart): its sessions are people's work, not a stop.
+  process.on('message', (message) => message === 'retire' && drain('retired', limits.retireTimeout, 'RETIRE_TIMEOUT'));
 }
 
 /** Seconds a load balancer has to send its PROXY header. */

@@ -14,43 +14,53 @@ Options:
   --help          print this help and exit
 
 Environment:
-  SSH_PASSWORDS        the password file, one username:password a line (default: keys/ssh-passwords)
-  HOST_KEYS_DIR        the folder that holds the host keys (default: keys/)
-  SSH_AUTHORIZED_KEYS_DIR  the folder of users' public keys, a file for each user (steps 09 and 10;
-                       default: keys/authorized_keys/)
-  TRUSTED_USER_CA_KEYS  the CA public keys trusted to sign users' keys, one a line (step 15;
-                       default: keys/trusted_user_ca_keys)
-  REVOKED_CERTIFICATES  certificates no longer taken, a line each: serial N, or id KEY-ID (step 15;
-                       default: keys/revoked_certificates)
-  TOTP_DIR             the folder of users' one-time code secrets, a file for each user, as npm run totp
-                       writes them (step 16; default: keys/totp/)
-  MAX_AUTH_TRIES       failed logins a connection may make before it is closed (default: 6)
-  LOGIN_GRACE_TIME     seconds a connection has to log in (default: 120; 0: no limit)
-  MAX_STARTUPS         connections that may be logging in at once, as START:RATE:FULL (default: 10:30:100):
-                       from START on, a new one is refused with a chance of RATE%, rising to 100% at FULL
-  PER_SOURCE_MAX_STARTUPS  connections from one address that may be logging in at once (default: 5)
-  MAX_SESSIONS         sessions one connection may have open at once (default: 10)
-  MAX_FORWARDS         connections one connection may forward at once with ssh -L and -D (default: 100)
-  MAX_REMOTE_FORWARDS  ports one connection may listen on with ssh -R (default: 10)
-  SFTP_HOME            the folder of the users' folders for SFTP (step 12; default: home/)
-  SFTP_MAX_HANDLES     files and folders one SFTP session may have open at once (default: 100)
-  CHAT_LINE_MAX        the longest message, in characters, of the chat room (step 13; default: 300)
-  CHAT_RATE            messages one user may send in 10 seconds (step 13; default: 10)
-  CHAT_QUEUE_MAX       bytes waiting for a chat client that is not reading, past which it is disconnected
-                       (step 13; default: 65536)
-  FORWARD_TO           where ssh -L and -D may connect (step 11): address blocks, separated by commas
-                       (default: 127.0.0.0/8,::1/128, this machine alone; 0.0.0.0/0,::/0 is anywhere)
-  PROXY_PROTOCOL_FROM  the load balancers in front of the step: address blocks, separated by commas;
-                       each connection from them must start with a PROXY header (v1 or v2), which gives the
-                       client's real address (default: none)
-  DRAIN_TIMEOUT        seconds that logged-in connections get to finish after SIGTERM (default: 30)
-  MAX_CONNECTIONS      logged-in connections the step serves at once (default: 1000)
-  AUTH_PENALTY_MAX     the longest delay, in seconds, before answering an address that keeps failing
-                       to log in (default: 8; 0: no delay)
-  SOURCE_PENALTY_MAX   the longest time, in seconds, that an address whose connections keep ending without
-                       logging in is refused (default: 600; 0: never refused)
-  KEEPALIVE_INTERVAL   seconds between checks that a logged-in client is still there (default: 15)
-  KEEPALIVE_COUNT_MAX  unanswered checks before the connection is closed (default: 3)
+  SSH_PASSWORDS           the password file, one username:password a line (default:
+                          keys/ssh-passwords)
+  HOST_KEYS_DIR           the folder that holds the host keys (default: keys/)
+  SSH_AUTHORIZED_KEYS_DIR the folder of users' public keys, a file for each user (steps 09 and 10;
+                          default: keys/authorized_keys/)
+  TRUSTED_USER_CA_KEYS    the CA public keys trusted to sign users' keys, one a line (step 15;
+                          default: keys/trusted_user_ca_keys)
+  REVOKED_CERTIFICATES    certificates no longer taken, a line each: serial N, or id KEY-ID (step
+                          15; default: keys/revoked_certificates)
+  TOTP_DIR                the folder of users' one-time code secrets, a file for each user, as npm
+                          run totp writes them (step 16; default: keys/totp/)
+  MAX_AUTH_TRIES          failed logins a connection may make before it is closed (default: 6)
+  LOGIN_GRACE_TIME        seconds a connection has to log in (default: 120; 0: no limit)
+  MAX_STARTUPS            connections that may be logging in at once, as START:RATE:FULL (default:
+                          10:30:100): from START on, a new one is refused with a chance of RATE%,
+                          rising to 100% at FULL
+  PER_SOURCE_MAX_STARTUPS connections from one address that may be logging in at once (default: 5)
+  MAX_SESSIONS            sessions one connection may have open at once (default: 10)
+  MAX_FORWARDS            connections one connection may forward at once with ssh -L and -D
+                          (default: 100)
+  MAX_REMOTE_FORWARDS     ports one connection may listen on with ssh -R (default: 10)
+  SFTP_HOME               the folder of the users' folders for SFTP (step 12; default: home/)
+  SFTP_MAX_HANDLES        files and folders one SFTP session may have open at once (default: 100)
+  CHAT_LINE_MAX           the longest message, in characters, of the chat room (step 13; default:
+                          300)
+  CHAT_RATE               messages one user may send in 10 seconds (step 13; default: 10)
+  CHAT_QUEUE_MAX          bytes waiting for a chat client that is not reading, past which it is
+                          disconnected (step 13; default: 65536)
+  FORWARD_TO              where ssh -L and -D may connect (step 11): address blocks, separated by
+                          commas (default: 127.0.0.0/8,::1/128, this machine alone; 0.0.0.0/0,::/0
+                          is anywhere)
+  PROXY_PROTOCOL_FROM     the load balancers in front of the step: address blocks, separated by
+                          commas; each connection from them must start with a PROXY header (v1 or
+                          v2), which gives the client's real address (default: none)
+  DRAIN_TIMEOUT           seconds that logged-in connections get to finish after SIGTERM (default:
+                          30; 0: none)
+  RETIRE_TIMEOUT          seconds that a worker replaced by a rolling restart (step 17) goes on
+                          serving the sessions it has (default: 86400, a day; 0: none)
+  WORKERS                 how many worker processes serve (step 17; default: one for each core)
+  MAX_CONNECTIONS         logged-in connections the step serves at once (default: 1000)
+  AUTH_PENALTY_MAX        the longest delay, in seconds, before answering an address that keeps
+                          failing to log in (default: 8; 0: no delay)
+  SOURCE_PENALTY_MAX      the longest time, in seconds, that an address whose connections keep
+                          ending without logging in is refused (default: 600; 0: never refused)
+  KEEPALIVE_INTERVAL      seconds between checks that a logged-in client is still there (default:
+                          15)
+  KEEPALIVE_COUNT_MAX     unanswered checks before the connection is closed (default: 3)
 `;
 
 function read(): { port: number; host: string } {
@@ -86,14 +96,18 @@ function read(): { port: number; host: string } {
 /** The port and address to listen on, from `--port`/`PORT` and `--host`/`HOST`. */
 export const options = read();
 
-/** The number in the environment variable `name` (at least `min`), or `fallback` when it is not set. */
-function setting(name: string, fallback: number, min: number): number {
+/** The number in the environment variable `name` (`min` to `max`), or `fallback` when it is not set. */
+function setting(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const text = process.env[name] || String(fallback);
-  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) < min) {
-    fail(`${name} must be a number of at least ${min}, not "${text}"`);
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) < min || Number(text) > max) {
+    fail(`${name} must be a number ${max < Number.MAX_SAFE_INTEGER ? `from ${min} to ${max}` : `of at least ${min}`}`
+      + `, not "${text}"`);
   }
   return Number(text);
 }
+
+/** The most seconds a timer is set for: Node's timers take up to 2^31 - 1 ms (24.8 days), and fire at once past it. */
+const MAX_SECONDS = 2_000_000;
 
 /** `MAX_STARTUPS` as sshd reads MaxStartups: `START:RATE:FULL`, or one number N, meaning N:100:N. */
 function startups(): { start: number; rate: number; full: number } {
@@ -119,7 +133,7 @@ function blocks(name: string, fallback: string): AddressBlocks {
 /** The limits that protect every step, as sshd's settings of the same names do (see shared/README.md). */
 export const limits = {
   maxAuthTries: setting('MAX_AUTH_TRIES', 6, 1),
-  loginGraceTime: setting('LOGIN_GRACE_TIME', 120, 0),
+  loginGraceTime: setting('LOGIN_GRACE_TIME', 120, 0, MAX_SECONDS),
   maxStartups: startups(),
   perSourceMaxStartups: setting('PER_SOURCE_MAX_STARTUPS', 5, 1),
   maxSessions: setting('MAX_SESSIONS', 10, 1),
@@ -130,13 +144,14 @@ export const limits = {
   chatRate: setting('CHAT_RATE', 10, 1),
   chatQueueMax: setting('CHAT_QUEUE_MAX', 65536, 1024),
   maxConnections: setting('MAX_CONNECTIONS', 1000, 1),
-  authPenaltyMax: setting('AUTH_PENALTY_MAX', 8, 0),
-  sourcePenaltyMax: setting('SOURCE_PENALTY_MAX', 600, 0),
-  keepaliveInterval: setting('KEEPALIVE_INTERVAL', 15, 0),
+  authPenaltyMax: setting('AUTH_PENALTY_MAX', 8, 0, MAX_SECONDS),
+  sourcePenaltyMax: setting('SOURCE_PENALTY_MAX', 600, 0, MAX_SECONDS),
+  keepaliveInterval: setting('KEEPALIVE_INTERVAL', 15, 0, MAX_SECONDS),
   keepaliveCountMax: setting('KEEPALIVE_COUNT_MAX', 3, 0),
   /** `FORWARD_TO`: the address blocks that `ssh -L` and `-D` may reach (step 11). */
   forwardTo: blocks('FORWARD_TO', '127.0.0.0/8,::1/128'),
   /** `PROXY_PROTOCOL_FROM`: the load balancers whose connections start with a PROXY header (none by default). */
   proxyFrom: process.env.PROXY_PROTOCOL_FROM ? blocks('PROXY_PROTOCOL_FROM', '') : undefined,
-  drainTimeout: setting('DRAIN_TIMEOUT', 30, 0),
+  drainTimeout: setting('DRAIN_TIMEOUT', 30, 0, MAX_SECONDS),
+  retireTimeout: setting('RETIRE_TIMEOUT', 86_400, 0, MAX_SECONDS),
 };

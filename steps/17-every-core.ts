@@ -70,15 +70,18 @@ function supervise(): void {
     return worker;
   };
   const running = () => Object.values(cluster.workers ?? {}).filter((worker) => worker !== undefined);
-  for (let i = 0; i < workers; i++) start();
   console.log(`primary ${process.pid}: ${workers} worker(s); kill -HUP ${process.pid} replaces them one at a time`);
+  // One first: if it cannot listen (the port is taken), it says so once, and the step stops.
+  start().once('listening', () => {
+    for (let i = 1; i < workers && !stopping; i++) start();
+  });
 
   process.on('SIGHUP', async () => {
     console.log(`SIGHUP: replacing ${workers} worker(s), one at a time`);
     for (const old of running().filter((worker) => !retiring.has(worker))) {
       await once(start(), 'listening');
       retiring.add(old);
-      old.process.kill('SIGTERM');
+      old.send('retire'); // it takes no one new, and serves its sessions until they end (shared/listen.ts)
     }
   });
   const stop = (signal: NodeJS.Signals) => {

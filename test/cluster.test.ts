@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, freePort, ssh, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
+import { count, freePort, ssh, sshEnv, sshOptions, startStep, temporaryDir, Terminal, useStep, waitFor, type Step } from './helpers.ts';
 
 /** One session through ssh2's client: logs in from `localAddress`, opens a shell, reads step 07's greeting, ends. */
 function session(port: number, localAddress = '127.0.0.1', password = 'wonderland'): Promise<'ok' | string> {
@@ -54,12 +54,15 @@ describe('step 17: every core', { timeout: 180_000 }, () => {
 
   test('two workers share the port; one that dies is replaced', async () => {
     assert.match(step().output(), new RegExp(`^primary ${step().pid}: 2 worker\\(s\\); kill -HUP ${step().pid} replaces them one at a time$`, 'm'));
-    await waitFor('two workers', () => (workersOf(step().pid).length === 2) || undefined);
+    // The first worker listens alone, then the second starts: a port that is taken is then said once.
+    const listening = () => count(step(), /^listening on /gm);
+    await waitFor('two workers listening', () => (workersOf(step().pid).length === 2 && listening() === 2) || undefined);
     assert.deepEqual(await Promise.all([1, 2, 3, 4].map(() => session(step().port))), ['ok', 'ok', 'ok', 'ok']);
     const [victim] = workersOf(step().pid);
     process.kill(victim!, 'SIGKILL');
     await waitFor('a new worker', () => count(step(), new RegExp(`^worker ${victim} ended \\(SIGKILL\\): starting another$`, 'gm')) || undefined);
     await waitFor('two workers again', () => (workersOf(step().pid).length === 2 && !workersOf(step().pid).includes(victim!)) || undefined);
+    await waitFor('the new one listening', () => listening() === 3 || undefined);
     assert.equal(await session(step().port), 'ok');
   });
 
@@ -109,6 +112,32 @@ describe('step 17: every core', { timeout: 180_000 }, () => {
     await once(shell, 'data');
     client.end();
     assert.equal(await exited, 0);
+  });
+});
+
+describe('step 17: a rolling restart keeps the sessions it promises to keep', { timeout: 120_000 }, () => {
+  const step = useStep('17-every-core.ts', { env: { WORKERS: '1', DRAIN_TIMEOUT: '2', RETIRE_TIMEOUT: '8' } });
+
+  test('an echo session in a terminal goes on past DRAIN_TIMEOUT, and is closed at RETIRE_TIMEOUT', async () => {
+    const terminal = new Terminal(['ssh', ...sshOptions, '-o', 'LogLevel=ERROR', '-p', String(step().port), 'alice@localhost'],
+      sshEnv('wonderland'));
+    try {
+      await waitFor('the greeting', () => terminal.screen().includes('Echo protocol connected') || undefined);
+      process.kill(step().pid, 'SIGHUP');
+      await waitFor('the new worker', () => count(step(), /^listening on /gm) === 2 || undefined);
+      assert.match(step().output(), /^retired: closing the listener; 1 connection\(s\) get up to 8 s to finish \(RETIRE_TIMEOUT\)$/m);
+      // Past the drain time of a SIGTERM (2 s here): until this change, the session was closed then.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      terminal.sendKeys('still here', 'Enter');
+      await waitFor('the echo', () => terminal.screen().includes('still here') || undefined);
+      // At RETIRE_TIMEOUT the old worker closes what it has left, and the client says so.
+      await waitFor('the bound', () => terminal.exitStatus() !== undefined || undefined, 10_000);
+      assert.equal(terminal.exitStatus(), 255);
+      assert.equal(terminal.screen().at(-1), 'Connection to localhost closed by remote host.');
+      assert.match(step().output(), /^RETIRE_TIMEOUT: closing the listener and 1 connection\(s\)$/m);
+    } finally {
+      terminal.close();
+    }
   });
 });
 

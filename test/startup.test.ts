@@ -179,6 +179,14 @@ describe('options and listening', { timeout: 60_000 }, () => {
       assert.equal(result.stderr,
         `error: cannot listen on 127.0.0.1:${port}: the port is in use (choose another with --port)\n`);
       assert.equal(result.status, 1);
+      // Step 17, with four workers, five times: once, and nothing else (all four said it, or hit EPIPE, before).
+      for (let i = 0; i < 5; i++) {
+        const cluster = await runStep('17-every-core.ts', ['--port', String(port)], { WORKERS: '4' });
+        assert.equal(cluster.stderr,
+          `error: cannot listen on 127.0.0.1:${port}: the port is in use (choose another with --port)\n`);
+        assert.doesNotMatch(cluster.stdout, /internal error|EPIPE/);
+        assert.equal(cluster.status, 1);
+      }
     } finally {
       blocker.close();
     }
