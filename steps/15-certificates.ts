@@ -80,15 +80,17 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
 
   client.on('session', (acceptSession) => {
     const session = acceptSession();
+    let terminal = false; // whether the session has a terminal: a command's lines then end with CR LF
     session.on('pty', (accept, reject) => {
       // The certificate's extensions say what its holder may do: here, only whether it may have a terminal.
       if (certificate && !certificate.extensions.has('permit-pty')) return reject?.();
+      terminal = true;
       accept?.(); // undefined when the client wants no reply
     });
     // force-command: the certificate's command, and nothing else, whatever the client asked for.
     const forced = () => certificate?.criticalOptions.get('force-command');
     session.on('shell', (acceptShell) => {
-      if (forced() !== undefined) return runCommand(acceptShell(), forced()!, user, info);
+      if (forced() !== undefined) return runCommand(acceptShell(), forced()!, user, info, terminal);
       const channel = acceptShell();
       let eofReceived = false;
       session.on('eof', () => {
@@ -100,7 +102,8 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       echoProtocol(channel); // everything else the session does is the protocol's business
     });
     // Step 08's commands, from shared/commands.ts: they end the channel with their exit status.
-    session.on('exec', (acceptExec, reject, { command }) => runCommand(acceptExec(), forced() ?? command, user, info));
+    session.on('exec', (acceptExec, reject, { command }) =>
+      runCommand(acceptExec(), forced() ?? command, user, info, terminal));
   });
 });
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { fingerprint } from '../shared/authorized-keys.ts';
-import { count, ssh, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { count, ssh, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 import { raw } from './hostile.ts';
 
 const dir = temporaryDir();
@@ -93,6 +93,21 @@ describe('step 15: certificates', { timeout: 180_000 }, () => {
     const result = await login(noPty, ['-tt', 'exit 3']);
     assert.deepEqual([result.stderr.split('\r\n')[0], result.status], ['PTY allocation request failed on channel 0', 255]);
     assert.deepEqual(await login(certificate('with-pty', ['-n', 'alice']), ['-tt', 'exit 3']), { stdout: '', stderr: '', status: 3 });
+  });
+
+  test('force-command in a terminal: its lines end with CR LF, so ssh\'s last line starts its own row', async () => {
+    const forced = certificate('forced-terminal', ['-n', 'alice', '-O', 'force-command=echo only this']);
+    const terminal = new Terminal(['ssh', ...sshOptions, '-p', String(step().port), '-i', join(dir, 'user'),
+      '-o', `CertificateFile=${forced}`, '-o', 'IdentitiesOnly=yes', '-o', 'PreferredAuthentications=publickey',
+      'alice@localhost'], {});
+    try {
+      await waitFor('the end', () => terminal.exitStatus() !== undefined || undefined);
+      // Before, with LF alone: "only this" and then "         Connection to localhost closed." on the next row.
+      assert.deepEqual(terminal.screen(), ['only this', 'Connection to localhost closed.']);
+      assert.equal(terminal.exitStatus(), 0);
+    } finally {
+      terminal.close();
+    }
   });
 
   test('a key that is not a certificate is refused, with a log line', async () => {
