@@ -32,13 +32,14 @@ export class LineEditor {
 
   /**
    * Takes what the terminal sent: printable characters are inserted at the cursor, Backspace deletes before it,
-   * Ctrl-U clears the line, the left and right arrows move, Enter finishes the line. Every other control character
-   * and escape sequence is ignored. Returns what the keys did, and what to write back to the terminal.
+   * Ctrl-U clears the line, the left and right arrows move, Enter finishes the line. A character past `room()` is
+   * dropped, and the terminal's bell rung (BEL). Every other control character and escape sequence is ignored. Returns what the keys did, and what to write back to the terminal.
    * Each character is looked at once, and nothing is kept of a sequence but where it is: a read of any length, cut
    * anywhere, costs time in proportion to its length and no memory beyond the line.
    */
   feed(data: Buffer): { results: Keyed[]; echo: string } {
     const results: Keyed[] = [];
+    let full = false; // a character did not fit: the terminal beeps, once
     // Characters, not UTF-16 units; a character split between two reads waits in the decoder for its end.
     for (const char of this.decoder.write(data)) {
       const previous = this.lastChar;
@@ -59,9 +60,10 @@ export class LineEditor {
         [this.text, this.cursor] = [[], 0];
       } else if (char >= ' ' && !/[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]/u.test(char)) {
         if (this.text.length < this.room()) this.text.splice(this.cursor++, 0, char);
+        else full = true;
       }
     }
-    return { results, echo: this.draw() };
+    return { results, echo: `${this.draw()}${full ? '\x07' : ''}` };
   }
 
   /**

@@ -42,7 +42,8 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
   // Other people's bytes never reach a terminal as they are: control characters and escape sequences are shown
   // escaped (\x1b), so no one can move your cursor, clear your screen or retitle your window.
   const name = safe(user);
-  const editor = new LineEditor(`${name}> `, () => Math.min(limits.chatLineMax, terminal.cols - name.length - 3));
+  const width = () => terminal.cols || 80; // 0 when the client does not know (ssh -tt with input piped in)
+  const editor = new LineEditor(`${name}> `, () => Math.min(limits.chatLineMax, width() - name.length - 3));
   const recent: number[] = [];
   const member: Member = {
     name,
@@ -53,11 +54,18 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
         leave();
         return disconnect();
       }
-      channel.write(editor.above(lines, terminal.cols)); // cut into rows for this reader's terminal
+      channel.write(editor.above(lines, width())); // cut into rows for this reader's terminal
     },
   };
   const leave = () => {
     if (room.delete(member)) broadcast(`* ${name} left`);
+  };
+  const quit = () => {
+    if (!room.has(member)) return; // gone already
+    leave();
+    channel.write('\r\n');
+    channel.exit(0);
+    channel.end();
   };
   const say = (text: string) => {
     const now = Date.now();
@@ -74,17 +82,13 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
   channel.on('data', (data: Buffer) => {
     const { results, echo } = editor.feed(data);
     for (const result of results) {
-      if (result && ('leave' in result || result.line === '/quit')) {
-        leave();
-        channel.write('\r\n');
-        channel.exit(0);
-        return void channel.end();
-      }
+      if (result && ('leave' in result || result.line === '/quit')) return quit();
       if (result?.line === '/who') member.show([`* here: ${[...room].map((each) => each.name).join(', ')}`]);
       else if (result?.line.trim()) say(result.line);
     }
     channel.write(echo);
   });
+  channel.on('end', quit); // the client's input ended (piped in, say): as Ctrl-D
   channel.on('close', leave);
 }
 
@@ -113,7 +117,8 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
       if (!terminal) {
-        channel.stderr.write('The chat room needs a terminal, to edit your line as you type: connect with ssh -t.\n');
+        channel.stderr.write('The chat room needs a terminal, to edit your line as you type: connect from one, '
+          + 'without -T (ssh -tt forces one).\n');
         channel.exit(1);
         return void channel.end();
       }

@@ -89,8 +89,35 @@ describe('step 13: three people in the room, in real terminals', { timeout: 120_
 
   test('without a terminal, the room says how to join, and ssh exits 1', async () => {
     const result = await ssh(step().port, 'bob', 'builder', ['-T'], 'hi\n', { SSH_PASSWORDS: passwords });
-    assert.deepEqual(lines(result.stderr), ['The chat room needs a terminal, to edit your line as you type: connect with ssh -t.']);
+    assert.deepEqual(lines(result.stderr), ['The chat room needs a terminal, to edit your line as you type: connect '
+      + 'from one, without -T (ssh -tt forces one).']);
     assert.equal(result.status, 1);
+  });
+
+  test('ssh -tt with input piped in: the line is said, and the end of the input leaves the room', async () => {
+    const alice = chatter(step().port, 'alice', 'wonderland');
+    try {
+      await seen(alice, /^Welcome, alice\./);
+      // Piped in, ssh knows no width and sends 0 columns: before, nothing fitted, and the session never ended.
+      const result = await ssh(step().port, 'bob', 'builder', ['-tt'], 'hi from a pipe\n', { SSH_PASSWORDS: passwords });
+      assert.equal(result.status, 0);
+      await seen(alice, 'bob: hi from a pipe');
+      await seen(alice, '* bob left');
+    } finally {
+      alice.close();
+    }
+  });
+
+  test('a character past the width of the terminal rings its bell', async () => {
+    const carol = chatter(step().port, 'carol', 'lewis');
+    try {
+      await seen(carol, /^Welcome, carol\./);
+      carol.sendKeys('-l', 'x'.repeat(100)); // 100 columns, less "carol> " and the cursor's column: 92 fit
+      await seen(carol, `carol> ${'x'.repeat(92)}`);
+      await waitFor('the bell', () => carol.display('#{window_bell_flag}') === '1' || undefined);
+    } finally {
+      carol.close();
+    }
   });
 });
 

@@ -42,7 +42,10 @@ describe('the line editor', () => {
 
   test('the line holds at most what room() allows; Ctrl-C, and Ctrl-D on an empty line, leave', () => {
     const editor = new LineEditor('> ', () => 5);
-    assert.deepEqual(type(editor, 'abcdefgh\r').done, [{ line: 'abcde' }]);
+    // A character that does not fit rings the bell, once a read; one that fits does not.
+    assert.equal(type(editor, 'abcd').echo, '\r\x1b[K> abcd');
+    assert.equal(type(editor, 'efgh').echo, '\r\x1b[K> abcde\x07');
+    assert.deepEqual(type(editor, '\r').done, [{ line: 'abcde' }]);
     assert.deepEqual(type(editor, 'x\x04').done, []);
     assert.deepEqual(type(editor, '\x15\x04').done, [{ leave: true }]);
     assert.deepEqual(type(editor, 'typing\x03').done, [{ leave: true }]);
