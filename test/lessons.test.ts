@@ -79,7 +79,7 @@ async function play(t: Transcript): Promise<string[]> {
   for (const line of t.before) execFileSync('bash', ['-c', line], { cwd: join(home, 'work') });
   // The ports a lesson names, each played by a free port: 2022 is the step's, 8000 the web server's.
   const ports: Record<string, number> = { 2022: step.port, 8000: (web.address() as AddressInfo).port };
-  for (const named of [8080, 8081, 1080]) ports[named] = await freePort();
+  for (const named of [8080, 8081, 8082, 1080]) ports[named] = await freePort();
   // In two passes, through a token each: a free port may hold another named port (38081 holds 8081), and one
   // pass would then rewrite it again.
   const rewrite = [
