@@ -8,11 +8,17 @@ import { fileURLToPath } from 'node:url';
 const stepsDir = fileURLToPath(new URL('../steps/', import.meta.url));
 
 /** `steps/03-trivial-channel.ts` for `3` or `03`. */
+const usage = 'usage: npm run diff -- 11 for what step 11 adds to the step it builds on, or npm run diff -- 2 3';
+
 function stepFile(number: string | undefined): string {
+  if (!number) {
+    console.error(`error: which step? ${usage}`);
+    process.exit(2);
+  }
   const prefix = `${String(Number(number)).padStart(2, '0')}-`;
   const name = readdirSync(stepsDir).find((file) => file.startsWith(prefix) && file.endsWith('.ts'));
-  if (!number || !/^\d+$/.test(number) || !name) {
-    console.error(`error: no step numbered "${number ?? ''}" (usage: npm run diff -- 2 3, or npm run diff -- 11)`);
+  if (!/^\d+$/.test(number) || !name) {
+    console.error(`error: no step numbered "${number}" (${usage})`);
     process.exit(2);
   }
   return `steps/${name}`;

@@ -1,5 +1,6 @@
 // The README and the lessons quote code and diffs; these tests keep every quote the same as the files it comes from.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -87,5 +88,13 @@ describe('the README and the lessons', () => {
     assert.ok(names.size >= 6, [...names].join(' '));
     const table = readFileSync(join(root, 'shared', 'README.md'), 'utf8');
     for (const name of names) assert.ok(table.includes(`| \`${name}`), `the options table (shared/README.md) lacks ${name}`);
+    assert.deepEqual(help.split('\n').filter((line) => line.length > 100), [], '--help fits 100 columns');
+  });
+
+  test('npm run diff without a step number says so, and how to give one', () => {
+    const result = spawnSync(process.execPath, [...process.execArgv, join(root, 'test', 'diff-steps.ts')], { encoding: 'utf8' });
+    assert.equal(result.stderr, 'error: which step? usage: npm run diff -- 11 for what step 11 adds to the step it '
+      + 'builds on, or npm run diff -- 2 3\n');
+    assert.equal(result.status, 2);
   });
 });
