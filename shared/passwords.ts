@@ -4,10 +4,14 @@ import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { explain, fail, shown } from './errors.ts';
+import { log } from './log.ts';
 
 export interface Passwords {
-  /** Whether the file gives this user this password. Never throws, and never logs the password. */
-  check(username: string, password: string): Promise<boolean>;
+  /**
+   * Whether the file gives this user this password. A refusal is logged for `client` with its reason (a wrong
+   * password, or no such user), as sshd logs `Failed password`. Never throws, and never logs the password.
+   */
+  check(username: string, password: string, client: { ip?: string; port?: number }): Promise<boolean>;
 }
 
 type Entry =
@@ -56,7 +60,7 @@ export function readPasswordFile(): Passwords {
     ? { kind: 'scrypt', params: scryptOptions(LOG2_N, R, P), salt: randomBytes(16), hash: Buffer.alloc(32) }
     : undefined;
   return {
-    async check(username, password) {
+    async check(username, password, client) {
       // Every attempt costs the same work, so the time taken does not tell users apart: an unknown user is
       // checked against a made-up entry, and when the file holds any hash, a plain entry pays for one scrypt too.
       const entry = entries.get(username) ?? nobody ?? { kind: 'plain', digest: digest('') };
@@ -64,7 +68,9 @@ export function readPasswordFile(): Passwords {
         matches(entry, password).catch(() => false),
         entry.kind === 'plain' && nobody ? matches(nobody, password).catch(() => false) : false,
       ]);
-      return same && entries.has(username);
+      if (same && entries.has(username)) return true;
+      log(client, `password refused for ${username}: ${entries.has(username) ? 'wrong password' : 'no such user'}`);
+      return false;
     },
   };
 }

@@ -99,6 +99,6 @@ export function countFailure(ip: string): string | undefined {
   }
   windowFailures += 1;
   if (windowAddresses.size < MAX_ADDRESSES) windowAddresses.add(ip);
-  if (!/^50*$/.test(String(windowFailures))) return undefined;
+  if (!/^50+$/.test(String(windowFailures))) return undefined;
   return `${windowFailures} failed logins in the last minute, from ${windowAddresses.size} addresses`;
 }

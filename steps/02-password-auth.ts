@@ -11,9 +11,9 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client) => {
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   client.on('authentication', async (ctx) => {
-    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {
       ctx.accept();
     } else {
       ctx.reject(['password']); // the ways to log in that are left

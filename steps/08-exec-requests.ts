@@ -62,7 +62,7 @@ async function run(commandLine: string, channel: ServerChannel, user: string): P
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   let user = '';
   client.on('authentication', async (ctx) => {
-    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {
       user = ctx.username;
       ctx.accept();
     } else {

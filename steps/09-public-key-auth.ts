@@ -80,7 +80,7 @@ function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   let user = '';
   client.on('authentication', async (ctx) => {
-    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {
       user = ctx.username;
       ctx.accept();
     } else if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) { // unsigned, accept() says "this key would do"

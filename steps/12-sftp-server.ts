@@ -114,7 +114,7 @@ function serveSftp(sftp: SFTPWrapper, root: string, user: string, info: ClientIn
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   let user = '';
   client.on('authentication', async (ctx) => {
-    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {
       user = ctx.username;
       ctx.accept();
     } else {

@@ -95,7 +95,7 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   let user = '';
   client.on('authentication', async (ctx) => {
-    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {
       user = ctx.username;
       ctx.accept();
     } else {

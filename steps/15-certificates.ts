@@ -64,7 +64,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
   let user = '';
   let certificate: Certificate | undefined; // what the certificate allows, once logged in with one
   client.on('authentication', async (ctx) => {
-    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password)) {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {
       user = ctx.username;
       certificate = undefined; // a certificate only asked about, before, restricts nothing
       ctx.accept();

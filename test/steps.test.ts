@@ -19,7 +19,7 @@ describe('step 01: nobody can log in', { timeout: 60_000 }, () => {
     assert.doesNotMatch(step().output(), /authenticated/);
   });
 
-  refusals(step, '');
+  refusals(step, '', false); // step 01 checks no password, and so logs no reason
 });
 
 describe('step 02: a password, and nothing after it', { timeout: 60_000 }, () => {
@@ -101,11 +101,25 @@ async function inTerminal(port: number) {
   }
 }
 
-/** A wrong password and an unknown user are both refused with the list of ways left. */
-function refusals(step: () => Step, methods: string) {
-  for (const [user, password, why] of [['alice', 'builder', 'a wrong password'], ['carol', 'wonderland', 'an unknown user']]) {
-    test(`${why} is refused`, async () => {
+/** A wrong password and an unknown user are both refused with the list of ways left, and logged with the reason. */
+function refusals(step: () => Step, methods: string, logsWhy = true) {
+  for (const [user, password, why, reason] of [['alice', 'builder', 'a wrong password', 'wrong password'],
+    ['carol', 'wonderland', 'an unknown user', 'no such user']]) {
+    test(`${why} is refused, and the log says why, once for each try`, async () => {
       const loginsBefore = count(step(), /authenticated as/g);
+      // Each line of the reason, and each "(previous message repeated N more times)" right after one.
+      const logged = () => {
+        let times = 0;
+        let last = '';
+        for (const line of lines(step().output())) {
+          const repeated = / \(previous message repeated (\d+) more times\)$/.exec(line);
+          if (repeated && last.endsWith(` password refused for ${user}: ${reason}`)) times += Number(repeated[1]);
+          else if (line.endsWith(` password refused for ${user}: ${reason}`)) times += 1;
+          if (!repeated) last = line;
+        }
+        return times;
+      };
+      const loggedBefore = logged();
       const result = await todaysSshRun(step().port, user!, password!);
       const expected = [NO_TTY, TRY_AGAIN, TRY_AGAIN, `${user}@localhost: Permission denied (${methods}).`];
       assert.deepEqual(lines(result.stderr), expected);
@@ -113,6 +127,7 @@ function refusals(step: () => Step, methods: string) {
       assert.equal(result.status, 255);
       await quiet(step());
       assert.equal(count(step(), /authenticated as/g), loginsBefore, 'no login in the server log');
+      assert.equal(logged() - loggedBefore, logsWhy ? 3 : 0);
     });
   }
 }
