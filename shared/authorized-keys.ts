@@ -22,9 +22,7 @@ const parsed = new Map<string, { text: string; keys: ParsedKey[] }>();
 export function authorizedKeys(username: string): ParsedKey[] {
   // The user name comes from the client and becomes a file name: nothing that could leave the folder.
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(username)) return [];
-  const dir = process.env.SSH_AUTHORIZED_KEYS_DIR
-    || fileURLToPath(new URL('../keys/authorized_keys/', import.meta.url));
-  const path = join(dir, username);
+  const path = authorizedKeysFile(username);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -47,6 +45,12 @@ export function authorizedKeys(username: string): ParsedKey[] {
   });
   parsed.set(path, { text, keys });
   return keys;
+}
+
+/** Where the user's authorized_keys file is: `SSH_AUTHORIZED_KEYS_DIR/USERNAME`, else `keys/authorized_keys/USERNAME`. */
+export function authorizedKeysFile(username: string): string {
+  const dir = process.env.SSH_AUTHORIZED_KEYS_DIR || fileURLToPath(new URL('../keys/authorized_keys/', import.meta.url));
+  return join(dir, username);
 }
 
 /** A public key's fingerprint as OpenSSH shows it: `SHA256:` and the unpadded base64 of the key's SHA-256. */

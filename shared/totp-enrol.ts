@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderUnicodeCompact } from 'uqr';
+import { authorizedKeys, authorizedKeysFile } from './authorized-keys.ts';
 import { explain, fail, shown } from './errors.ts';
 import { PERIOD, toBase32, totpDir } from './totp.ts';
 
@@ -35,3 +36,8 @@ console.log(`made the secret of ${username} in ${shown(path)}; scan this with an
 const paint = (line: string) => (process.stdout.isTTY ? `\x1b[97;40m${line}\x1b[0m` : line);
 console.log(renderUnicodeCompact(uri).split('\n').map(paint).join('\n'));
 console.log(`\n${uri}\n\nor type the secret in by hand: ${secret}`);
+// The code is the second factor: step 16 asks for a listed key first, and a user with none never gets that far.
+if (authorizedKeys(username).length === 0) {
+  console.log(`\nnote: ${username} has no key in ${shown(authorizedKeysFile(username))} yet, and step 16 asks\n`
+    + 'for one before the code: list a key there, as step 09 does, or the code lets no one in');
+}

@@ -39,8 +39,8 @@ describe('step 16: a key, then a code', { timeout: 180_000 }, () => {
 
   test('npm run totp makes the secret (0600), shows the URI and QR code of the lesson, and never replaces one', () => {
     // As the lesson's reader runs it, in a folder with keys/ (the test's own).
-    const run = () => execFileSync(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared/totp-enrol.ts'), 'alice'],
-      { cwd: dir, env: { ...process.env, TOTP_DIR: 'keys/totp' }, encoding: 'utf8', stdio: 'pipe' });
+    const run = (user = 'alice') => execFileSync(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared/totp-enrol.ts'), user],
+      { cwd: dir, env: { ...process.env, TOTP_DIR: 'keys/totp', SSH_AUTHORIZED_KEYS_DIR: keys }, encoding: 'utf8', stdio: 'pipe' });
     const printed = run().replace(/\n$/, '').split('\n');
     const secret = readFileSync(join(totp, 'alice'), 'utf8').trim();
     assert.match(secret, /^[A-Z2-7]{32}$/);
@@ -59,6 +59,11 @@ describe('step 16: a key, then a code', { timeout: 180_000 }, () => {
     assert.ok(qr(printed).length >= 11);
     assert.throws(run, (err: { stderr: string }) => err.stderr.includes('keys/totp/alice exists: alice has a secret already'));
     assert.equal(readFileSync(join(totp, 'alice'), 'utf8').trim(), secret);
+    // A user with no key listed gets the secret, and a word that the code alone lets nobody in.
+    const keyless = run('keyless').split('\n');
+    assert.deepEqual(keyless.slice(-3), [
+      'note: keyless has no key in authorized_keys/keyless yet, and step 16 asks', // shown from the folder it runs in
+      'for one before the code: list a key there, as step 09 does, or the code lets no one in', '']);
   });
 
   test('in a terminal: partial success, the prompt, the code typed, and in', async () => {
