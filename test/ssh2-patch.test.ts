@@ -213,6 +213,49 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     }
   });
 
+  test('a client that gives three requests one reqid gets three answers, and the session goes on', async () => {
+    const { client } = await login();
+    try {
+      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.subsys('sftp', (err, c) => (err ? reject(err) : resolve(c))));
+      let received = Buffer.alloc(0);
+      channel.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+      /** The ids of the packets received after the VERSION packet. */
+      const ids = () => {
+        const found: number[] = [];
+        for (let at = 0; at + 9 <= received.length; at += 4 + received.readUInt32BE(at)) {
+          if (received[at + 4] !== 2) found.push(received.readUInt32BE(at + 5)); // 2: VERSION, which has no id
+        }
+        return found;
+      };
+      const stat = (reqid: number, path: string) => {
+        const name = Buffer.from(path);
+        const body = Buffer.alloc(9 + name.length);
+        body[0] = 17; // SSH_FXP_STAT
+        body.writeUInt32BE(reqid, 1);
+        body.writeUInt32BE(name.length, 5);
+        name.copy(body, 9);
+        const length = Buffer.alloc(4);
+        length.writeUInt32BE(body.length);
+        return Buffer.concat([length, body]);
+      };
+      sftpStats.length = 0;
+      channel.write(Buffer.from([0, 0, 0, 5, 1, 0, 0, 0, 3])); // INIT, version 3
+      channel.write(Buffer.concat([stat(7, '/a'), stat(7, '/b'), stat(7, '/c'), stat(8, '/d')]));
+      await waitFor('four requests', () => sftpStats.length === 4 || undefined);
+      for (const reply of sftpStats.splice(0).reverse()) reply();
+      await waitFor('four answers', () => ids().length === 4 || undefined);
+      assert.deepEqual(ids(), [7, 7, 7, 8]);
+      channel.write(stat(9, '/e'));
+      await waitFor('a fifth request', () => sftpStats.length === 1 || undefined);
+      sftpStats.splice(0)[0]!();
+      await waitFor('its answer', () => ids().length === 5 || undefined);
+      assert.deepEqual(sftpErrors.splice(0), []);
+    } finally {
+      client.end();
+    }
+  });
+
   test('an SFTP packet length of 2^31 or more is refused, not read as a negative number', async () => {
     const { client } = await login();
     try {
