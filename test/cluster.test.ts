@@ -125,7 +125,8 @@ describe('step 17: a rolling restart keeps the sessions it promises to keep', { 
       await waitFor('the greeting', () => terminal.screen().includes('Echo protocol connected') || undefined);
       process.kill(step().pid, 'SIGHUP');
       await waitFor('the new worker', () => count(step(), /^listening on /gm) === 2 || undefined);
-      assert.match(step().output(), /^retired: closing the listener; 1 connection\(s\) get up to 8 s to finish \(RETIRE_TIMEOUT\)$/m);
+      await waitFor('the old one retired', () =>
+        /^retired: closing the listener; 1 connection\(s\) get up to 8 s to finish \(RETIRE_TIMEOUT\)$/m.test(step().output()) || undefined);
       // Past the drain time of a SIGTERM (2 s here): until this change, the session was closed then.
       await new Promise((resolve) => setTimeout(resolve, 3000));
       terminal.sendKeys('still here', 'Enter');
