@@ -3,12 +3,12 @@
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
-import { showBytes } from '../shared/show-bytes.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
+import { showBytes } from '../shared/channels/show-bytes.ts';
 
 const { Server } = ssh2;
 

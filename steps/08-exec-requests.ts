@@ -4,12 +4,12 @@
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ServerChannel } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
-import { splitWords } from '../shared/split-words.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
+import { splitWords } from '../shared/channels/split-words.ts';
 
 const { Server } = ssh2;
 

@@ -4,13 +4,14 @@
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ClientInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { authorizedKeys, fingerprint } from '../shared/authorized-keys.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
-import { splitWords } from '../shared/split-words.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { authorizedKeys } from '../shared/login/authorized-keys.ts';
+import { fingerprint } from '../shared/core/fingerprint.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
+import { splitWords } from '../shared/channels/split-words.ts';
 
 const { Server } = ssh2;
 

@@ -3,14 +3,15 @@
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import type { ClientInfo, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { authorizedKeys, fingerprint } from '../shared/authorized-keys.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
-import { drawScreen } from '../shared/screen.ts';
-import { splitWords } from '../shared/split-words.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { authorizedKeys } from '../shared/login/authorized-keys.ts';
+import { fingerprint } from '../shared/core/fingerprint.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
+import { drawScreen } from '../shared/channels/screen.ts';
+import { splitWords } from '../shared/channels/split-words.ts';
 
 const { Server } = ssh2;
 

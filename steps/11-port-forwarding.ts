@@ -4,13 +4,13 @@
 import { createServer, connect, type Server as TcpServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { allowedAddress, prohibit } from '../shared/forwarding.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { limits } from '../shared/options.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { allowedAddress, prohibit } from '../shared/channels/forwarding.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { limits } from '../shared/core/options.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
 
 const { Server } = ssh2;
 

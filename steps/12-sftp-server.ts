@@ -5,14 +5,14 @@ import { constants, lstat, mkdir, open, opendir, readlink, rename, rmdir, unlink
 import type { FileHandle } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import type { Attributes, ClientInfo, SFTPWrapper } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
-import { Handles } from '../shared/sftp-handles.ts';
-import { attrsOf, longname, openFlags, permitted, statusOf } from '../shared/sftp-protocol.ts';
-import { canonical, inFolder, reach, Refused, refusedIfLink, userFolder } from '../shared/user-folder.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
+import { Handles } from '../shared/channels/sftp-handles.ts';
+import { attrsOf, longname, openFlags, permitted, statusOf } from '../shared/channels/sftp-protocol.ts';
+import { canonical, inFolder, reach, Refused, refusedIfLink, userFolder } from '../shared/channels/user-folder.ts';
 
 const { Server } = ssh2;
 const { STATUS_CODE } = ssh2.utils.sftp;

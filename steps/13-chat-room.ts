@@ -3,13 +3,13 @@
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
 import type { ClientInfo, PseudoTtyInfo, ServerChannel } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { LineEditor } from '../shared/line-editor.ts';
-import { listen } from '../shared/listen.ts';
-import { log, safe } from '../shared/log.ts';
-import { limits } from '../shared/options.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { LineEditor } from '../shared/channels/line-editor.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log, safe } from '../shared/core/log.ts';
+import { limits } from '../shared/core/options.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
 
 const { Server } = ssh2;
 

@@ -6,12 +6,12 @@ import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo, ServerChannel } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { keyMayLogIn } from '../shared/key-login.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { endOfInput, sttyArguments } from '../shared/terminal-modes.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { keyMayLogIn } from '../shared/login/key-login.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { endOfInput, sttyArguments } from '../shared/channels/terminal-modes.ts';
 
 const { Server } = ssh2;
 

@@ -4,15 +4,15 @@
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ClientInfo, PublicKeyAuthContext } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { fingerprint } from '../shared/authorized-keys.ts';
-import { revoked, trustedCAs } from '../shared/certificate-authority.ts';
-import { runCommand } from '../shared/commands.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { caSignatureProblem, parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/openssh-certificate.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { revoked, trustedCAs } from '../shared/login/certificate-authority.ts';
+import { runCommand } from '../shared/channels/commands.ts';
+import { fingerprint } from '../shared/core/fingerprint.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { caSignatureProblem, parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/login/openssh-certificate.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
 
 const { Server } = ssh2;
 
@@ -101,7 +101,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       });
       echoProtocol(channel); // everything else the session does is the protocol's business
     });
-    // Step 08's commands, from shared/commands.ts: they end the channel with their exit status.
+    // Step 08's commands, from shared/channels/commands.ts: they end the channel with their exit status.
     session.on('exec', (acceptExec, reject, { command }) =>
       runCommand(acceptExec(), forced() ?? command, user, info, terminal));
   });

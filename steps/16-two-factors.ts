@@ -4,13 +4,14 @@
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ClientInfo, PublicKeyAuthContext } from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { authorizedKeys, fingerprint } from '../shared/authorized-keys.ts';
-import { runCommand } from '../shared/commands.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { codeRefusal } from '../shared/totp.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { authorizedKeys } from '../shared/login/authorized-keys.ts';
+import { runCommand } from '../shared/channels/commands.ts';
+import { fingerprint } from '../shared/core/fingerprint.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { codeRefusal } from '../shared/login/totp.ts';
 
 const { Server } = ssh2;
 
@@ -77,7 +78,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       });
       echoProtocol(channel); // everything else the session does is the protocol's business
     });
-    // Step 08's commands, from shared/commands.ts: they end the channel with their exit status.
+    // Step 08's commands, from shared/channels/commands.ts: they end the channel with their exit status.
     session.on('exec', (acceptExec, reject, { command }) => runCommand(acceptExec(), command, user, info));
   });
 });

@@ -6,11 +6,11 @@ import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import { algorithms } from '../shared/algorithms.ts';
-import { readHostKeys } from '../shared/host-keys.ts';
-import { listen } from '../shared/listen.ts';
-import { log } from '../shared/log.ts';
-import { readPasswordFile } from '../shared/passwords.ts';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
 
 const { Server } = ssh2;
 
@@ -81,7 +81,7 @@ function supervise(): void {
     for (const old of running().filter((worker) => !retiring.has(worker))) {
       await once(start(), 'listening');
       retiring.add(old);
-      old.send('retire'); // it takes no one new, and serves its sessions until they end (shared/listen.ts)
+      old.send('retire'); // it takes no one new, and serves its sessions until they end (shared/server/listen.ts)
     }
   });
   const stop = (signal: NodeJS.Signals) => {

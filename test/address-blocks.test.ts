@@ -1,7 +1,7 @@
-// shared/address-blocks.ts: IPv4 and IPv6 blocks matched apart, and IPv4 written as IPv6 taken as IPv4.
+// shared/core/address-blocks.ts: IPv4 and IPv6 blocks matched apart, and IPv4 written as IPv6 taken as IPv4.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AddressBlocks, plainAddress } from '../shared/address-blocks.ts';
+import { AddressBlocks, plainAddress } from '../shared/core/address-blocks.ts';
 
 test('an IPv4 address written as IPv6, in any spelling, is the IPv4 address it is', () => {
   for (const spelling of ['::ffff:127.0.0.1', '::FFFF:127.0.0.1', '::ffff:7f00:1', '::ffff:7f00:0001',

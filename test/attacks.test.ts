@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { hashPassword } from '../shared/passwords.ts';
+import { hashPassword } from '../shared/login/passwords.ts';
 import { exec, flood, peakDuring, sendWithoutReading, ptyStorm, raw, remoteId, residentMiB, shell, slotHolder, socketOf } from './hostile.ts';
 import { count, plainPacket, runStep, seededRandom, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
 

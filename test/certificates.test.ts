@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { fingerprint } from '../shared/authorized-keys.ts';
+import { fingerprint } from '../shared/core/fingerprint.ts';
 import { count, ssh, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 import { raw } from './hostile.ts';
 

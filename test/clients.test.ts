@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { code, PERIOD, toBase32 } from '../shared/totp.ts';
+import { code, PERIOD, toBase32 } from '../shared/login/totp.ts';
 import {
   auditFindings, count, debianTesting, debianTestingHome, inDebianTesting, root, ssh, startStep, temporaryDir, useStep, waitFor,
   type Step,

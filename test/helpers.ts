@@ -100,7 +100,7 @@ export function useStep(file: string, options: StartOptions = {}): () => Step {
   });
   after(async () => {
     await step?.stop();
-    // The last net of shared/listen.ts logs what nothing else caught; in a test run it must never have been needed.
+    // The last net of shared/server/listen.ts logs what nothing else caught; in a test run it must never have been needed.
     assert.doesNotMatch(step?.output() ?? '', /^internal error/m);
   });
   return () => step ?? assert.fail(`${file} has not started`);

@@ -4,8 +4,8 @@ import { KeyObject, verify } from 'node:crypto';
 import { test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
-import { newHostKey } from '../shared/host-keys.ts';
-import { decodeOnce } from '../shared/key-objects.ts';
+import { newHostKey } from '../shared/server/host-keys.ts';
+import { decodeOnce } from '../shared/core/key-objects.ts';
 
 const { utils } = ssh2;
 

@@ -1,9 +1,9 @@
-// shared/line-editor.ts on its own: the keys a terminal sends, however they are cut into reads.
+// shared/channels/line-editor.ts on its own: the keys a terminal sends, however they are cut into reads.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { LineEditor } from '../shared/line-editor.ts';
+import { LineEditor } from '../shared/channels/line-editor.ts';
 
 // A full garbage collection on demand, to see what is kept rather than what is not yet collected.
 setFlagsFromString('--expose-gc');

@@ -1,7 +1,7 @@
-// shared/log.ts: what a client puts in a log line comes out on one line, escaped, and cut.
+// shared/core/log.ts: what a client puts in a log line comes out on one line, escaped, and cut.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { safe } from '../shared/log.ts';
+import { safe } from '../shared/core/log.ts';
 
 test('control characters, a backslash and direction overrides are escaped; other text is kept', () => {
   assert.equal(safe('a\nb\r\x00\x1b[31m\x7f\x9b'), 'a\\x0ab\\x0d\\x00\\x1b[31m\\x7f\\x9b');

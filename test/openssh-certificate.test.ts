@@ -1,4 +1,4 @@
-// shared/openssh-certificate.ts and shared/certificate-authority.ts: certificates from ssh-keygen read field by
+// shared/login/openssh-certificate.ts and shared/login/certificate-authority.ts: certificates from ssh-keygen read field by
 // field, and every broken one refused without a throw.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -6,8 +6,8 @@ import { randomInt } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, mock, test } from 'node:test';
-import { revoked, trustedCAs } from '../shared/certificate-authority.ts';
-import { caSignatureProblem, isCertificate, parseCertificate, type Certificate } from '../shared/openssh-certificate.ts';
+import { revoked, trustedCAs } from '../shared/login/certificate-authority.ts';
+import { caSignatureProblem, isCertificate, parseCertificate, type Certificate } from '../shared/login/openssh-certificate.ts';
 import { temporaryDir } from './helpers.ts';
 
 const dir = temporaryDir();

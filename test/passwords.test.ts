@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { root, runStep, ssh, startStep, temporaryDir, Terminal, waitFor } from './helpers.ts';
 
-/** Runs `npm run passwd -- ARGS` (as `tsx shared/passwd.ts`) with `input` piped in. */
+/** Runs `npm run passwd -- ARGS` (as `tsx shared/login/passwd.ts`) with `input` piped in. */
 function passwd(file: string, args: string[], input: string) {
   const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared', 'passwd.ts'), ...args], {
     env: { ...process.env, SSH_PASSWORDS: file },

@@ -1,11 +1,11 @@
-// shared/proxy-protocol.ts and its use in shared/listen.ts: PROXY headers, v1 and v2, read whole or refused, and
+// shared/server/proxy-protocol.ts and its use in shared/server/listen.ts: PROXY headers, v1 and v2, read whole or refused, and
 // the client's real address used by a step (the log, the limits), from raw sockets that write what they like.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { MAX_HEADER, parseHeader } from '../shared/proxy-protocol.ts';
+import { MAX_HEADER, parseHeader } from '../shared/server/proxy-protocol.ts';
 import { count, useStep, waitFor } from './helpers.ts';
 
 /** A v2 header: PROXY (or LOCAL) over TCP, from `ip`:`port` to 127.0.0.1:2022, with `extra` bytes of TLVs. */

@@ -1,7 +1,7 @@
 // showBytes() renders bytes as Python's repr() renders a byte string; the expected texts are Python's.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { showBytes } from '../shared/show-bytes.ts';
+import { showBytes } from '../shared/channels/show-bytes.ts';
 
 test('showBytes matches repr() for keys, control bytes, quotes and non-ASCII bytes', () => {
   const cases: [Buffer, string][] = [

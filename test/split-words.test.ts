@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { splitWords } from '../shared/split-words.ts';
+import { splitWords } from '../shared/channels/split-words.ts';
 
 const lines = [
   'echo hello world',

@@ -8,5 +8,5 @@ crypto.scrypt = ((...args: Parameters<typeof scrypt>) => {
   console.log('scrypt called');
   return (scrypt as (...a: unknown[]) => void)(...args);
 }) as typeof scrypt;
-// `import { scrypt } from 'node:crypto'` in shared/passwords.ts, loaded after this, then finds the counting one.
+// `import { scrypt } from 'node:crypto'` in shared/login/passwords.ts, loaded after this, then finds the counting one.
 syncBuiltinESMExports();

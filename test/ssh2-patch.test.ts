@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { Algorithms, Connection, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
-import { newHostKey } from '../shared/host-keys.ts';
-import { parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/openssh-certificate.ts';
+import { newHostKey } from '../shared/server/host-keys.ts';
+import { parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/login/openssh-certificate.ts';
 import { root, sshOptions, temporaryDir, waitFor } from './helpers.ts';
 import { raw as rawClient } from './hostile.ts';
 

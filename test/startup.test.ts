@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { newHostKey } from '../shared/host-keys.ts';
+import { newHostKey } from '../shared/server/host-keys.ts';
 import { lines, runStep, ssh, startStep, temporaryDir } from './helpers.ts';
 
 /** The `host key:` lines a step printed, without the prefix. */

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import ssh2 from 'ssh2';
-import { code, codeRefusal, fromBase32, PERIOD, toBase32 } from '../shared/totp.ts';
+import { code, codeRefusal, fromBase32, PERIOD, toBase32 } from '../shared/login/totp.ts';
 import { count, root, ssh, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 
 const dir = temporaryDir();
@@ -39,7 +39,7 @@ describe('step 16: a key, then a code', { timeout: 180_000 }, () => {
 
   test('npm run totp makes the secret (0600), shows the URI and QR code of the lesson, and never replaces one', () => {
     // As the lesson's reader runs it, in a folder with keys/ (the test's own).
-    const run = (user = 'alice') => execFileSync(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared/totp-enrol.ts'), user],
+    const run = (user = 'alice') => execFileSync(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared/login/totp-enrol.ts'), user],
       { cwd: dir, env: { ...process.env, TOTP_DIR: 'keys/totp', SSH_AUTHORIZED_KEYS_DIR: keys }, encoding: 'utf8', stdio: 'pipe' });
     const printed = run().replace(/\n$/, '').split('\n');
     const secret = readFileSync(join(totp, 'alice'), 'utf8').trim();
@@ -185,7 +185,7 @@ describe('step 16: wrong codes for one user, from many addresses, lock that user
   });
 });
 
-describe('shared/totp.ts', () => {
+describe('shared/login/totp.ts', () => {
   test('RFC 6238\'s SHA-1 test vectors (the last six digits), and base32 both ways', () => {
     const secret = Buffer.from('12345678901234567890');
     const vectors: [number, string][] = [[59, '287082'], [1111111109, '081804'], [1111111111, '050471'],

@@ -2,7 +2,7 @@
 // keys, and the certificates it no longer takes. Both are read afresh at each login, so an edit counts at once.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { shown } from './errors.ts';
+import { shown } from '../core/errors.ts';
 import { isCertificate, publicKey, type Certificate } from './openssh-certificate.ts';
 
 /** Each file's text when it was last read, and what was read from it. */
@@ -36,7 +36,7 @@ function cached<T>(path: string, parse: (line: string) => T | string): T[] {
   return items;
 }
 
-const inKeys = (name: string) => fileURLToPath(new URL(`../keys/${name}`, import.meta.url));
+const inKeys = (name: string) => fileURLToPath(new URL(`../../keys/${name}`, import.meta.url));
 
 /**
  * The CA public keys trusted to sign users' keys, as blobs: `TRUSTED_USER_CA_KEYS` (default

@@ -1,9 +1,9 @@
 // Port forwarding's rules (step 11): where `ssh -L` and `-D` may connect, and how a refusal is told.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { plainAddress } from './address-blocks.ts';
-import { safe } from './log.ts';
-import { limits } from './options.ts';
+import { plainAddress } from '../core/address-blocks.ts';
+import { safe } from '../core/log.ts';
+import { limits } from '../core/options.ts';
 
 /** RFC 4254's reason code for a channel refused by policy; `ssh` prints it as "administratively prohibited". */
 const ADMINISTRATIVELY_PROHIBITED = 1;
@@ -27,6 +27,6 @@ export async function allowedAddress(host: string): Promise<string | undefined> 
   const found = isIP(host) ? [{ address: host }] : await Promise.resolve(host)
     .then((name) => lookup(name, { all: true })).catch(() => []);
   // An IPv4 address written as IPv6 (::ffff:127.0.0.1, ::ffff:7f00:1) is checked, and reached, as the IPv4 address
-  // it is; IPv4 and IPv6 blocks are matched apart (shared/address-blocks.ts).
+  // it is; IPv4 and IPv6 blocks are matched apart (shared/core/address-blocks.ts).
   return found.map(({ address }) => plainAddress(address)).find((address) => limits.forwardTo.has(address));
 }

@@ -1,8 +1,9 @@
 // Logging in with a key (steps 09 and 10 teach it, and keep their own copy): for the steps after them that only
 // need it done, step 14 first.
 import type { ClientInfo, PublicKeyAuthContext } from 'ssh2';
-import { authorizedKeys, fingerprint } from './authorized-keys.ts';
-import { log } from './log.ts';
+import { fingerprint } from '../core/fingerprint.ts';
+import { authorizedKeys } from './authorized-keys.ts';
+import { log } from '../core/log.ts';
 
 /**
  * Whether the offered key is listed in the user's `authorized_keys` and, once the client has signed, whether the

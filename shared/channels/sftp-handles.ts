@@ -2,13 +2,13 @@
 // `SFTP_MAX_HANDLES` of them, and all closed when the session ends.
 import type { Dir } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { limits } from './options.ts';
+import { limits } from '../core/options.ts';
 
 /** An open folder: the folder itself (to look names up in) and the reading of its entries. */
 export interface OpenFolder {
   dir: FileHandle;
   entries: Dir;
-  /** Its path, where names cannot be looked up in an open folder (see shared/user-folder.ts). */
+  /** Its path, where names cannot be looked up in an open folder (see shared/channels/user-folder.ts). */
   path: string;
 }
 

@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderUnicodeCompact } from 'uqr';
 import { authorizedKeys, authorizedKeysFile } from './authorized-keys.ts';
-import { explain, fail, shown } from './errors.ts';
+import { explain, fail, shown } from '../core/errors.ts';
 import { PERIOD, toBase32, totpDir } from './totp.ts';
 
 const username = process.argv[2] ?? '';

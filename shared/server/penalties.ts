@@ -2,7 +2,7 @@
 // failed connections (a connection that ends with a failed login and none that worked, as sshd's `authfail`), not
 // each wrong password: a person who runs a step again and again, typing wrong on purpose, never waits, and a
 // program that guesses soon does.
-import { limits } from './options.ts';
+import { limits } from '../core/options.ts';
 
 const FREE_CONNECTIONS = 10; // failed connections an address may have had lately before it waits
 const FORGIVEN_PER_MINUTE = 10; // how fast that count goes down again

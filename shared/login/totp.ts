@@ -37,7 +37,7 @@ export function code(secret: Buffer, counter: number): string {
 
 /** The folder of the users' secret files. */
 export function totpDir(): string {
-  return process.env.TOTP_DIR || fileURLToPath(new URL('../keys/totp/', import.meta.url));
+  return process.env.TOTP_DIR || fileURLToPath(new URL('../../keys/totp/', import.meta.url));
 }
 
 /** A user's secret, or undefined if the user has none (no file, or not base32). */

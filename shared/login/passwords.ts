@@ -3,8 +3,8 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { explain, fail, shown } from './errors.ts';
-import { log } from './log.ts';
+import { explain, fail, shown } from '../core/errors.ts';
+import { log } from '../core/log.ts';
 
 export interface Passwords {
   /**
@@ -20,7 +20,7 @@ type Entry =
 
 /** Where the password file is: `SSH_PASSWORDS`, else `keys/ssh-passwords`. */
 export function passwordFilePath(): string {
-  return process.env.SSH_PASSWORDS || fileURLToPath(new URL('../keys/ssh-passwords', import.meta.url));
+  return process.env.SSH_PASSWORDS || fileURLToPath(new URL('../../keys/ssh-passwords', import.meta.url));
 }
 
 /**

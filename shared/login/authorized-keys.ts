@@ -1,12 +1,11 @@
 // Users' public keys: an OpenSSH authorized_keys file for each user, keys/authorized_keys/USERNAME.
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
-import { shown } from './errors.ts';
-import { decodeOnce } from './key-objects.ts';
+import { shown } from '../core/errors.ts';
+import { decodeOnce } from '../core/key-objects.ts';
 
 const { utils } = ssh2;
 
@@ -49,11 +48,6 @@ export function authorizedKeys(username: string): ParsedKey[] {
 
 /** Where the user's authorized_keys file is: `SSH_AUTHORIZED_KEYS_DIR/USERNAME`, else `keys/authorized_keys/USERNAME`. */
 export function authorizedKeysFile(username: string): string {
-  const dir = process.env.SSH_AUTHORIZED_KEYS_DIR || fileURLToPath(new URL('../keys/authorized_keys/', import.meta.url));
+  const dir = process.env.SSH_AUTHORIZED_KEYS_DIR || fileURLToPath(new URL('../../keys/authorized_keys/', import.meta.url));
   return join(dir, username);
-}
-
-/** A public key's fingerprint as OpenSSH shows it: `SHA256:` and the unpadded base64 of the key's SHA-256. */
-export function fingerprint(publicKey: Buffer): string {
-  return `SHA256:${createHash('sha256').update(publicKey).digest('base64').replace(/=+$/, '')}`;
 }

@@ -5,7 +5,7 @@
 // byte for byte as it was. The new file is written beside the old one and renamed over it, so a crash halfway
 // leaves the old file whole.
 import { closeSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, statSync, writeSync } from 'node:fs';
-import { explain, fail, shown } from './errors.ts';
+import { explain, fail, shown } from '../core/errors.ts';
 import { hashPassword, passwordFilePath } from './passwords.ts';
 
 const username = process.argv[2] ?? '';

@@ -1,7 +1,7 @@
 // OpenSSH certificates (the format is OpenSSH's PROTOCOL.certkeys): reading one, and checking the signatures on
 // it and made with it (step 15). Ed25519, ECDSA and RSA; nothing else is read.
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { AddressBlocks } from './address-blocks.ts';
+import { AddressBlocks } from '../core/address-blocks.ts';
 
 const CERT = '-cert-v01@openssh.com';
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, realpathSync } from 'node:fs';
 import { constants, lstat, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { explain, fail, shown } from './errors.ts';
+import { explain, fail, shown } from '../core/errors.ts';
 
 const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY } = constants;
 
@@ -11,7 +11,7 @@ const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY } = constants;
 export class Refused extends Error {}
 
 /** Where the users' folders are: `SFTP_HOME`, else `home/` beside `steps/` (git ignores it); made at start. */
-const home = process.env.SFTP_HOME || fileURLToPath(new URL('../home/', import.meta.url));
+const home = process.env.SFTP_HOME || fileURLToPath(new URL('../../home/', import.meta.url));
 try {
   mkdirSync(home, { recursive: true, mode: 0o700 });
 } catch (err) {

@@ -6,9 +6,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
 import type { EncryptedPrivateKey, ParsedKey } from 'ssh2';
-import { fingerprint } from './authorized-keys.ts';
-import { explain, fail, shown } from './errors.ts';
-import { decodeOnce } from './key-objects.ts';
+import { fingerprint } from '../core/fingerprint.ts';
+import { explain, fail, shown } from '../core/errors.ts';
+import { decodeOnce } from '../core/key-objects.ts';
 
 const { utils } = ssh2;
 
@@ -20,7 +20,7 @@ const COMMENT = 'conch-steps';
  * run makes them.
  */
 export function readHostKeys(): EncryptedPrivateKey[] {
-  const dir = process.env.HOST_KEYS_DIR || fileURLToPath(new URL('../keys/', import.meta.url));
+  const dir = process.env.HOST_KEYS_DIR || fileURLToPath(new URL('../../keys/', import.meta.url));
   refuseIfWorldWritable(dir);
   const keys = [
     readOrCreate(join(dir, 'ssh_host_ed25519_key'), 'ed25519'),

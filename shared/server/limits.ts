@@ -1,13 +1,13 @@
 // The limits every connection lives under, as sshd's settings of the same names set them: how long it may take
 // to log in, how many connections may be logging in at once (in all, and from one address), how many failed
 // logins one may make, how many sessions and forwarded connections one may open, how many may be logged in at once, and how a logged-in
-// client that has gone away is noticed. The numbers come from shared/options.ts.
+// client that has gone away is noticed. The numbers come from shared/core/options.ts.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { AuthContext, Channel, ClientInfo, Connection } from 'ssh2';
-import { address, log } from './log.ts';
-import { limits } from './options.ts';
+import { address, log } from '../core/log.ts';
+import { limits } from '../core/options.ts';
 import { countFailure, noteFailedConnection, penalizeSource, penaltyFor, sourceRefused } from './penalties.ts';
 
 /**
@@ -130,7 +130,7 @@ function openFilesAllowed(): number {
 /**
  * Watches a connection's login attempts: logs who logged in (and stops its login clock), closes it after
  * `MAX_AUTH_TRIES` failures, notes it as a failed connection if it ends with failures and no login, and delays
- * the answers to an address that has had many failed connections lately (shared/penalties.ts).
+ * the answers to an address that has had many failed connections lately (shared/server/penalties.ts).
  * The `none` method, which clients send first only to ask which methods there are, is not a failure.
  */
 export function watchLogins(client: Connection, info: ClientInfo): void {

@@ -1,7 +1,7 @@
 // Step 08's commands (steps 08 to 10 teach them, and keep their own copy): for the steps after them that only
 // need a few commands to run, step 15 first.
 import type { ClientInfo, ServerChannel } from 'ssh2';
-import { log } from './log.ts';
+import { log } from '../core/log.ts';
 import { splitWords } from './split-words.ts';
 
 /** Where a command writes: `out` (its standard output) and `err` (its standard error), and its channel. */
