@@ -20,7 +20,7 @@ function ecdhInit(data: Buffer): Buffer {
   return plainPacket(payload);
 }
 
-describe('mlkem768x25519-sha256, against a C_INIT that is not one', { timeout: 60_000 }, () => {
+describe('mlkem768x25519: the hybrid exchange, against a C_INIT that is not one', { timeout: 60_000 }, () => {
   const step = useStep('03-trivial-channel.ts');
 
   /** Starts an exchange of the hybrid alone, sends `cInit`, and resolves once the server has closed. */
@@ -62,7 +62,7 @@ describe('mlkem768x25519-sha256, against a C_INIT that is not one', { timeout: 6
   });
 });
 
-describe('both sources of ML-KEM', { timeout: 60_000 }, () => {
+describe('mlkem768x25519: both sources of ML-KEM', { timeout: 60_000 }, () => {
   test('node:crypto (Node 24) and @noble/post-quantum agree, each way', () => {
     const script = `
       const { ml_kem768 } = require('@noble/post-quantum/ml-kem.js');
