@@ -1,4 +1,4 @@
-// The limits of shared/server/limits.ts and shared/server/penalties.ts, which every step lives under.
+// The limits of shared/server/admission.ts, limits.ts and penalties.ts, which every step lives under.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';

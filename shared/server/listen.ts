@@ -2,7 +2,8 @@
 import { createServer, isIP, type Socket } from 'node:net';
 import type { Server } from 'ssh2';
 import { explain, fail } from '../core/errors.ts';
-import { admit, limitChannels, setKeepalive, watchLogins } from './limits.ts';
+import { admit } from './admission.ts';
+import { limitChannels, setKeepalive, watchLogins } from './limits.ts';
 import { address, log } from '../core/log.ts';
 import { limits, options } from '../core/options.ts';
 import { parseHeader, readHeader } from './proxy-protocol.ts';
@@ -11,7 +12,7 @@ import { keepYoungGenerationSmall } from './young-generation.ts';
 /**
  * Listens on `--port`/`PORT` (default 2022) and `--host`/`HOST` (default 127.0.0.1), prints
  * `listening on HOST:PORT`, and hands each TCP connection to the SSH server. Every connection gets TCP_NODELAY,
- * an error listener (so nothing a client sends can crash the process), the limits of shared/server/limits.ts, and a
+ * an error listener (so nothing a client sends can crash the process), the limits of shared/server/admission.ts and limits.ts, and a
  * log line when it opens, logs in and closes. A connection from a load balancer listed in `PROXY_PROTOCOL_FROM`
  * must start with a PROXY header, and is then the client's, by the address the header gives, everywhere.
  * Ctrl-C closes the listener and every connection and exits with status 0; SIGTERM drains: it closes the
@@ -62,7 +63,7 @@ export function listen(server: Server): void {
   /** Admits a connection (from the client it says it is) under the limits, logs it, and hands it to ssh2. */
   function serve(socket: Socket): void {
     const peer = { ip: socket.remoteAddress, port: socket.remotePort };
-    // A connection refused by the limits gets one log line at most (see shared/server/limits.ts), and nothing more.
+    // A connection refused by the limits gets one log line at most (see shared/server/admission.ts), and nothing more.
     if (!admit(socket)) return;
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add about 90 ms to every session on loopback.
     socket.setNoDelay(true);
