@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { shown } from '../core/errors.ts';
-import { isCertificate, publicKey, type Certificate } from './openssh-certificate.ts';
+import { isCertificate, type Certificate } from './openssh-certificate.ts';
+import { publicKey } from './ssh-keys.ts';
 
 /** Each file's text when it was last read, and what was read from it. */
 const read = new Map<string, { text: string; items: unknown }>();
