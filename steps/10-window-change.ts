@@ -2,16 +2,14 @@
 // Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import ssh2 from 'ssh2';
-import type { ClientInfo, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
+import type { PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
-import { authorizedKeys } from '../shared/login/authorized-keys.ts';
-import { fingerprint } from '../shared/core/fingerprint.ts';
+import { runCommand } from '../shared/channels/commands.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
+import { keyMayLogIn } from '../shared/login/key-login.ts';
 import { listen } from '../shared/server/listen.ts';
-import { log } from '../shared/core/log.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
 import { drawScreen } from '../shared/channels/screen.ts';
-import { splitWords } from '../shared/channels/split-words.ts';
 
 const { Server } = ssh2;
 
@@ -52,61 +50,6 @@ function greeter(channel: ServerChannel, user: string, terminal: { cols: number;
   };
   channel.on('data', onKey);
   return { redraw: draw };
-}
-
-/** A command writes to the channel and returns (or resolves to) its exit status. */
-type Command = (args: string[], channel: ServerChannel, user: string) => number | Promise<number>;
-
-/** The commands a client may run, and no others. */
-const commands: Record<string, Command> = {
-  echo: (args, channel) => (channel.write(`${args.join(' ')}\n`), 0),
-  whoami: (args, channel, user) => (channel.write(`${user}\n`), 0),
-  date: (args, channel) => (channel.write(`${new Date().toUTCString()}\n`), 0),
-  // Copies standard input to standard output until the client sends EOF, no faster than the client reads.
-  cat: (args, channel) => new Promise((resolve) => {
-    channel.pipe(channel, { end: false });
-    channel.once('end', () => resolve(0));
-  }),
-  exit: (args, channel) => {
-    if (args.length === 0) return 0;
-    if (/^\d+$/.test(args[0]!)) return Number(args[0]) % 256;
-    channel.stderr.write(`exit: ${args[0]}: numeric argument required\n`);
-    return 2;
-  },
-};
-
-async function run(commandLine: string, channel: ServerChannel, user: string): Promise<number> {
-  const words = splitWords(commandLine);
-  if ('error' in words) {
-    channel.stderr.write(`sh: ${words.error}\n`);
-    return 2;
-  }
-  const [name, ...args] = words;
-  if (name === undefined) return 0;
-  // Only the table's own entries: `constructor` or `toString` must not find what every object inherits.
-  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
-  if (!command) {
-    channel.stderr.write(`${name}: command not found\n`);
-    return 127;
-  }
-  return command(args, channel, user);
-}
-
-/** Whether the key is listed for the user and, once signed, whether the signature holds; logs why it is not. */
-function keyMayLogIn(ctx: PublicKeyAuthContext, info: ClientInfo): boolean {
-  const refuse = (why: string) => {
-    log(info, `key ${fingerprint(ctx.key.data)} refused for ${ctx.username}: ${why}`);
-    return false;
-  };
-  const listed = authorizedKeys(ctx.username);
-  const key = listed.find((each) => each.getPublicSSH().equals(ctx.key.data));
-  if (!key) return refuse(listed.length ? 'not in the user\'s authorized_keys' : 'the user has no authorized_keys');
-  // RSA must sign with SHA-2, as OpenSSH 8.8+ insists: the listed key's type decides, not what the client claims.
-  if (key.type === 'ssh-rsa' && ctx.hashAlgo !== 'sha256' && ctx.hashAlgo !== 'sha512') {
-    return refuse('an RSA signature with SHA-1');
-  }
-  if (!ctx.signature || !ctx.blob) return true; // first round: the client asks whether this key would do
-  return key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true || refuse('the signature does not hold');
 }
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
@@ -150,17 +93,8 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       }
       app = greeter(channel, user, terminal);
     });
-    session.on('exec', async (acceptExec, reject, { command }) => {
-      const channel = acceptExec();
-      // A command that fails ends its own channel, with status 1 and a log line, and nothing else.
-      const status = await run(command, channel, user).catch((err: Error) => {
-        log(info, `exec ${JSON.stringify(command)} failed: ${err.message}`);
-        return 1;
-      });
-      // The exit status goes first, then the channel closes: `ssh` exits with that status.
-      channel.exit(status);
-      channel.end();
-    });
+    // Step 08's commands, from shared/channels/commands.ts: they end the channel with their exit status.
+    session.on('exec', (acceptExec, reject, { command }) => runCommand(acceptExec(), command, user, info));
   });
 });
 

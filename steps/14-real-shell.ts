@@ -2,7 +2,6 @@
 // Run: npx tsx <this file>         Connect: ssh -p 2022 -i ~/.ssh/conch-steps-demo alice@localhost (step 09's key)
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo, ServerChannel } from 'ssh2';
@@ -11,6 +10,7 @@ import { readHostKeys } from '../shared/server/host-keys.ts';
 import { keyMayLogIn } from '../shared/login/key-login.ts';
 import { listen } from '../shared/server/listen.ts';
 import { log } from '../shared/core/log.ts';
+import { deliver, signalName } from '../shared/channels/signals.ts';
 import { endOfInput, sttyArguments } from '../shared/channels/terminal-modes.ts';
 
 const { Server } = ssh2;
@@ -23,18 +23,6 @@ const spawnPty = await import('@lydell/node-pty').then((module) => module.spawn,
 const shell = process.env.SHELL || '/bin/sh';
 /** The only variables a client may set, as sshd's `AcceptEnv LANG LC_*`. */
 const acceptEnv = (name: string) => name === 'LANG' || name.startsWith('LC_');
-/** A signal's name (`TERM`) from its number (15), as SSH names signals. */
-const signalName = (number: number) =>
-  Object.entries(constants.signals).find(([, value]) => value === number)?.[0].replace(/^SIG/, '') ?? 'KILL';
-/** Sends a signal named by the client (`INT`), if there is such a signal and the program is still there. */
-function deliver(send: (signal: NodeJS.Signals) => void, name: string): void {
-  if (!Object.hasOwn(constants.signals, `SIG${name}`)) return;
-  try {
-    send(`SIG${name}` as NodeJS.Signals);
-  } catch {
-    // It has ended already.
-  }
-}
 
 /** Tells `ssh` how the program ended, by its status or its signal, and closes the channel. */
 function ended(channel: ServerChannel, status: number | null, signal: string | null): void {

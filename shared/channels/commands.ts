@@ -1,5 +1,5 @@
-// Step 08's commands (steps 08 to 10 teach them, and keep their own copy): for the steps after them that only
-// need a few commands to run, step 15 first.
+// Step 08's commands (steps 08 and 09 teach them, and keep their own copy): for the steps after them that only
+// need a few commands to run, step 10 first.
 import type { ClientInfo, ServerChannel } from 'ssh2';
 import { log } from '../core/log.ts';
 import { splitWords } from './split-words.ts';

@@ -1,5 +1,5 @@
-// Logging in with a key (steps 09 and 10 teach it, and keep their own copy): for the steps after them that only
-// need it done, step 14 first.
+// Logging in with a key (step 09 teaches it, and keeps its own copy): for the steps after it that only need it
+// done, step 10 first.
 import type { ClientInfo, PublicKeyAuthContext } from 'ssh2';
 import { fingerprint } from '../core/fingerprint.ts';
 import { authorizedKeys } from './authorized-keys.ts';
