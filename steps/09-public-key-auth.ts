@@ -3,15 +3,15 @@
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import type { ClientInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
+import type { ClientInfo, PublicKeyAuthContext } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { authorizedKeys } from '../shared/login/authorized-keys.ts';
+import { runCommand } from '../shared/channels/commands.ts';
 import { fingerprint } from '../shared/core/fingerprint.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { listen } from '../shared/server/listen.ts';
 import { log } from '../shared/core/log.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
-import { splitWords } from '../shared/channels/split-words.ts';
 
 const { Server } = ssh2;
 
@@ -21,44 +21,6 @@ const passwords = readPasswordFile();
 function echoProtocol(stream: Duplex): void {
   stream.write('Echo protocol connected\r\n');
   stream.pipe(stream); // reads no faster than the echo is taken, and ends when the input does
-}
-
-/** A command writes to the channel and returns (or resolves to) its exit status. */
-type Command = (args: string[], channel: ServerChannel, user: string) => number | Promise<number>;
-
-/** The commands a client may run, and no others. */
-const commands: Record<string, Command> = {
-  echo: (args, channel) => (channel.write(`${args.join(' ')}\n`), 0),
-  whoami: (args, channel, user) => (channel.write(`${user}\n`), 0),
-  date: (args, channel) => (channel.write(`${new Date().toUTCString()}\n`), 0),
-  // Copies standard input to standard output until the client sends EOF, no faster than the client reads.
-  cat: (args, channel) => new Promise((resolve) => {
-    channel.pipe(channel, { end: false });
-    channel.once('end', () => resolve(0));
-  }),
-  exit: (args, channel) => {
-    if (args.length === 0) return 0;
-    if (/^\d+$/.test(args[0]!)) return Number(args[0]) % 256;
-    channel.stderr.write(`exit: ${args[0]}: numeric argument required\n`);
-    return 2;
-  },
-};
-
-async function run(commandLine: string, channel: ServerChannel, user: string): Promise<number> {
-  const words = splitWords(commandLine);
-  if ('error' in words) {
-    channel.stderr.write(`sh: ${words.error}\n`);
-    return 2;
-  }
-  const [name, ...args] = words;
-  if (name === undefined) return 0;
-  // Only the table's own entries: `constructor` or `toString` must not find what every object inherits.
-  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
-  if (!command) {
-    channel.stderr.write(`${name}: command not found\n`);
-    return 127;
-  }
-  return command(args, channel, user);
 }
 
 /** Whether the key is listed for the user and, once signed, whether the signature holds; logs why it is not. */
@@ -108,17 +70,8 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       });
       echoProtocol(channel); // everything else the session does is the protocol's business
     });
-    session.on('exec', async (acceptExec, reject, { command }) => {
-      const channel = acceptExec();
-      // A command that fails ends its own channel, with status 1 and a log line, and nothing else.
-      const status = await run(command, channel, user).catch((err: Error) => {
-        log(info, `exec ${JSON.stringify(command)} failed: ${err.message}`);
-        return 1;
-      });
-      // The exit status goes first, then the channel closes: `ssh` exits with that status.
-      channel.exit(status);
-      channel.end();
-    });
+    // Step 08's commands, from shared/channels/commands.ts: they end the channel with their exit status.
+    session.on('exec', (acceptExec, reject, { command }) => runCommand(acceptExec(), command, user, info));
   });
 });
 

@@ -1,5 +1,5 @@
-// Step 08's commands (steps 08 and 09 teach them, and keep their own copy): for the steps after them that only
-// need a few commands to run, step 10 first.
+// Step 08's commands (step 08 teaches them, and keeps its own copy): for the steps after it that only need a few
+// commands to run, step 09 first.
 import type { ClientInfo, ServerChannel } from 'ssh2';
 import { log } from '../core/log.ts';
 import { splitWords } from './split-words.ts';
