@@ -8,7 +8,7 @@ import { root, runStep, ssh, startStep, temporaryDir, Terminal, waitFor } from '
 
 /** Runs `npm run passwd -- ARGS` (as `tsx shared/login/passwd.ts`) with `input` piped in. */
 function passwd(file: string, args: string[], input: string) {
-  const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared', 'passwd.ts'), ...args], {
+  const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared', 'login', 'passwd.ts'), ...args], {
     env: { ...process.env, SSH_PASSWORDS: file },
   });
   let stdout = '';
