@@ -120,17 +120,26 @@ export function listen(server: Server): void {
   let draining = false;
   // Closes the listener, and ends the process when its last connection closes, or after `seconds` (`bound`).
   const drain = (why: string, seconds: number, bound: string) => {
-    if (seconds === 0 || sockets.size === 0) return stop(why);
-    draining = true;
-    console.log(`${why}: closing the listener; ${sockets.size} connection(s) get up to ${seconds} s to finish (${bound})`);
+    if (seconds === 0) return stop(why);
     listener.close();
-    setTimeout(() => stop(bound), seconds * 1000).unref();
+    const wait = () => {
+      draining = true;
+      console.log(`${why}: closing the listener; ${sockets.size} connection(s) get up to ${seconds} s to finish (${bound})`);
+      setTimeout(() => stop(bound), seconds * 1000).unref();
+    };
+    if (sockets.size > 0) return wait();
+    // A cluster's primary may have handed this worker a connection just before the close: a worker that ended at
+    // once would leave it with nobody (the client waits until it gives up). So even with none, wait a moment.
+    setTimeout(() => (sockets.size === 0 ? stop(why) : wait()), HANDOVER_MS);
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => drain('SIGTERM', limits.drainTimeout, 'DRAIN_TIMEOUT'));
   // A worker that step 17's primary replaces (a rolling restart): its sessions are people's work, not a stop.
   process.on('message', (message) => message === 'retire' && drain('retired', limits.retireTimeout, 'RETIRE_TIMEOUT'));
 }
+
+/** How long a draining process with no connection left stays, for a connection handed to it as it closed. */
+const HANDOVER_MS = 250;
 
 /** Seconds a load balancer has to send its PROXY header. */
 const PROXY_HEADER_MS = 10_000;
