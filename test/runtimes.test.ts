@@ -1,12 +1,12 @@
-// The runtimes readers have today (.ci/today installs them from npm): every step starts on each, and a real login
-// to steps 03, 09 and 10 works. Node 24 and later run TypeScript without tsx, and have ML-KEM in node:crypto; the
+// The runtimes readers have today (.ci/today installs them from npm): every step starts on each, a real login
+// to steps 03, 09 and 10 works, and step 18's Ink app draws. Node 24 and later run TypeScript without tsx, and have ML-KEM in node:crypto; the
 // others take ML-KEM from @noble/post-quantum. Either way OpenSSH 10.6 gets the post-quantum key exchange.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { inDebianTesting, root, ssh, startStep, temporaryDir, todayRuntime, type StartOptions } from './helpers.ts';
+import { inDebianTesting, root, ssh, sshEnv, sshOptions, startStep, temporaryDir, Terminal, todayRuntime, waitFor, type StartOptions } from './helpers.ts';
 
 const runtimes: [string, () => string[]][] = [
   ['Node 22, tsx', () => [todayRuntime('node22/bin/node'), '--import', 'tsx']],
@@ -66,6 +66,21 @@ for (const [name, command] of runtimes) {
         assert.deepEqual((await ssh(ten.port, 'bob', 'builder', ['whoami'])).stdout, 'bob\n');
       } finally {
         await ten.stop();
+      }
+    });
+
+    test('step 18 draws its Ink app in a real terminal, and q ends it with status 0', async () => {
+      const step = await startStep('18-ink-app.ts', options());
+      const terminal = new Terminal(['ssh', ...sshOptions, '-o', 'LogLevel=ERROR', '-p', String(step.port), 'alice@localhost'],
+        sshEnv('wonderland'), 60, 14);
+      try {
+        await waitFor('the app', () => terminal.screen().some((row) => row.includes('> The White Rabbit')) || undefined);
+        assert.equal(terminal.screen().at(-1)!.trimEnd(), ' alice | 60x14');
+        terminal.sendKeys('q');
+        assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 0);
+      } finally {
+        terminal.close();
+        await step.stop();
       }
     });
   });

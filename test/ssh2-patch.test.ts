@@ -29,6 +29,11 @@ const raw = (client: ssh2.Client) => (client as unknown as { _protocol: RawProto
 const remoteId = (channel: ssh2.ClientChannel) => (channel as unknown as { outgoing: { id: number } }).outgoing.id;
 const channelCount = (connection: Connection) => (connection as unknown as { _chanMgr: { _count: number } })._chanMgr._count;
 
+/** A raw channel of the `sftp` subsystem: its SFTP packets are written and read by the test itself. */
+function sftpChannel(client: ssh2.Client): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) => client.subsys('sftp', (err, c) => (err ? reject(err) : resolve(c))));
+}
+
 describe('the ssh2 patch', { timeout: 60_000 }, () => {
   const connections: Connection[] = [];
   const execs: { command: string; channel: ServerChannel }[] = [];
@@ -217,8 +222,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
   test('sftp-answer-order: a client that gives three requests one reqid gets three answers, and the session goes on', async () => {
     const { client } = await login();
     try {
-      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-        client.subsys('sftp', (err, c) => (err ? reject(err) : resolve(c))));
+      const channel = await sftpChannel(client);
       let received = Buffer.alloc(0);
       channel.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
       /** The ids of the packets received after the VERSION packet. */
@@ -260,8 +264,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
   test('sftp-packet-length: an SFTP packet length of 2^31 or more is refused, not read as a negative number', async () => {
     const { client } = await login();
     try {
-      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-        client.subsys('sftp', (err, c) => (err ? reject(err) : resolve(c))));
+      const channel = await sftpChannel(client);
       const closed = new Promise((resolve) => channel.once('close', resolve));
       channel.resume();
       channel.write(Buffer.from([0, 0, 0, 5, 1, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff]));
@@ -277,8 +280,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
   test('sftp-exit-status: an SFTP server that ends its session sends exit status 0 first, as sshd does (scp checks it)', async () => {
     const { client } = await login();
     try {
-      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-        client.subsys('sftp', (err, c) => (err ? reject(err) : resolve(c))));
+      const channel = await sftpChannel(client);
       const status = new Promise((resolve) => channel.once('exit', resolve));
       channel.resume();
       channel.end(); // the client's EOF: the server above ends its side

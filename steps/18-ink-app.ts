@@ -1,0 +1,135 @@
+// Step 18, built on step 10: an Ink app (React in the terminal) for every session, in the client's own terminal.
+// Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
+import '../shared/channels/ink-environment.ts'; // first: Ink must not read the server's terminal as its clients'
+import { PassThrough, Writable } from 'node:stream';
+import { render } from 'ink';
+import { createElement as h } from 'react';
+import ssh2 from 'ssh2';
+import type { PseudoTtyInfo, ServerChannel } from 'ssh2';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { keyMayLogIn } from '../shared/login/key-login.ts';
+import { listen } from '../shared/server/listen.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
+import { App } from './18-ink-app/app.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+/** The largest screen laid out, whatever size the client claims (a pty request may say 4,294,967,295 columns). */
+const MAX_COLS = 400;
+const MAX_ROWS = 200;
+/** How often the screen is laid out again while its size keeps changing. */
+const RESIZE_MS = 50;
+
+/**
+ * One user's app, in their channel as in a terminal of its own: Ink writes to `stdout` and reads `stdin`, streams
+ * of this channel alone, so each session has its own React tree and state. Returns what the session calls on
+ * `window-change` and when the channel goes.
+ */
+function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
+  const size = () => ({
+    cols: Math.min(terminal.cols || 80, MAX_COLS),
+    rows: Math.min(terminal.rows || 24, MAX_ROWS),
+  });
+  // Ink's frames, with CR LF as a terminal's lines end; a client not reading gets none piled up, then the latest.
+  const stdout = Object.assign(new Writable({
+    write(chunk: Buffer, encoding, done) {
+      if (channel.writable && !channel.writableNeedDrain) channel.write(chunk.toString().replaceAll('\n', '\r\n'));
+      done();
+    },
+  }), { isTTY: true, columns: size().cols, rows: size().rows });
+  channel.on('drain', () => stdout.emit('resize'));
+  // The keys typed, to Ink, which asks for a raw terminal: ssh made this one raw already.
+  const stdin = Object.assign(new PassThrough(), {
+    isTTY: true, setRawMode: () => stdin, ref: () => stdin, unref: () => stdin,
+  });
+  channel.on('data', (data: Buffer) => stdin.write(data));
+  // Colour if the client's terminal has it: its TERM says, not the server's.
+  const colour = !/^(dumb|vt\d+)$/.test(terminal.term);
+  const props = () => ({ user, ...size(), colour });
+
+  // The alternate screen (as step 10), then the app. (Cast: Ink's types ask for a process's own stdout and stdin.)
+  channel.write('\x1b[?1049h');
+  const app = render(h(App, props()), {
+    stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream,
+    stderr: stdout as unknown as NodeJS.WriteStream, exitOnCtrlC: false, patchConsole: false,
+  });
+  // q or Ctrl-C (the app's own exit()): the cursor shown and the normal screen back, then status 0.
+  void app.waitUntilExit().then(() => {
+    if (!channel.writable) return;
+    channel.write('\x1b[?25h\x1b[?1049l');
+    channel.exit(0);
+    channel.end();
+  });
+  // A storm of window-changes (a thousand a second) is laid out once every 50 ms, at the latest size.
+  let resizing: NodeJS.Timeout | undefined;
+  return {
+    resize: () => {
+      resizing ??= setTimeout(() => {
+        resizing = undefined;
+        Object.assign(stdout, { columns: size().cols, rows: size().rows });
+        app.rerender(h(App, props()));
+        stdout.emit('resize'); // Ink lays the screen out again, and draws it whole
+      }, RESIZE_MS);
+    },
+    // The channel is gone (the user left, or the connection dropped): the React tree goes, with all it holds.
+    gone: () => {
+      clearTimeout(resizing);
+      app.unmount();
+      stdin.destroy();
+      stdout.destroy();
+    },
+  };
+}
+
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+  let user = '';
+  client.on('authentication', async (ctx) => {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {
+      user = ctx.username;
+      ctx.accept();
+    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) { // unsigned, accept() says "this key would do"
+      user = ctx.username;
+      ctx.accept();
+    } else {
+      ctx.reject(['publickey', 'password']); // the ways to log in that are left
+    }
+  });
+
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    // The terminal the client asked for, and the app drawn on it once the shell starts.
+    let terminal: PseudoTtyInfo | undefined;
+    let app: ReturnType<typeof inkApp> | undefined;
+    session.on('pty', (accept, reject, info) => {
+      terminal = info;
+      accept?.();
+    });
+    // The client's window changed size: ssh sends this whenever you resize your terminal.
+    session.on('window-change', (accept, reject, info) => {
+      accept?.();
+      if (!terminal) return;
+      terminal.cols = info.cols;
+      terminal.rows = info.rows;
+      app?.resize();
+    });
+    // Without a terminal (ssh -T, or a command), there is nothing to draw on: one line, and status 1.
+    const noTerminal = (channel: ServerChannel) => {
+      channel.stderr.write('This app draws on a terminal, and none was requested: connect with ssh, without -T or a command.\n');
+      channel.exit(1);
+      channel.end();
+    };
+    session.on('shell', (acceptShell) => {
+      const channel = acceptShell();
+      if (!terminal) return noTerminal(channel);
+      app = inkApp(channel, user, terminal);
+      channel.once('close', () => app?.gone());
+    });
+    session.on('exec', (acceptExec) => noTerminal(acceptExec()));
+  });
+});
+
+listen(server);

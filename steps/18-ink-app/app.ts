@@ -1,0 +1,70 @@
+// Step 18's app, the same for every session: a list of the people of Wonderland, one person's page with a note
+// you type, and a status bar. React components, written with createElement (h) so that every runtime reads them.
+import { Box, Text, useApp, useInput, type Key } from 'ink';
+import { createElement as h, useReducer } from 'react';
+
+const people = [
+  { name: 'The White Rabbit', about: 'Always late. Carries a pocket watch and a fan.' },
+  { name: 'The Cheshire Cat', about: 'Grins, then fades away, grin last.' },
+  { name: 'The Mad Hatter', about: 'It is always six o\'clock at his tea party.' },
+  { name: 'The Queen of Hearts', about: 'Settles every question the same way: "Off with their head!"' },
+  { name: 'The Caterpillar', about: 'Sits on a mushroom, smoking a hookah, and asks "Who are YOU?"' },
+];
+
+/** What the step hands the app: who is logged in, the terminal's size, and whether it shows colour. */
+export interface AppProps {
+  user: string;
+  cols: number;
+  rows: number;
+  colour: boolean;
+}
+
+/** Where the user is: the person chosen, the page open (if one is), the note being typed, and the notes kept. */
+interface State {
+  selected: number;
+  open?: number;
+  typing: string;
+  notes: string[];
+}
+
+/** What a key does, from the state before it to the state after it (keys that come together, one after another). */
+function pressed(state: State, input: string, key: Key): State {
+  if (state.open === undefined) {
+    if (key.upArrow) return { ...state, selected: (state.selected + people.length - 1) % people.length };
+    if (key.downArrow) return { ...state, selected: (state.selected + 1) % people.length };
+    if (key.return) return { ...state, open: state.selected, typing: state.notes[state.selected]! };
+    return state;
+  }
+  if (key.escape) return { ...state, open: undefined };
+  if (key.return) return { ...state, open: undefined, notes: state.notes.map((note, i) => (i === state.open ? state.typing : note)) };
+  if (key.backspace || key.delete) return { ...state, typing: [...state.typing].slice(0, -1).join('') };
+  if (!input || key.ctrl || key.meta) return state;
+  // Printable characters alone, and no more than fit: a paste of anything is cut to that.
+  return { ...state, typing: [...`${state.typing}${input.replace(/\p{C}/gu, '')}`].slice(0, 60).join('') };
+}
+
+/** The whole screen: the list (or one person's page), then the status bar on the last row. */
+export function App({ user, cols, rows, colour }: AppProps) {
+  const { exit } = useApp();
+  const [state, press] = useReducer((before: State, [input, key]: [string, Key]) => pressed(before, input, key),
+    { selected: 0, typing: '', notes: people.map(() => '') });
+  useInput((input, key) => {
+    if ((key.ctrl && input === 'c') || (input === 'q' && state.open === undefined)) return exit();
+    press([input, key]);
+  });
+  const { selected, open, typing, notes } = state;
+  const accent = colour ? 'cyan' : undefined;
+  const body = open === undefined
+    ? [h(Text, { key: 'title', bold: true }, 'Who is who in Wonderland'), h(Text, { key: 'gap' }, ' '),
+      ...people.map((person, i) => h(Text, { key: person.name, inverse: i === selected, color: i === selected ? undefined : accent },
+        `${i === selected ? '>' : ' '} ${person.name}${notes[i] ? ' *' : ''}`)),
+      h(Text, { key: 'gap2' }, ' '), h(Text, { key: 'help', dimColor: colour }, 'Up and down choose, Enter opens, q quits.')]
+    : [h(Text, { key: 'title', bold: true, color: accent }, people[open]!.name), h(Text, { key: 'gap' }, ' '),
+      h(Text, { key: 'about', wrap: 'wrap' }, people[open]!.about), h(Text, { key: 'gap2' }, ' '),
+      h(Text, { key: 'note' }, `Your note: ${typing}`, h(Text, { inverse: true }, ' ')),
+      h(Text, { key: 'gap3' }, ' '), h(Text, { key: 'help', dimColor: colour }, 'Type a note; Enter keeps it, Esc goes back.')];
+  const status = ` ${user} | ${cols}x${rows}`;
+  return h(Box, { flexDirection: 'column', width: cols, height: rows },
+    h(Box, { flexDirection: 'column', flexGrow: 1, borderStyle: 'round', borderColor: accent, paddingX: 1, overflow: 'hidden' }, ...body),
+    h(Text, { inverse: true, wrap: 'truncate' }, status.padEnd(cols)));
+}
