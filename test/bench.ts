@@ -63,6 +63,8 @@ if (!Number.isInteger(RUNS) || RUNS < 1 || !(SECONDS > 0)) {
 const IDLE_SESSIONS = 1000;
 const WARM_UP_LOGINS = 200;
 const CAT_BYTES = 256 * 1024 * 1024;
+/** The size of the repository that git pushes and clones (step 19). */
+const GIT_BYTES = 50 * 1024 * 1024;
 
 interface Server { port: number; pid: number; stop: () => Promise<void>; cpu?: () => number }
 
@@ -403,6 +405,31 @@ async function sftpCopy(port: number, login: string[], env: Record<string, strin
   const put = await timed(`put sftp-source.bin ${remote}\n`);
   const get = await timed(`get ${remote} sftp-back.bin\nrm ${remote}\n`);
   return { put, get };
+}
+
+/**
+ * MB/s of Debian's git pushing the repository in `work` (GIT_BYTES in one commit) to a new repository on the
+ * server, at the path `path(n)` gives, then cloning it back: each timed from start to end, login included.
+ */
+let gitRuns = 0;
+async function gitCopy(port: number, user: string, path: (n: number) => string, work: string) {
+  const url = `ssh://${user}@127.0.0.1:${port}${path(++gitRuns)}`;
+  const sshCommand = ['ssh', '-F', '/dev/null', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=no',
+    '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-i', join(dir, 'id_ed25519'), '-o', 'IdentitiesOnly=yes'].join(' ');
+  const timed = async (args: string[]) => {
+    const begun = performance.now();
+    const child = spawn('git', args, { cwd: work, env: { ...process.env, GIT_SSH_COMMAND: sshCommand }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let errors = '';
+    child.stderr.on('data', (chunk) => (errors += chunk));
+    const [status] = await once(child, 'close');
+    if (status !== 0) throw new Error(`git ${args[0]}: ${errors.trim()}`);
+    return GIT_BYTES / 1e6 / ((performance.now() - begun) / 1000);
+  };
+  const push = await timed(['push', '--quiet', url, 'main']);
+  const copy = join(dir, `git-clone-${gitRuns}`);
+  const clone = await timed(['clone', '--quiet', '--bare', url, copy]);
+  spawnSync('rm', ['-rf', copy]);
+  return { push, clone };
 }
 
 /**
@@ -767,6 +794,36 @@ if (!args.attacks && 'step 11 step 12 sshd'.includes(args.only ?? '')) {
   }
   source.close();
 }
+// git: a push and a clone of a 50 MiB repository (one commit of bytes that do not compress), by Debian's git
+// through OpenSSH's ssh with a key: step 19 beside sshd, whose user hands git's commands to git-shell.
+if (!args.attacks && 'step 19 git sshd'.includes(args.only ?? '')) {
+  progress('git: push and clone of a 50 MiB repository');
+  const work = join(dir, 'git-work');
+  mkdirSync(work);
+  writeFileSync(join(work, 'big.bin'), randomBytes(GIT_BYTES));
+  for (const line of [['init', '--quiet', '-b', 'main'], ['add', 'big.bin'], ['commit', '--quiet', '-m', 'big']]) {
+    spawnSync('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@example.com', ...line], { cwd: work });
+  }
+  const repos = join(dir, 'git-repos');
+  const git = await startStep('19-git-server.ts', { ...env, GIT_REPOS_DIR: repos });
+  const stepGit = await repeat(() => gitCopy(git.port, 'alice', (n) => `/alice/bench-${n}.git`, work));
+  results.throughput['step 19, git push'] = stepGit.push;
+  results.throughput['step 19, git clone'] = stepGit.clone;
+  await git.stop();
+  if (sshd) {
+    const sshdRepos = join(dir, 'git');
+    mkdirSync(sshdRepos, { mode: 0o755 });
+    // sshd's repositories are made before each push, as git-shell makes none: an empty bare repository, its user's.
+    const sshdGit = await repeat(() => gitCopy(sshd!.port, SSHD_USER, (n) => {
+      const path = join(sshdRepos, `bench-${n}.git`);
+      spawnSync('git', ['init', '--quiet', '--bare', path]);
+      spawnSync('chown', ['-R', SSHD_USER, path]);
+      return path;
+    }, work));
+    results.throughput['sshd, git-shell push'] = sshdGit.push;
+    results.throughput['sshd, git-shell clone'] = sshdGit.clone;
+  }
+}
 sshd?.stop();
 
 // One message to 100 people: step 13's room.
@@ -1034,7 +1091,7 @@ if (!args.attacks && Object.keys(servers).length) {
 }
 for (const [name, mbps] of Object.entries(results.throughput as Record<string, number>)) {
   const what = name.includes('/dev/null') || !name.includes('cat') ? '' : ', sent back';
-  console.log(`${name}: ${mbps.toFixed(1)} MB/s (256 MiB${what})`);
+  console.log(`${name}: ${mbps.toFixed(1)} MB/s (${name.includes('git') ? 'a repository of 50' : '256'} MiB${what})`);
 }
 for (const [name, ms] of Object.entries(startupMs)) console.log(`start-up of step 03 (npx tsx to "listening on"), ${name}: ${ms.toFixed(0)} ms`);
 if (results.fanOut) {
@@ -1087,6 +1144,8 @@ const comparisons = ([
   ['MB/s: step 11 ssh -L / sshd ssh -L', mbps('step 11, ssh -L') / mbps('sshd, ssh -L'), ['>=', 0.5]],
   ['MB/s: step 12 sftp put / sshd sftp put', mbps('step 12, sftp put') / mbps('sshd, sftp put'), ['>=', 0.5]],
   ['MB/s: step 12 sftp get / sshd sftp get', mbps('step 12, sftp get') / mbps('sshd, sftp get'), ['>=', 0.5]],
+  ['MB/s: step 19 git push / sshd git-shell push', mbps('step 19, git push') / mbps('sshd, git-shell push'), ['>=', 0.5]],
+  ['MB/s: step 19 git clone / sshd git-shell clone', mbps('step 19, git clone') / mbps('sshd, git-shell clone'), ['>=', 0.5]],
   // Two targets are absolute figures, not ratios.
   ['CPU ms/session, public key: step 09', cpu('step 09, public key'), ['<=', 1.5]],
   ['KiB/idle session: step 09', idle('step 09, public key') / 1024, ['<=', 20]],

@@ -27,6 +27,8 @@ export function temporaryDir(): string {
 const sharedKeys = temporaryDir();
 /** And one for step 12's users' folders, so that no test writes to the project's home/. */
 const sharedHome = temporaryDir();
+/** And one for step 19's repositories, with no access file in it, so that no test writes to repos/ or keys/. */
+const sharedRepos = temporaryDir();
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -126,6 +128,7 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
     // The tests log in wrongly on purpose, often, from one address: no penalties unless a test asks.
     env: {
       ...process.env, HOST_KEYS_DIR: sharedKeys, SFTP_HOME: sharedHome, PORT: '', HOST: '', AUTH_PENALTY_MAX: '0',
+      GIT_REPOS_DIR: join(sharedRepos, 'repos'), GIT_ACCESS: join(sharedRepos, 'git-access'),
       // And no draining at SIGTERM (what a test leaves open must not keep the step), unless a test asks.
       SOURCE_PENALTY_MAX: '0', DRAIN_TIMEOUT: '0',
       ...options.env,

@@ -65,7 +65,7 @@ async function play(t: Transcript): Promise<string[]> {
   const file = readdirSync(join(root, 'steps')).find((f) => f.startsWith(`${t.step}-`) && f.endsWith('.ts'))!;
   const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SFTP_HOME: join(home, 'sftp'),
     TRUSTED_USER_CA_KEYS: join(home, 'work', 'keys', 'trusted_user_ca_keys'),
-    REVOKED_CERTIFICATES: join(home, 'work', 'keys', 'revoked_certificates') } });
+    REVOKED_CERTIFICATES: join(home, 'work', 'keys', 'revoked_certificates'), GIT_REPOS_DIR: join(home, 'repos') } });
   // The reader's web server for step 11 (`python3 -m http.server 8000` in the work folder) is played by this one.
   const web = createServer((request, response) => {
     const name = decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
@@ -86,6 +86,12 @@ async function play(t: Transcript): Promise<string[]> {
     ...Object.keys(ports).map((named) => `set -- "\${@//${named}/@${named}@}"`),
     ...Object.entries(ports).map(([named, real]) => `set -- "\${@//@${named}@/${real}}"`),
   ].join('; ');
+  // git runs ssh itself, not the shell's function: GIT_SSH_COMMAND names a script that does what the function does.
+  // Its name is ssh, so that git passes it a port with -p as it does to OpenSSH. The reader has a git identity.
+  mkdirSync(join(home, 'bin'));
+  writeFileSync(join(home, 'bin', 'ssh'), `#!/bin/bash\n${rewrite}\n`
+    + 'exec /usr/bin/ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"\n', { mode: 0o755 });
+  writeFileSync(join(home, '.gitconfig'), '[user]\n\tname = Alice\n\temail = alice@example.com\n');
   writeFileSync(join(home, 'rc'), [
     `PS1='$ '`,
     `PROMPT_COMMAND='echo >> ${inside}/prompts'`,
@@ -94,6 +100,7 @@ async function play(t: Transcript): Promise<string[]> {
     `sftp() { ${rewrite}; command sftp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
     `scp() { ${rewrite}; command scp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
     `curl() { ${rewrite}; command curl -sS "$@"; }`,
+    `export GIT_SSH_COMMAND=${inside}/bin/ssh`,
     '',
   ].join('\n'));
   // Most readers' terminals call themselves xterm-256color; the transcripts show that name.

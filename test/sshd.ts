@@ -38,7 +38,8 @@ const HASHES: Record<string, string> = { y: 'yescrypt', '6': 'sha512crypt', '5':
 /**
  * Starts `sshd -D` on a free loopback port: its own Ed25519 host key, password and public-key login for
  * SSHD_USER (made now with a random password, removed by `stop()`) whose shell prints step 03's goodbye line for a
- * shell and runs the command for an exec (`cat > /dev/null`), its internal SFTP server, and TCP forwarding.
+ * shell, runs git's commands with git-shell and any other command for an exec (`cat > /dev/null`), its internal
+ * SFTP server, and TCP forwarding.
  */
 export async function startSshd(sshdPath: string, dir: string, publicKey: string): Promise<Sshd> {
   // The folder is read by sshd as the user (authorized keys, the forced command), so it must be open to it.
@@ -49,11 +50,13 @@ export async function startSshd(sshdPath: string, dir: string, publicKey: string
     throw new Error(`a user ${SSHD_USER} exists already, and is not the bench's: the bench leaves it alone`);
   }
   if (existing) spawnSync('userdel', [SSHD_USER]);
-  // The user's shell prints step 03's goodbye line for a shell, and runs a command (`sh -c`) for an exec; no
-  // ForceCommand, which would take the place of the SFTP subsystem too.
+  // The user's shell prints step 03's goodbye line for a shell, hands git's commands to git-shell (as a git host's
+  // user has it for a shell), and runs any other command (`sh -c`) for an exec; no ForceCommand, which would take
+  // the place of the SFTP subsystem too.
   const shell = join(dir, 'sshd_shell');
   writeFileSync(shell, [
     '#!/bin/sh',
+    '[ "$1" = "-c" ] && case "$2" in git-*) exec git-shell -c "$2";; esac',
     '[ "$1" = "-c" ] && exec /bin/sh -c "$2"',
     "printf 'This session is very simple. Goodbye!\\r\\n'",
     '',

@@ -53,6 +53,9 @@ Environment:
   RETIRE_TIMEOUT          seconds that a worker replaced by a rolling restart (step 17) goes on
                           serving the sessions it has (default: 86400, a day; 0: none)
   WORKERS                 how many worker processes serve (step 17; default: one for each core)
+  GIT_REPOS_DIR           the folder of the git repositories (step 19; default: repos/)
+  GIT_ACCESS              who may read and push which repository (step 19; default: keys/git-access)
+  GIT_MAX_PUSH            the largest push, in MiB (step 19; default: 1024)
   MAX_CONNECTIONS         logged-in connections the step serves at once (default: 1000)
   AUTH_PENALTY_MAX        the longest delay, in seconds, before answering an address that keeps
                           failing to log in (default: 8; 0: no delay)
@@ -140,6 +143,7 @@ export const limits = {
   maxForwards: setting('MAX_FORWARDS', 100, 1),
   maxRemoteForwards: setting('MAX_REMOTE_FORWARDS', 10, 1),
   sftpMaxHandles: setting('SFTP_MAX_HANDLES', 100, 1),
+  gitMaxPush: setting('GIT_MAX_PUSH', 1024, 1, 1_000_000),
   chatLineMax: setting('CHAT_LINE_MAX', 300, 1),
   chatRate: setting('CHAT_RATE', 10, 1),
   chatQueueMax: setting('CHAT_QUEUE_MAX', 65536, 1024),
