@@ -55,8 +55,9 @@ async function until(check: () => boolean, ms: number): Promise<boolean> {
 /** Plays a transcript: returns the screen at its end, less the shell's last empty prompt. */
 async function play(t: Transcript): Promise<string[]> {
   // The reader's side: a home of its own in the Debian testing root (OpenSSH 10.6), a work folder with a keys/
-  // folder of its own (step 09 copies a key into it), and `$ ` as the prompt. The shell function types the
-  // reader's `-p 2022` but connects to the step's port, and skips known_hosts (its warning is left off the screen).
+  // folder of its own (step 09 copies a key into it), and `$ ` as the prompt. Its ssh (a script) and shell
+  // functions take the reader's `-p 2022` but connect to the step's port, and skip known_hosts (its warning is left
+  // off the screen).
   const home = debianTestingHome();
   const inside = home.slice(debianTesting().length);
   const authorizedKeys = join(home, 'work', 'keys', 'authorized_keys');
@@ -86,8 +87,8 @@ async function play(t: Transcript): Promise<string[]> {
     ...Object.keys(ports).map((named) => `set -- "\${@//${named}/@${named}@}"`),
     ...Object.entries(ports).map(([named, real]) => `set -- "\${@//@${named}@/${real}}"`),
   ].join('; ');
-  // git runs ssh itself, not the shell's function: GIT_SSH_COMMAND names a script that does what the function does.
-  // Its name is ssh, so that git passes it a port with -p as it does to OpenSSH. The reader has a git identity.
+  // ssh is a script first in PATH, not a shell function, so that git, which runs ssh itself, runs it too. The
+  // reader has a git identity.
   mkdirSync(join(home, 'bin'));
   writeFileSync(join(home, 'bin', 'ssh'), `#!/bin/bash\n${rewrite}\n`
     + 'exec /usr/bin/ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"\n', { mode: 0o755 });
@@ -96,11 +97,10 @@ async function play(t: Transcript): Promise<string[]> {
     `PS1='$ '`,
     `PROMPT_COMMAND='echo >> ${inside}/prompts'`,
     `cd ${inside}/work`,
-    `ssh() { ${rewrite}; command ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
+    `PATH=${inside}/bin:$PATH`,
     `sftp() { ${rewrite}; command sftp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
     `scp() { ${rewrite}; command scp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
     `curl() { ${rewrite}; command curl -sS "$@"; }`,
-    `export GIT_SSH_COMMAND=${inside}/bin/ssh`,
     '',
   ].join('\n'));
   // Most readers' terminals call themselves xterm-256color; the transcripts show that name.
