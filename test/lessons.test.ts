@@ -111,6 +111,9 @@ async function play(t: Transcript): Promise<string[]> {
   try {
     assert.ok(await until(() => { try { return prompts() === 1; } catch { return false; } }, 10_000), 'no shell prompt');
     for (const [i, line] of t.commands.entries()) {
+      // The prompt is on the screen before anything is typed: typed earlier, the terminal echoes it once itself and
+      // bash's readline draws it again after the prompt.
+      assert.ok(await until(() => terminal.screen().at(-1) === '$', 10_000), `no prompt before \`${line}\``);
       const before = prompts();
       terminal.sendKeys('-l', line);
       terminal.sendKeys('Enter');
