@@ -29,6 +29,8 @@ const sharedKeys = temporaryDir();
 const sharedHome = temporaryDir();
 /** And one for step 19's repositories, with no access file in it, so that no test writes to repos/ or keys/. */
 const sharedRepos = temporaryDir();
+/** And one for step 20's recordings, so that no test writes to recordings/. */
+const sharedRecordings = temporaryDir();
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -129,6 +131,8 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
     env: {
       ...process.env, HOST_KEYS_DIR: sharedKeys, SFTP_HOME: sharedHome, PORT: '', HOST: '', AUTH_PENALTY_MAX: '0',
       GIT_REPOS_DIR: join(sharedRepos, 'repos'), GIT_ACCESS: join(sharedRepos, 'git-access'),
+      // Step 20's recordings page on a free port, not 2080: any number of steps run at once.
+      RECORDINGS_DIR: join(sharedRecordings, 'recordings'), RECORDINGS_PORT: '0',
       // And no draining at SIGTERM (what a test leaves open must not keep the step), unless a test asks.
       SOURCE_PENALTY_MAX: '0', DRAIN_TIMEOUT: '0',
       ...options.env,
@@ -276,6 +280,20 @@ export class Terminal {
     this.tmux('send-keys', ...keys);
   }
 
+  /** Types `exit STATUS` at the shell, and resolves with the exit status of the command the terminal ran. */
+  exitWith(status: number): Promise<number> {
+    this.sendKeys('-l', `exit ${status}`);
+    this.sendKeys('Enter');
+    return waitFor('the command to end', () => this.exitStatus());
+  }
+
+  /** Types `line` and Enter, then waits until a row of the screen is `row` exactly; resolves with the screen. */
+  async typeLine(line: string, row: string): Promise<string[]> {
+    this.sendKeys('-l', line);
+    this.sendKeys('Enter');
+    return waitFor(`the row "${row}" after typing ${line}`, () => (this.screen().includes(row) ? this.screen() : undefined));
+  }
+
   /** Resizes the window, as a person dragging its corner would; the program in it gets SIGWINCH. */
   resize(width: number, height: number): void {
     this.tmux('resize-window', '-x', String(width), '-y', String(height));
@@ -294,6 +312,32 @@ export class Terminal {
     const result = spawnSync('tmux', ['-S', this.socket, ...args], { encoding: 'utf8' });
     if (result.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${result.stderr}`);
     return result.stdout;
+  }
+}
+
+/** Runs a command through ssh2's client: what it printed, and how it ended (status or signal). */
+export function execute(client: ssh2.Client, command: string, options: ssh2.ExecOptions = {}, input?: string, signal?: string) {
+  return new Promise<{ out: string; err: string; code: number | null; signal?: string }>((resolve, reject) =>
+    client.exec(command, options, (err, channel) => {
+      if (err) return reject(err);
+      const result = { out: '', err: '', code: null as number | null, signal: undefined as string | undefined };
+      channel.on('data', (chunk: Buffer) => (result.out += chunk));
+      channel.stderr.on('data', (chunk: Buffer) => (result.err += chunk));
+      channel.on('exit', (code: number | null, name?: string) => Object.assign(result, { code, signal: name }));
+      channel.on('close', () => resolve(result));
+      if (input !== undefined) channel.end(input);
+      if (signal) setTimeout(() => channel.signal(signal), 500);
+    }));
+}
+
+/** Runs `command` (an `ssh` to a shell) in a real terminal, waits for the shell's prompt, then `use`s it; closes it after. */
+export async function atPrompt<T>(command: string[], env: Record<string, string>, use: (terminal: Terminal) => Promise<T>): Promise<T> {
+  const terminal = new Terminal(command, env);
+  try {
+    await waitFor('the prompt', () => /^[$#] ?$/.test(terminal.screen().at(-1) ?? '') || undefined);
+    return await use(terminal);
+  } finally {
+    terminal.close();
   }
 }
 

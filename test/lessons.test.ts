@@ -64,9 +64,14 @@ async function play(t: Transcript): Promise<string[]> {
   mkdirSync(authorizedKeys, { recursive: true });
   mkdirSync(join(home, '.ssh'), { mode: 0o700 });
   const file = readdirSync(join(root, 'steps')).find((f) => f.startsWith(`${t.step}-`) && f.endsWith('.ts'))!;
+  // Step 20's inner server, which its lesson starts on port 2023: step 14, with the reader's keys.
+  const inner = t.step === '20'
+    ? await startStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SHELL: '/bin/sh' } }) : undefined;
   const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SFTP_HOME: join(home, 'sftp'),
     TRUSTED_USER_CA_KEYS: join(home, 'work', 'keys', 'trusted_user_ca_keys'),
-    REVOKED_CERTIFICATES: join(home, 'work', 'keys', 'revoked_certificates'), GIT_REPOS_DIR: join(home, 'repos') } });
+    REVOKED_CERTIFICATES: join(home, 'work', 'keys', 'revoked_certificates'), GIT_REPOS_DIR: join(home, 'repos'),
+    KNOWN_HOSTS: join(home, 'work', 'keys', 'known_hosts'), RECORDINGS_DIR: join(home, 'recordings'),
+    ...(inner ? { TARGET: `localhost:${inner.port}` } : {}) } });
   // The reader's web server for step 11 (`python3 -m http.server 8000` in the work folder) is played by this one.
   const web = createServer((request, response) => {
     const name = decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
@@ -81,6 +86,7 @@ async function play(t: Transcript): Promise<string[]> {
   // The ports a lesson names, each played by a free port: 2022 is the step's, 8000 the web server's.
   const ports: Record<string, number> = { 2022: step.port, 8000: (web.address() as AddressInfo).port };
   for (const named of [8080, 8081, 8082, 1080]) ports[named] = await freePort();
+  if (inner) ports[2023] = inner.port;
   // In two passes, through a token each: a free port may hold another named port (38081 holds 8081), and one
   // pass would then rewrite it again.
   const rewrite = [
@@ -101,6 +107,9 @@ async function play(t: Transcript): Promise<string[]> {
     `sftp() { ${rewrite}; command sftp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
     `scp() { ${rewrite}; command scp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
     `curl() { ${rewrite}; command curl -sS "$@"; }`,
+    `ssh-keyscan() { ${rewrite}; command ssh-keyscan "$@"; }`,
+    // An agent the reader starts (step 20) ends with the shell.
+    `trap '[ -z "$SSH_AGENT_PID" ] || kill $SSH_AGENT_PID' EXIT`,
     '',
   ].join('\n'));
   // Most readers' terminals call themselves xterm-256color; the transcripts show that name.
@@ -148,11 +157,13 @@ async function play(t: Transcript): Promise<string[]> {
       await until(() => last === (last = terminal.screen().join('\n')), 5_000);
     }
     await new Promise((resolve) => setTimeout(resolve, 500)); // anything more it prints comes now, and is compared
-    const screen = terminal.screen();
+    // The inner server's port, where the bastion names it, as the lesson names it.
+    const screen = terminal.screen().map((row) => (inner ? row.replaceAll(`localhost:${inner.port}`, 'localhost:2023') : row));
     if (screen.at(-1) === '$') screen.pop();
     return screen;
   } finally {
     terminal.close();
+    await inner?.stop();
     await step.stop();
     web.close();
   }

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, ssh, ssh2Login, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
+import { atPrompt, count, execute, ssh, ssh2Login, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
@@ -20,43 +20,18 @@ function children(pid: number): number[] {
     readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
 }
 
-/** Runs a command through ssh2's client: what it printed, and how it ended (status or signal). */
-function run(client: ssh2.Client, command: string, options: ssh2.ExecOptions = {}, input?: string, signal?: string) {
-  return new Promise<{ out: string; err: string; code: number | null; signal?: string }>((resolve, reject) =>
-    client.exec(command, options, (err, channel) => {
-      if (err) return reject(err);
-      const result = { out: '', err: '', code: null as number | null, signal: undefined as string | undefined };
-      channel.on('data', (chunk: Buffer) => (result.out += chunk));
-      channel.stderr.on('data', (chunk: Buffer) => (result.err += chunk));
-      channel.on('exit', (code: number | null, name?: string) => Object.assign(result, { code, signal: name }));
-      channel.on('close', () => resolve(result));
-      if (input !== undefined) channel.end(input);
-      if (signal) setTimeout(() => channel.signal(signal), 500);
-    }));
-}
 
 describe('step 14: a real shell', { timeout: 120_000 }, () => {
   const step = useStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: dir, SHELL: '/bin/sh', HOME: dir } }); // a home with files in it
 
   test('in a terminal: the prompt, a sum, the size that follows the window, and exit 3', async () => {
-    const terminal = new Terminal(['ssh', ...sshOptions, ...withKey, '-p', String(step().port), 'alice@localhost'], {});
-    try {
-      await waitFor('the prompt', () => /^[$#] ?$/.test(terminal.screen().at(-1) ?? '') || undefined);
-      terminal.sendKeys('-l', 'echo $((6*7)); stty size');
-      terminal.sendKeys('Enter');
-      await waitFor('42', () => terminal.screen().includes('30 100') || undefined);
-      assert.ok(terminal.screen().includes('42'));
+    await atPrompt(['ssh', ...sshOptions, ...withKey, '-p', String(step().port), 'alice@localhost'], {}, async (terminal) => {
+      assert.ok((await terminal.typeLine('echo $((6*7)); stty size', '30 100')).includes('42'));
       terminal.resize(120, 40);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      terminal.sendKeys('-l', 'stty size');
-      terminal.sendKeys('Enter');
-      await waitFor('the new size', () => terminal.screen().includes('40 120') || undefined);
-      terminal.sendKeys('-l', 'exit 3');
-      terminal.sendKeys('Enter');
-      assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 3);
-    } finally {
-      terminal.close();
-    }
+      await terminal.typeLine('stty size', '40 120');
+      assert.equal(await terminal.exitWith(3), 3);
+    });
   });
 
   test('the terminal keeps the modes of the client\'s: its own Ctrl-C (here Ctrl-G), and control characters not shown', async () => {
@@ -99,9 +74,9 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
     await new Promise<void>((resolve, reject) => client.once('ready', resolve).on('error', reject)
       .connect({ host: '127.0.0.1', port: step().port, ...keyLogin }));
     try {
-      assert.deepEqual(await run(client, 'cat', {}, 'piped in'), { out: 'piped in', err: '', code: 0, signal: undefined });
+      assert.deepEqual(await execute(client, 'cat', {}, 'piped in'), { out: 'piped in', err: '', code: 0, signal: undefined });
       // In a terminal, the client's EOF is typed as the terminal's EOF character (Ctrl-D), and cat ends.
-      const eof = await run(client, 'cat', { pty: { term: 'xterm' } }, 'typed\n');
+      const eof = await execute(client, 'cat', { pty: { term: 'xterm' } }, 'typed\n');
       assert.deepEqual([eof.out, eof.code], ['typed\r\ntyped\r\n', 0]); // the terminal's echo, then cat's copy
       // The client's own EOF character, here Ctrl-B, once the program has started (and the modes are set).
       const own = await new Promise<{ out: string; code: number | null }>((resolve, reject) =>
@@ -113,11 +88,11 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
           channel.on('close', () => resolve(result));
         }));
       assert.deepEqual(own, { out: 'ready\r\ntyped\r\n', code: 0 });
-      const env = await run(client, 'echo "$LANG|$LC_ALL|$EVIL"', { env: { LANG: 'C.UTF-8', LC_ALL: 'C', EVIL: 'yes' } });
+      const env = await execute(client, 'echo "$LANG|$LC_ALL|$EVIL"', { env: { LANG: 'C.UTF-8', LC_ALL: 'C', EVIL: 'yes' } });
       assert.equal(env.out, 'C.UTF-8|C|\n');
-      const trapped = await run(client, 'trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.1; done', {}, undefined, 'INT');
+      const trapped = await execute(client, 'trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.1; done', {}, undefined, 'INT');
       assert.deepEqual([trapped.out, trapped.code], ['ready\ngot INT\n', 7]);
-      const killed = await run(client, 'kill -TERM $$');
+      const killed = await execute(client, 'kill -TERM $$');
       assert.deepEqual([killed.code, killed.signal], [null, 'SIGTERM']); // ssh2's client names it with SIG
     } finally {
       client.end();
@@ -131,7 +106,7 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
     try {
       // '*' and ';' as characters, a space (left out), values above 255 and flags of 7 (left out), a parity (left out).
       const modes = { VINTR: 42, VQUIT: 59, VERASE: 32, VKILL: 1000, VEOL: 255, ECHOE: 7, PARENB: 1, IXANY: 1, CS7: 1 };
-      const result = await run(client, 'stty -a', { pty: { term: 'xterm', modes: modes as never } }); // as a client may send them
+      const result = await execute(client, 'stty -a', { pty: { term: 'xterm', modes: modes as never } }); // as a client may send them
       const settings = result.out.replace(/\r\n/g, ' ');
       assert.match(settings, /intr = \*; quit = ;; erase = \^\?; kill = \^U; eof = \^D; eol = <undef>;/);
       assert.match(settings, / ixany /);

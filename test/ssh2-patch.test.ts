@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
@@ -478,6 +478,79 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     // Unpatched, one call for each packet. Padding is 4 to 11 bytes here: 1,000 of them fill a 4 KiB pool a few times.
     assert.ok(calls <= 4, `${calls} calls`);
     assert.ok(distinct > 990, `${distinct} distinct paddings of 1000`);
+  });
+});
+
+describe('the ssh2 patch: a server that uses the agent ssh -A forwards', { timeout: 60_000 }, () => {
+  // A real ssh-agent holding a key, and OpenSSH's ssh forwarding it (or not) to a server in this process.
+  const dir = temporaryDir();
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+  const socket = join(dir, 'agent.sock');
+  const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+  const env = { ...process.env, SSH_AUTH_SOCK: socket };
+  let port = 0;
+  const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
+    connection.on('error', () => {});
+    connection.on('authentication', (ctx) => ctx.accept());
+    connection.on('session', (accept) => {
+      const session = accept();
+      session.on('auth-agent', (acceptAgent) => acceptAgent?.());
+      // The command is what to ask the agent: its keys, then a signature by the first, checked here.
+      session.on('exec', (acceptExec) => {
+        const channel = acceptExec();
+        connection.openssh_authAgent((err, stream) => {
+          if (err) return channel.end(`no agent: ${err.message}\n`);
+          const protocol = new ssh2.AgentProtocol(true);
+          protocol.pipe(stream).pipe(protocol);
+          protocol.getIdentities((err, keys) => {
+            if (err || !keys?.length) return channel.end(`no keys: ${err?.message}\n`);
+            const data = Buffer.from('signed through the channel');
+            protocol.sign(keys[0]!, data, {}, (err, signature) => {
+              const key = ssh2.utils.parseKey(keys[0]!.getPublicSSH()) as ssh2.ParsedKey;
+              channel.end(`${keys.length} key, ${key.type}, signature holds: ${!err && key.verify(data, signature!) === true}\n`);
+              stream.destroy();
+            });
+          });
+        });
+      });
+    });
+  });
+  before(async () => {
+    await waitFor('the agent', () => existsSync(socket) || undefined);
+    execFileSync('ssh-add', ['-q', join(dir, 'key')], { env, stdio: 'ignore' });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as { port: number }).port;
+  });
+  after(() => {
+    agent.kill();
+    server.close();
+  });
+  // Not spawnSync: the server is in this process, and must go on running.
+  const ssh = (args: string[]) => new Promise<string>((resolve) => {
+    const child = spawn('ssh', [...sshOptions, '-o', 'LogLevel=ERROR', '-o', 'IdentitiesOnly=yes', '-p', String(port),
+      ...args, 'anyone@localhost', 'go'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk));
+    child.on('close', () => resolve(out));
+  });
+
+  test('agent-forwarding: with ssh -A, the server opens a channel to the agent, which lists its key and signs', async () => {
+    assert.equal(await ssh(['-A']), '1 key, ssh-ed25519, signature holds: true\n');
+  });
+
+  test('agent-forwarding: without -A, the client refuses the channel, and the server is told', async () => {
+    assert.match(await ssh(['-a']), /^no agent: \S.*\n$/);
+  });
+
+  test('agent-forwarding: the part applies on its own to a fresh ssh2 1.17.0, as a pull request would (git apply)', () => {
+    const { dir: made } = withParts(0);
+    try {
+      const part = patchParts().find(({ name }) => name === 'agent-forwarding')!;
+      execFileSync('git', ['apply', join(root, 'shared', 'patches', part.file)], { cwd: made, stdio: 'pipe' });
+      assert.match(readFileSync(join(made, 'node_modules', 'ssh2', 'lib', 'server.js'), 'utf8'), /openssh_authAgent\(cb\)/);
+    } finally {
+      rmSync(made, { recursive: true });
+    }
   });
 });
 

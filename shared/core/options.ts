@@ -56,6 +56,12 @@ Environment:
   GIT_REPOS_DIR           the folder of the git repositories (step 19; default: repos/)
   GIT_ACCESS              who may read and push which repository (step 19; default: keys/git-access)
   GIT_MAX_PUSH            the largest push, in MiB (step 19; default: 1024)
+  TARGET                  the inner server the bastion logs users in to, HOST:PORT (step 20;
+                          default: localhost:2023)
+  KNOWN_HOSTS             the inner servers' host keys, as ssh-keyscan prints them (step 20;
+                          default: keys/known_hosts)
+  RECORDINGS_DIR          the folder of the recorded sessions (step 20; default: recordings/)
+  RECORDINGS_PORT         the port of the recordings page, on 127.0.0.1 (step 20; default: 2080)
   MAX_CONNECTIONS         logged-in connections the step serves at once (default: 1000)
   AUTH_PENALTY_MAX        the longest delay, in seconds, before answering an address that keeps
                           failing to log in (default: 8; 0: no delay)
@@ -159,3 +165,12 @@ export const limits = {
   drainTimeout: setting('DRAIN_TIMEOUT', 30, 0, MAX_SECONDS),
   retireTimeout: setting('RETIRE_TIMEOUT', 86_400, 0, MAX_SECONDS),
 };
+
+/** `TARGET`, as HOST:PORT (`[::1]:2023` for an IPv6 address): where step 20, the bastion, takes its users. */
+export const target = ((text) => {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9_.-]+)):(\d{1,5})$/.exec(text);
+  if (!match || Number(match[3]) < 1 || Number(match[3]) > 65535) {
+    fail(`TARGET must be HOST:PORT, such as localhost:2023, not "${text}"`);
+  }
+  return { host: match[1] ?? match[2]!, port: Number(match[3]), shown: text };
+})(process.env.TARGET || 'localhost:2023');

@@ -1,0 +1,136 @@
+// A web page of the recorded sessions (step 20), on this machine alone (127.0.0.1): a list of them (user, start,
+// length), each played in the browser by asciinema-player, served from node_modules (no CDN). Whoever opens the
+// address the step prints, with its token, is logged in (a cookie); anyone else gets 401.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, createReadStream, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fail } from '../core/errors.ts';
+import { recordingName, recordingsDir } from './session-recording.ts';
+
+const player = fileURLToPath(new URL('../../node_modules/asciinema-player/dist/bundle/', import.meta.url));
+
+/** The page's script: makes the player of the recording the page names, showing its last frame until played. */
+const playScript = `const box = document.getElementById('player');
+AsciinemaPlayer.create(box.dataset.src, box, { poster: 'npt:' + box.dataset.end, fit: false });
+`;
+
+/** Text made safe to put in HTML, in an element or in a quoted attribute. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Reads `length` bytes of `file` from `position` (fewer at its end). */
+function readPart(file: string, position: number, length: number): string {
+  const fd = openSync(file, 'r');
+  try {
+    const buffer = Buffer.alloc(length);
+    return buffer.subarray(0, readSync(fd, buffer, 0, length, position)).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A recording's user, title, start and length in seconds (the time of its last event), from its first and last lines. */
+export function summary(name: string) {
+  const file = join(recordingsDir, name);
+  const header = JSON.parse(readPart(file, 0, 16384).split('\n')[0]!) as { timestamp?: number; title?: string; env?: { USER?: string } };
+  const size = statSync(file).size;
+  const tail = readPart(file, Math.max(0, size - 65536), 65536).split('\n').filter((line) => line.startsWith('['));
+  let length = 0;
+  try {
+    length = Number((JSON.parse(tail.at(-1) ?? '[0]') as [number])[0]) || 0;
+  } catch {} // a last line being written: the one before it would do, but 0 is near enough for a list
+  return { user: String(header.env?.USER ?? '?'), title: String(header.title ?? ''), start: new Date((header.timestamp ?? 0) * 1000), length };
+}
+
+function page(response: ServerResponse, title: string, body: string, head = ''): void {
+  response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(`<!doctype html>
+<html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>${head}</head>
+<body><h1>${escapeHtml(title)}</h1>
+${body}
+</body></html>
+`);
+}
+
+/**
+ * Starts the recordings page on 127.0.0.1, port `RECORDINGS_PORT` (default 2080; 0 picks a free one), and prints
+ * its address with a token made at start: `recordings: http://127.0.0.1:2080/?token=...`.
+ */
+export function serveRecordings(): void {
+  const token = randomBytes(16).toString('hex');
+  const portText = process.env.RECORDINGS_PORT || '2080';
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) fail(`RECORDINGS_PORT must be a number from 0 to 65535, not "${portText}"`);
+  const loggedIn = (cookie: string | undefined) => {
+    const given = Buffer.from(/(?:^|;\s*)token=([0-9a-f]{32})(?:;|$)/.exec(cookie ?? '')?.[1] ?? '');
+    return given.length === 32 && timingSafeEqual(given, Buffer.from(token));
+  };
+  const answer = (request: IncomingMessage, response: ServerResponse) => {
+    // Nothing from elsewhere, no inline script, no framing; the player sets styles of its own, and runs WebAssembly.
+    response.setHeader('Content-Security-Policy', "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+      + "script-src 'self' 'wasm-unsafe-eval'; frame-ancestors 'none'");
+    response.setHeader('X-Content-Type-Options', 'nosniff');
+    response.setHeader('Cache-Control', 'no-store');
+    const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+    if (request.method !== 'GET') return void response.writeHead(405).end();
+    if (url.searchParams.get('token') === token) {
+      // The token becomes a cookie, and leaves the address bar (and the browser's history).
+      return void response.writeHead(303, { Location: url.pathname, 'Set-Cookie': `token=${token}; HttpOnly; SameSite=Strict; Path=/` }).end();
+    }
+    if (!loggedIn(request.headers.cookie)) {
+      return void response.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' })
+        .end('401: open the address the step printed as it started (with its token).\n');
+    }
+    const names = readdirSync(recordingsDir).filter((name) => recordingName.test(name)).sort().reverse();
+    let asked = ''; // a recording's name, in the list's own spelling: nothing else is ever opened
+    try {
+      asked = decodeURIComponent(url.pathname.replace(/^\/(play|recordings)\//, ''));
+    } catch {} // a malformed %-escape names nothing
+    if (url.pathname === '/') {
+      const rows = names.flatMap((name) => {
+        try {
+          const { user, title, start, length } = summary(name);
+          return [`<tr><td>${escapeHtml(user)}</td><td>${start.toISOString()}</td><td>${length.toFixed(1)} s</td>`
+            + `<td><a href="/play/${encodeURIComponent(name)}">${escapeHtml(title || name)}</a></td></tr>`];
+        } catch {
+          return []; // a file that is not a recording after all
+        }
+      });
+      return page(response, 'Recorded sessions', rows.length
+        ? `<table><tr><th>user</th><th>start</th><th>length</th><th>session</th></tr>\n${rows.join('\n')}\n</table>`
+        : '<p>No session recorded yet.</p>');
+    }
+    if (url.pathname.startsWith('/play/') && names.includes(asked)) {
+      const { user, title, length } = summary(asked);
+      return page(response, title || `${user}: ${asked}`, `<p><a href="/">All sessions</a></p>
+<div id="player" data-src="/recordings/${encodeURIComponent(asked)}" data-end="${length}"></div>
+<script src="/player.js"></script><script src="/play.js"></script>`, '<link rel="stylesheet" href="/player.css">');
+    }
+    if (url.pathname.startsWith('/recordings/') && names.includes(asked)) {
+      response.writeHead(200, { 'Content-Type': 'application/x-asciicast' });
+      return void createReadStream(join(recordingsDir, asked)).on('error', () => response.destroy()).pipe(response);
+    }
+    const assets: Record<string, [string, () => string | Buffer]> = {
+      '/player.js': ['text/javascript', () => readFileSync(join(player, 'asciinema-player.min.js'))],
+      '/player.css': ['text/css', () => readFileSync(join(player, 'asciinema-player.css'))],
+      '/play.js': ['text/javascript', () => playScript],
+    };
+    const asset = assets[url.pathname];
+    if (asset) return void response.writeHead(200, { 'Content-Type': asset[0] }).end(asset[1]());
+    response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('404: no such page\n');
+  };
+  const server = createServer((request, response) => {
+    try {
+      answer(request, response);
+    } catch { // a recording that is not one after all, or went away: nothing a request does ends the step
+      if (!response.headersSent) response.writeHead(500);
+      response.end();
+    }
+  });
+  server.on('error', (err) => fail(`the recordings page cannot listen on 127.0.0.1:${portText}: ${err.message} (set RECORDINGS_PORT)`));
+  server.listen(Number(portText), '127.0.0.1', () => {
+    console.log(`recordings: http://127.0.0.1:${(server.address() as AddressInfo).port}/?token=${token}`);
+  });
+}

@@ -1,0 +1,129 @@
+// Step 20, built on step 14: a bastion. ssh -A lands you on the server behind it, logged in there by your own
+// agent; every session is recorded, and a web page plays the recordings back.
+// Run: npx tsx <this file> (and step 14 on port 2023)   Connect: ssh -A -p 2022 alice@localhost (step 09's key)
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
+import ssh2 from 'ssh2';
+import type { ClientChannel, PseudoTtyInfo, ServerChannel } from 'ssh2';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { keyMayLogIn } from '../shared/login/key-login.ts';
+import { hostKeyProblem } from '../shared/login/known-hosts.ts';
+import { listen } from '../shared/server/listen.ts';
+import { log } from '../shared/core/log.ts';
+import { target } from '../shared/core/options.ts';
+import { ForwardedAgent } from '../shared/channels/forwarded-agent.ts';
+import { startRecording } from '../shared/channels/session-recording.ts';
+import { serveRecordings } from '../shared/channels/recordings-page.ts';
+
+const { Client, Server } = ssh2;
+
+/** The only variables a client may set, as sshd's `AcceptEnv LANG LC_*`: they are passed on to the inner server. */
+const acceptEnv = (name: string) => name === 'LANG' || name.startsWith('LC_');
+
+/** Tells `ssh` how the program ended, by its status or its signal, and closes the channel. */
+function ended(channel: ServerChannel, status: number | null, signal: string | null): void {
+  if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
+  else channel.exit(status ?? 0);
+  channel.end();
+}
+
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+  let user = '';
+  // The user's own agent, once they forward it (ssh -A): as sshd does, one for the connection, asked for by a session.
+  let agent: ForwardedAgent | undefined;
+  client.on('authentication', (ctx) => {
+    if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) return (user = ctx.username, ctx.accept());
+    // The inner server takes keys alone, so the bastion does too: a password here would open nothing there.
+    if (ctx.method === 'password') log(info, `password refused for ${ctx.username}: this step takes keys alone`);
+    ctx.reject(['publickey']);
+  });
+
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    let terminal: PseudoTtyInfo | undefined; // the terminal the client asked for, if any
+    const env: Record<string, string> = {};
+    // The session on the inner server, once there is one, and its recording.
+    let inner: ClientChannel | undefined;
+    let recording: ReturnType<typeof startRecording> | undefined;
+    session.on('pty', (accept, reject, info) => {
+      terminal = info;
+      accept?.(); // undefined when the client wants no reply
+    });
+    session.on('auth-agent', (accept) => {
+      agent ??= new ForwardedAgent(client);
+      accept?.();
+    });
+    session.on('env', (accept, reject, { key, val }) => {
+      if (!acceptEnv(key)) return reject?.();
+      env[key] = val;
+      accept?.();
+    });
+    session.on('window-change', (accept, reject, { cols, rows, width, height }) => {
+      accept?.();
+      if (terminal) [terminal.cols, terminal.rows] = [cols, rows];
+      inner?.setWindow(rows, cols, height, width);
+      recording?.resize(cols, rows);
+    });
+    session.on('signal', (accept, reject, { name }) => {
+      accept?.();
+      inner?.signal(name);
+    });
+
+    /** Logs the user in to the inner server with their agent, runs `command` (or a shell) there, and joins the two. */
+    const run = (channel: ServerChannel, command?: string) => {
+      const newline = terminal ? '\r\n' : '\n';
+      const say = (line: string, status: number) => {
+        channel.stderr.write(`${line}${newline}`);
+        ended(channel, status, null);
+      };
+      if (!agent) return say(`This bastion logs you in to ${target.shown} with your own key: connect with ssh -A.`, 1);
+      const connection = new Client();
+      let refused: string | undefined; // why the inner server's host key was refused
+      channel.on('close', () => connection.end()); // the user has gone: so has their inner session
+      connection.on('error', (err: Error & { level?: string }) => {
+        // An agent that fails is logged, and ssh2 goes on without it; once joined, the session's close says the rest.
+        if (err.level === 'agent') return log(info, `${user}'s agent failed: ${err.message}`);
+        if (inner) return;
+        const why = refused ?? (err.level === 'client-authentication' ? `${target.shown} refused ${user} with the keys `
+          + 'in your agent' : `cannot reach ${target.shown}: ${err.message}`);
+        log(info, `${user} → ${target.shown}: ${why}`);
+        say(`bastion: ${why}`, 1);
+      });
+      connection.on('ready', () => {
+        const pty = terminal && { ...terminal, cols: terminal.cols || 80, rows: terminal.rows || 24 };
+        const opened = (err: Error | undefined, stream: ClientChannel) => {
+          if (err) return say(`bastion: ${target.shown} refused the session: ${err.message}`, 1);
+          inner = stream;
+          recording = startRecording({ user, width: pty?.cols ?? 80, height: pty?.rows ?? 24, term: pty?.term,
+            title: `${user}@${target.shown}: ${command ?? 'shell'}` }, (message) => log(info, message));
+          log(info, `${user} → ${target.shown}: ${command ?? 'shell'}, recorded in ${recording.name}`);
+          // Both ways no faster than the other side takes it; the user's EOF is the inner session's EOF.
+          stream.on('data', recording.output);
+          stream.stderr.on('data', recording.output);
+          stream.pipe(channel, { end: false });
+          stream.stderr.pipe(channel.stderr, { end: false });
+          channel.pipe(stream);
+          let exit: [number | null, string | null] | undefined;
+          stream.on('exit', (status: number | null, signal?: string) => (exit = [status, signal ?? null]));
+          stream.on('close', () => {
+            recording!.end();
+            connection.end();
+            if (exit) return ended(channel, ...exit);
+            log(info, `${user} → ${target.shown}: the connection was lost`);
+            say(`bastion: the connection to ${target.shown} was lost`, 255);
+          });
+        };
+        if (command === undefined) connection.shell(pty ?? false, { env }, opened);
+        else connection.exec(command, { pty: pty ?? false, env }, opened);
+      });
+      // The bastion holds no key of the user's: the agent at the other end of their connection signs.
+      connection.connect({ host: target.host, port: target.port, username: user, agent,
+        hostVerifier: (key: Buffer) => !(refused = hostKeyProblem(target.host, target.port, key)) });
+    };
+    session.on('shell', (accept) => run(accept()));
+    session.on('exec', (accept, reject, { command }) => run(accept(), command));
+  });
+});
+
+listen(server);
+serveRecordings();

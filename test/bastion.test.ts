@@ -1,0 +1,337 @@
+// Step 20, a bastion: OpenSSH's ssh -A with a real ssh-agent holding the user's key, through the bastion to step 14
+// on this machine (its inner server); the recordings replayed by asciinema and by asciinema-player in headless
+// Chromium; then ssh2's client for what OpenSSH will not do (an agent that answers garbage, a client that never reads).
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Duplex } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import ssh2 from 'ssh2';
+import { atPrompt, execute, root, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
+import { peakDuring, residentMiB } from './hostile.ts';
+
+const dir = temporaryDir();
+const key = join(dir, 'key');
+execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'alice', '-f', key]);
+// alice and bob may log in to the bastion; only alice to the inner server.
+const bastionKeys = join(dir, 'bastion-keys');
+const innerKeys = join(dir, 'inner-keys');
+for (const [folder, users] of [[bastionKeys, ['alice', 'bob']], [innerKeys, ['alice']]] as const) {
+  mkdirSync(folder);
+  for (const user of users) writeFileSync(join(folder, user), readFileSync(`${key}.pub`));
+}
+const knownHosts = join(dir, 'known_hosts');
+const recordings = join(dir, 'recordings'); // not there yet: the step makes it
+const many = { MAX_STARTUPS: '100', PER_SOURCE_MAX_STARTUPS: '100', MAX_SESSIONS: '100' };
+
+// The user's agent, as `eval $(ssh-agent)` and `ssh-add` would make it.
+const agentSocket = join(dir, 'agent.sock');
+const agentProcess = spawn('ssh-agent', ['-D', '-a', agentSocket], { stdio: 'ignore' });
+const agentEnv = { ...process.env, SSH_AUTH_SOCK: agentSocket };
+/** Puts the key in the agent (`ssh-add`), or takes every key out (`ssh-add -D`). */
+const agentHolds = (holds: boolean) => execFileSync('ssh-add', holds ? ['-q', key] : ['-q', '-D'], { env: agentEnv, stdio: 'ignore' });
+after(() => agentProcess.kill());
+
+/** OpenSSH's ssh through the bastion, logged in there by the key file (not by the agent), the agent forwarded when `-A`. */
+function ssh(port: number, user: string, args: string[], input = '') {
+  const result = spawnSync('ssh', [...sshOptions, '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR',
+    '-p', String(port), `${user}@localhost`, ...args], { env: agentEnv, input, encoding: 'utf8', timeout: 30_000 });
+  return { stdout: result.stdout, stderr: result.stderr, status: result.status };
+}
+
+/** An ssh2 client logged in to the bastion with the key, whose sessions forward `agent` (the real one by default). */
+function login(port: number, agent: string | ssh2.BaseAgent = agentSocket): Promise<ssh2.Client> {
+  const client = new ssh2.Client();
+  return new Promise((resolve, reject) => {
+    client.on('ready', () => resolve(client)).on('error', reject);
+    client.connect({ host: '127.0.0.1', port, username: 'alice', privateKey: readFileSync(key), agent, agentForward: true,
+      authHandler: ['publickey'] });
+  });
+}
+
+
+/** The recordings' files, oldest first (their names begin with when they started). */
+const casts = () => (existsSync(recordings) ? readdirSync(recordings).sort() : []);
+
+describe('step 20: a bastion', { timeout: 180_000 }, () => {
+  let inner: Step;
+  before(async () => {
+    agentHolds(true);
+    inner = await startStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: innerKeys, SHELL: '/bin/sh', HOME: dir, ...many } });
+    writeFileSync(knownHosts, execFileSync('ssh-keyscan', ['-p', String(inner.port), 'localhost'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  });
+  after(() => inner.stop());
+  // No SSH_AUTH_SOCK of its own: the only agent it can reach is the one each user forwards.
+  const bastion = useStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
+    KNOWN_HOSTS: knownHosts, RECORDINGS_DIR: recordings, RECORDINGS_PORT: '0', ...many,
+    get TARGET() { return `localhost:${inner.port}`; } } });
+  const target = () => `localhost:${inner.port}`;
+
+  test('ssh -A: a command runs on the inner server, its output and its exit status come back', async () => {
+    const result = ssh(bastion().port, 'alice', ['-A', 'echo "on the inner server, in $PWD"; echo to stderr >&2; exit 3']);
+    assert.deepEqual(result, { stdout: `on the inner server, in ${dir}\n`, stderr: 'to stderr\n', status: 3 });
+    await waitFor('the log line', () => new RegExp(`alice → ${target()}: echo .*, recorded in \\S+\\.cast`).test(bastion().output()) || undefined);
+    assert.equal(ssh(bastion().port, 'alice', ['-A', 'cat; exit 0'], 'what was typed\n').stdout, 'what was typed\n');
+  });
+
+  test('ssh -A in a terminal: a shell there, the size follows the window, exit 5; the recording replays it', async () => {
+    const before = casts();
+    const command = ['ssh', ...sshOptions, '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR', '-A', '-p',
+      String(bastion().port), 'alice@localhost'];
+    // The inner shell's terminal is the one tmux gives ssh, and its size follows tmux's window through both servers.
+    const status = await atPrompt(command, { SSH_AUTH_SOCK: agentSocket }, async (terminal) => {
+      assert.ok((await terminal.typeLine('stty size; echo typed-$((6*7))', 'typed-42')).includes('30 100'));
+      terminal.resize(120, 40);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await terminal.typeLine('stty size', '40 120');
+      return terminal.exitWith(5);
+    });
+    assert.equal(status, 5);
+    const [name] = casts().filter((each) => !before.includes(each));
+    assert.ok(name, 'a new recording');
+    // asciicast v2: a header, then events in time order; output and resizes only.
+    const [first, ...events] = readFileSync(join(recordings, name), 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line));
+    assert.equal(first.version, 2);
+    assert.deepEqual([first.width, first.height, first.env.USER, first.env.TERM], [100, 30, 'alice', 'tmux-256color']);
+    assert.ok(Math.abs(first.timestamp - Date.now() / 1000) < 60, 'a timestamp in seconds');
+    assert.equal(first.title, `alice@${target()}: shell`);
+    let time = 0;
+    for (const [seconds, code, data] of events) {
+      assert.ok(typeof seconds === 'number' && seconds >= time && ['o', 'r'].includes(code) && typeof data === 'string');
+      time = seconds;
+    }
+    assert.ok(events.some(([, code, data]) => code === 'r' && data === '120x40'));
+    // Readable by the step's user alone, in a folder of its own.
+    assert.equal(statSync(join(recordings, name)).mode & 0o777, 0o600);
+    assert.equal(statSync(recordings).mode & 0o777, 0o700);
+    // asciinema replays it (its cat wants a terminal of its own: script gives it one).
+    const shown = execFileSync('script', ['-qec', `asciinema cat ${join(recordings, name)}`, '/dev/null'], { encoding: 'utf8' });
+    assert.match(shown, /stty size; echo typed-\$\(\(6\*7\)\)\r\n30 100\r\ntyped-42\r\n/);
+    assert.match(shown, /40 120\r\n/);
+  });
+
+  test('the bastion\'s files hold no private key of the user\'s; it never had an agent of its own', () => {
+    const secret = readFileSync(key, 'utf8').split('\n').slice(1, -2).join('');
+    const files = (folder: string): string[] => readdirSync(folder, { withFileTypes: true })
+      .flatMap((entry) => (entry.isDirectory() ? files(join(folder, entry.name)) : [join(folder, entry.name)]));
+    for (const file of [...files(bastionKeys), ...files(recordings), knownHosts]) {
+      const text = readFileSync(file, 'utf8');
+      assert.ok(!text.includes('PRIVATE KEY') && !text.replaceAll('\n', '').includes(secret.slice(0, 40)), file);
+    }
+    assert.doesNotMatch(readFileSync(`/proc/${bastion().pid}/environ`, 'utf8'), /SSH_AUTH_SOCK=[^\0]/);
+  });
+
+  test('without -A, with an empty agent, for a user the inner server refuses: one line, status 1', () => {
+    assert.deepEqual(ssh(bastion().port, 'alice', ['echo hi']),
+      { stdout: '', stderr: `This bastion logs you in to ${target()} with your own key: connect with ssh -A.\n`, status: 1 });
+    agentHolds(false);
+    try {
+      assert.deepEqual(ssh(bastion().port, 'alice', ['-A', 'echo hi']),
+        { stdout: '', stderr: `bastion: ${target()} refused alice with the keys in your agent\n`, status: 1 });
+    } finally {
+      agentHolds(true);
+    }
+    assert.deepEqual(ssh(bastion().port, 'bob', ['-A', 'echo hi']),
+      { stdout: '', stderr: `bastion: ${target()} refused bob with the keys in your agent\n`, status: 1 });
+  });
+
+  test('an inner server whose host key is not the known one is refused, and one not listed too', () => {
+    const listed = readFileSync(knownHosts, 'utf8');
+    const other = join(dir, 'other');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+    try {
+      const otherKey = readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+      writeFileSync(knownHosts, `[localhost]:${inner.port} ${otherKey}\n`);
+      assert.deepEqual(ssh(bastion().port, 'alice', ['-A', 'echo hi']), { stdout: '', status: 1,
+        stderr: `bastion: the host key of [localhost]:${inner.port} is not the one in ${knownHosts}: refused\n` });
+      writeFileSync(knownHosts, `[localhost]:1 ${otherKey}\n`);
+      assert.deepEqual(ssh(bastion().port, 'alice', ['-A', 'echo hi']), { stdout: '', status: 1,
+        stderr: `bastion: [localhost]:${inner.port} is not in the known hosts file ${knownHosts} (add it with ssh-keyscan)\n` });
+      // Hashed, as ssh-keygen -H writes it: taken.
+      writeFileSync(knownHosts, listed);
+      execFileSync('ssh-keygen', ['-q', '-H', '-f', knownHosts], { stdio: 'ignore' });
+      assert.equal(ssh(bastion().port, 'alice', ['-A', 'echo hi']).stdout, 'hi\n');
+    } finally {
+      writeFileSync(knownHosts, listed);
+    }
+  });
+
+  test('a signal reaches the program, and how it ended comes back (ssh2 client, with the real agent)', async () => {
+    const client = await login(bastion().port);
+    try {
+      const sleeping = new Promise<{ code: number | null; signal?: string }>((resolve, reject) =>
+        client.exec('sleep 30', (err, channel) => {
+          if (err) return reject(err);
+          let ended: { code: number | null; signal?: string } = { code: null };
+          channel.on('exit', (code: number | null, signal?: string) => (ended = { code, signal }));
+          channel.on('close', () => resolve(ended));
+          channel.resume();
+          setTimeout(() => channel.signal('TERM'), 1000);
+        }));
+      assert.deepEqual(await sleeping, { code: null, signal: 'SIGTERM' }); // as ssh2's client names it
+    } finally {
+      client.end();
+    }
+  });
+
+  test('50 sessions at once, each through its own agent channel, all come back', async () => {
+    const clients = await Promise.all(Array.from({ length: 50 }, () => login(bastion().port)));
+    try {
+      const results = await Promise.all(clients.map((client, i) => execute(client, `echo session ${i}`)));
+      assert.deepEqual(results.map((r) => [r.out, r.code]), results.map((r, i) => [`session ${i}\n`, 0]));
+    } finally {
+      for (const client of clients) client.end();
+    }
+  });
+
+  test('hostile agents: garbage, a length of 4 GiB and endless bytes; the user is refused, the bastion goes on', async () => {
+    /** An agent whose answer to anything is `answer`; it has no keys for the client's own login. */
+    class Hostile extends ssh2.BaseAgent {
+      readonly answer: () => Buffer[];
+      constructor(answer: () => Buffer[]) {
+        super();
+        this.answer = answer;
+      }
+      getIdentities(cb: (err: Error | undefined, keys?: ssh2.ParsedKey[]) => void) { cb(undefined, []); }
+      sign(...args: unknown[]) { (args.at(-1) as (err: Error) => void)(new Error('no')); }
+      getStream(cb: (err: Error | undefined, stream?: Duplex) => void) {
+        const answer = this.answer;
+        let sent = false;
+        cb(undefined, new Duplex({
+          read() {},
+          write(chunk, encoding, done) {
+            if (!sent) for (const part of answer()) this.push(part);
+            sent = true;
+            done();
+          },
+        }));
+      }
+    }
+    const endless = () => [Buffer.from([0xff, 0xff, 0xff, 0xff, 12]), ...Array.from({ length: 256 }, () => Buffer.alloc(65536, 0x41))];
+    for (const answer of [() => [Buffer.from('this is not the agent protocol at all\n')], endless,
+      () => [Buffer.from([0, 0, 0, 5, 12, 0xff, 0xff, 0xff, 0xff])]]) {
+      const peak = await peakDuring(bastion().pid, async () => {
+        const client = await login(bastion().port, new Hostile(answer) as unknown as ssh2.BaseAgent);
+        try {
+          const result = await execute(client, 'echo hi');
+          assert.deepEqual([result.out, result.err, result.code], ['', `bastion: ${target()} refused alice with the keys in your agent\n`, 1]);
+        } finally {
+          client.end();
+        }
+      });
+      assert.ok(peak - residentMiB(bastion().pid) < 60, `resident memory peaked at ${peak} MiB`);
+    }
+    assert.equal(ssh(bastion().port, 'alice', ['-A', 'echo still here']).stdout, 'still here\n');
+  });
+
+  test('a client that never reads: the inner output waits, memory stays bounded; a huge terminal is only a number', async () => {
+    const start = residentMiB(bastion().pid);
+    const client = await login(bastion().port);
+    try {
+      const peak = await peakDuring(bastion().pid, async () => {
+        const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+          client.exec('cat /dev/zero', (err, c) => (err ? reject(err) : resolve(c))));
+        channel.pause(); // read nothing: the window closes, and the bastion stops reading the inner server
+        await new Promise((resolve) => setTimeout(resolve, 4000));
+        channel.close();
+      });
+      assert.ok(peak - start < 80, `from ${start} to ${peak} MiB`);
+      assert.ok(residentMiB(inner.pid) < 300, `the inner server holds ${residentMiB(inner.pid)} MiB`);
+      const huge = await execute(client, 'stty size', { pty: { cols: 10000, rows: 10000, width: 0, height: 0, term: 'xterm' } });
+      assert.equal(huge.code, 0);
+    } finally {
+      client.end();
+    }
+    assert.equal(ssh(bastion().port, 'alice', ['-A', 'echo still here']).stdout, 'still here\n');
+  });
+
+  test('recordings page: 401 without the token; with it, the list and each session, everything escaped, no path tricks', async () => {
+    ssh(bastion().port, 'alice', ['-A', `echo '<img src=x onerror=alert(1)>'`]);
+    const address = /recordings: (http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]{32})/.exec(bastion().output())!;
+    const [, base, token] = address;
+    const get = (path: string, cookie = `token=${token}`) => fetch(`${base}${path}`, { headers: { cookie }, redirect: 'manual' });
+    const name = casts().at(-1)!;
+    for (const path of ['/', `/play/${name}`, `/recordings/${name}`, '/player.js']) {
+      assert.equal((await get(path, '')).status, 401, path);
+      assert.equal((await get(path, `token=${'0'.repeat(32)}`)).status, 401, path);
+    }
+    const login = await get(`/?token=${token}`, '');
+    assert.equal(login.status, 303);
+    assert.match(login.headers.get('set-cookie')!, /^token=[0-9a-f]{32}; HttpOnly; SameSite=Strict; Path=\/$/);
+    const list = await (await get('/')).text();
+    assert.ok(list.includes('&#60;img src=x onerror=alert(1)&#62;') && !list.includes('<img'), list);
+    assert.match(list, /<td>alice<\/td><td>\d{4}-\d\d-\d\dT[\d:.]+Z<\/td><td>\d+\.\d s<\/td>/);
+    assert.equal((await get(`/recordings/${name}`)).status, 200);
+    for (const trick of ['/recordings/..%2Fknown_hosts', '/recordings/../known_hosts', `/play/%2E%2E%2F${name}`,
+      '/recordings/%E0%A4%A', `/recordings/${name}%00`, '/recordings/.', `/play/${name}/..`]) {
+      assert.equal((await get(trick)).status, 404, trick);
+    }
+    assert.equal((await fetch(`${base}/`, { method: 'POST', headers: { cookie: `token=${token}` } })).status, 405);
+  });
+
+  test('recordings page in headless Chromium: the list shows the session, and its player shows what was typed', async () => {
+    const chromium = ['chromium', 'chromium-browser'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
+    assert.ok(chromium, 'Debian\'s chromium is installed (.ci/run installs it)');
+    const [, base, token] = /recordings: (http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]{32})/.exec(bastion().output())!;
+    const shell = casts().find((name) => readFileSync(join(recordings, name), 'utf8').includes('"title":"alice@localhost:' + inner.port + ': shell"'))!;
+    const browse = (path: string, more: string[] = []) => spawnSync(chromium!, ['--headless', '--no-sandbox', '--disable-gpu',
+      `--user-data-dir=${temporaryDir()}`, '--virtual-time-budget=10000', ...more, `${base}${path}?token=${token}`],
+    { encoding: 'utf8', timeout: 60_000 });
+    const list = browse('/', ['--dump-dom']).stdout;
+    assert.ok(list.includes(`<a href="/play/${shell}">alice@localhost:${inner.port}: shell</a>`), list);
+    const played = browse(`/play/${shell}`, ['--dump-dom']).stdout;
+    // The player draws the terminal as text: its last frame, the commands typed and what they printed.
+    const text = [...played.matchAll(/<span class="ap-line"[^>]*>(.*?)<\/span><\/span>/g)]
+      .map((m) => m[1]!.replace(/<[^>]*>/g, '').replace(/&amp;/g, '&').trimEnd());
+    assert.ok(text.includes('40 120') && text.some((row) => row.endsWith('exit 5')), text.join('\n'));
+    const artifacts = join(root, 'test', 'artifacts');
+    mkdirSync(artifacts, { recursive: true });
+    const screenshot = join(artifacts, 'bastion-recording.png');
+    browse(`/play/${shell}`, [`--screenshot=${screenshot}`, '--window-size=1100,800']);
+    assert.ok(statSync(screenshot).size > 10_000, 'a screenshot of the player');
+  });
+
+  test('a bastion killed mid-session has already written what the session printed', async () => {
+    const doomed = await startStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
+      KNOWN_HOSTS: knownHosts, RECORDINGS_DIR: recordings, TARGET: target() } });
+    const client = await login(doomed.port);
+    try {
+      const before = casts();
+      void execute(client, 'echo before the crash; sleep 30').catch(() => {});
+      const name = await waitFor('the recording', () => casts().find((each) => !before.includes(each)));
+      await waitFor('the output in it', () => readFileSync(join(recordings, name), 'utf8').includes('before the crash') || undefined, 5000);
+      await doomed.stop('SIGKILL');
+      const [header, ...events] = readFileSync(join(recordings, name), 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line));
+      assert.equal(header.version, 2);
+      assert.deepEqual(events.map(([, code, data]) => [code, data]), [['o', 'before the crash\n']]);
+    } finally {
+      client.end();
+      await doomed.stop();
+    }
+  });
+
+  test('the inner server dies mid-session: the user gets a line and status 255, and the bastion goes on', async () => {
+    const other = await startStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: innerKeys, SHELL: '/bin/sh', HOME: dir } });
+    writeFileSync(join(dir, 'known_hosts2'), execFileSync('ssh-keyscan', ['-p', String(other.port), 'localhost'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+    const second = await startStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
+      KNOWN_HOSTS: join(dir, 'known_hosts2'), RECORDINGS_DIR: recordings, RECORDINGS_PORT: '0', TARGET: `localhost:${other.port}` } });
+    try {
+      const client = await login(second.port);
+      const pending = execute(client, 'echo started; sleep 30');
+      await waitFor('the session', () => second.output().includes('sleep 30, recorded in') || undefined);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await other.stop('SIGKILL');
+      const result = await pending;
+      assert.deepEqual(result, { out: 'started\n', err: `bastion: the connection to localhost:${other.port} was lost\n`, code: 255, signal: undefined });
+      client.end();
+      const again = ssh(second.port, 'alice', ['-A', 'echo hi']);
+      assert.equal(again.status, 1);
+      assert.match(again.stderr, new RegExp(`^bastion: cannot reach localhost:${other.port}: connect ECONNREFUSED .*\n$`));
+    } finally {
+      await second.stop();
+      await other.stop();
+    }
+    assert.doesNotMatch(second.output(), /^internal error/m);
+  });
+});
