@@ -14,7 +14,8 @@ const player = fileURLToPath(new URL('../../node_modules/asciinema-player/dist/b
 
 /** The page's script: makes the player of the recording the page names, showing its last frame until played. */
 const playScript = `const box = document.getElementById('player');
-AsciinemaPlayer.create(box.dataset.src, box, { poster: 'npt:' + box.dataset.end, fit: false });
+// A moment after the last event: the frame at its very time is the one before it.
+AsciinemaPlayer.create(box.dataset.src, box, { poster: 'npt:' + (Number(box.dataset.end) + 1), fit: false });
 `;
 
 /** Text made safe to put in HTML, in an element or in a quoted attribute. */
