@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
@@ -551,6 +551,66 @@ describe('the ssh2 patch: a server that uses the agent ssh -A forwards', { timeo
     } finally {
       rmSync(made, { recursive: true });
     }
+  });
+});
+
+describe('the ssh2 patch: host certificates', { timeout: 60_000 }, () => {
+  // A host CA, and host keys of each kind with certificates from it, as `ssh-keygen -s CA -h` makes them.
+  const dir = temporaryDir();
+  const keygen = (...args: string[]) => execFileSync('ssh-keygen', ['-q', ...args], { stdio: 'ignore' });
+  keygen('-t', 'ed25519', '-N', '', '-f', join(dir, 'ca'));
+  keygen('-t', 'ed25519', '-N', '', '-f', join(dir, 'other-ca'));
+  for (const type of ['ed25519', 'ecdsa', 'rsa']) {
+    keygen('-t', type, '-N', '', '-f', join(dir, type));
+    keygen('-s', join(dir, 'ca'), '-I', `host ${type}`, '-h', '-n', 'localhost', join(dir, `${type}.pub`));
+  }
+  const hostKey = (type: string, certified = type) => ({ key: readFileSync(join(dir, type)),
+    certificate: readFileSync(join(dir, `${certified}-cert.pub`), 'utf8') });
+  let port = 0;
+  const server = new ssh2.Server({ hostKeys: ['ed25519', 'ecdsa', 'rsa'].map((type) => hostKey(type)) }, (connection) => {
+    connection.on('error', () => {});
+    connection.on('authentication', (ctx) => ctx.accept());
+    connection.on('session', (accept) => accept().on('exec', (acceptExec, reject, { command }) => {
+      const channel = acceptExec();
+      channel.write(`ran ${command}\n`);
+      channel.exit(0);
+      channel.end();
+    }));
+  });
+  before(() => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => {
+    port = (server.address() as { port: number }).port;
+    resolve();
+  })));
+  after(() => server.close());
+  /** OpenSSH's ssh, trusting only what one `@cert-authority` line says, and asking nobody. */
+  const ssh = (ca: string, algorithm: string) => new Promise<{ out: string; err: string; status: number | null }>((resolve) => {
+    const knownHosts = join(dir, `known_hosts-${ca}`);
+    writeFileSync(knownHosts, `@cert-authority [localhost]:${port} ${readFileSync(join(dir, `${ca}.pub`), 'utf8')}`);
+    const child = spawn('ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
+      '-o', 'BatchMode=yes', '-o', `HostKeyAlgorithms=${algorithm}`, '-p', String(port), 'anyone@localhost', algorithm]);
+    const result = { out: '', err: '', status: null as number | null };
+    child.stdout.on('data', (chunk: Buffer) => (result.out += chunk));
+    child.stderr.on('data', (chunk: Buffer) => (result.err += chunk));
+    child.on('close', (status) => resolve({ ...result, status }));
+  });
+
+  test('host-certificates: with only an @cert-authority line and strict checking, OpenSSH logs in over each kind of certificate', async () => {
+    for (const algorithm of ['ssh-ed25519-cert-v01@openssh.com', 'ecdsa-sha2-nistp256-cert-v01@openssh.com',
+      'rsa-sha2-512-cert-v01@openssh.com', 'rsa-sha2-256-cert-v01@openssh.com']) {
+      assert.deepEqual(await ssh('ca', algorithm), { out: `ran ${algorithm}\n`, err: '', status: 0 });
+    }
+  });
+
+  test('host-certificates: a certificate from a CA the client does not trust logs in nowhere', async () => {
+    const result = await ssh('other-ca', 'ssh-ed25519-cert-v01@openssh.com');
+    assert.equal(result.status, 255);
+    assert.match(result.err, /Host key verification failed\.\r?\n$/);
+  });
+
+  test('host-certificates: a certificate of another key, or of another type of key, is refused as the server is made', () => {
+    assert.throws(() => new ssh2.Server({ hostKeys: [hostKey('ed25519', 'rsa')] }), /is not one of a ssh-ed25519 key/);
+    keygen('-t', 'ed25519', '-N', '', '-f', join(dir, 'stranger'));
+    assert.throws(() => new ssh2.Server({ hostKeys: [hostKey('stranger', 'ed25519')] }), /does not certify this host key/);
   });
 });
 
