@@ -601,6 +601,32 @@ describe('the ssh2 patch: host certificates', { timeout: 60_000 }, () => {
     }
   });
 
+  test('host-certificates: an RSA key handed over once per SHA-2 name (as the steps do) offers the certificate under each', async () => {
+    const rsa = ssh2.utils.parseKey(readFileSync(join(dir, 'rsa'))) as ssh2.ParsedKey;
+    const certificate = readFileSync(join(dir, 'rsa-cert.pub'), 'utf8');
+    const signingAs = (name: string) => ({ key: Object.create(rsa, { type: { value: name } }) as ssh2.ParsedKey, certificate });
+    const steps = new ssh2.Server({ hostKeys: [signingAs('rsa-sha2-512'), signingAs('rsa-sha2-256')] }, (connection) => {
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => ctx.accept());
+      connection.on('session', (accept) => accept().on('exec', (acceptExec) => {
+        const channel = acceptExec();
+        channel.exit(0);
+        channel.end('ran\n');
+      }));
+    });
+    await new Promise<void>((resolve) => steps.listen(0, '127.0.0.1', resolve));
+    const [saved, stepsPort] = [port, (steps.address() as { port: number }).port];
+    try {
+      port = stepsPort;
+      for (const algorithm of ['rsa-sha2-512-cert-v01@openssh.com', 'rsa-sha2-256-cert-v01@openssh.com']) {
+        assert.deepEqual(await ssh('ca', algorithm), { out: 'ran\n', err: '', status: 0 }, algorithm);
+      }
+    } finally {
+      port = saved;
+      steps.close();
+    }
+  });
+
   test('host-certificates: a certificate from a CA the client does not trust logs in nowhere', async () => {
     const result = await ssh('other-ca', 'ssh-ed25519-cert-v01@openssh.com');
     assert.equal(result.status, 255);

@@ -14,27 +14,61 @@ const { utils } = ssh2;
 
 const COMMENT = 'conch-steps';
 
+/** A host key for `new Server({ hostKeys })`, with its host certificate when it has one (the ssh2 patch's part 018). */
+export type HostKey = EncryptedPrivateKey & { certificate?: string };
+
+/** The host key files, Ed25519 and RSA, in `HOST_KEYS_DIR` (default `keys/`). */
+export function hostKeyFiles(): { ed25519: string; rsa: string } {
+  const dir = process.env.HOST_KEYS_DIR || fileURLToPath(new URL('../../keys/', import.meta.url));
+  return { ed25519: join(dir, 'ssh_host_ed25519_key'), rsa: join(dir, 'ssh_host_rsa_key') };
+}
+
 /**
  * Returns the host private keys, Ed25519 and RSA, ready for `new Server({ hostKeys })`, and prints the
  * fingerprint of each as `ssh-keygen -lf` does (once: not in a cluster's workers). The keys live in `HOST_KEYS_DIR` (default `keys/`); the first
- * run makes them.
+ * run makes them. A host certificate beside a key (`ssh_host_ed25519_key-cert.pub`, as `npm run host-cert` makes
+ * it) is served with it, so that clients that trust its CA need no copy of the key.
  */
-export function readHostKeys(): EncryptedPrivateKey[] {
-  const dir = process.env.HOST_KEYS_DIR || fileURLToPath(new URL('../../keys/', import.meta.url));
-  refuseIfWorldWritable(dir);
-  const keys = [
-    readOrCreate(join(dir, 'ssh_host_ed25519_key'), 'ed25519'),
-    readOrCreate(join(dir, 'ssh_host_rsa_key'), 'rsa'),
-  ];
+export function readHostKeys(): HostKey[] {
+  const files = hostKeyFiles();
+  refuseIfWorldWritable(dirname(files.ed25519));
+  const keys = [readOrCreate(files.ed25519, 'ed25519'), readOrCreate(files.rsa, 'rsa')];
   for (const { key } of keys) {
     if (!cluster.isWorker) console.log(`host key: ${describe(key)}`); // step 17's workers: the primary said it
   }
   const [ed25519, rsa] = keys.map(({ key }) => key) as [ParsedKey, ParsedKey];
+  const [edCertificate, rsaCertificate] = [readCertificate(files.ed25519, ed25519), readCertificate(files.rsa, rsa)];
+  const withCertificate = (certificate: string | undefined) => (certificate ? { certificate } : {});
   // ssh2 1.17 offers every RSA host key under the SHA-1 signature name `ssh-rsa` too, whatever the algorithm
   // list says (lib/server.js), and an audit fails that. Handing it the RSA key once per SHA-2 name makes it
   // offer just those: ssh2 files a host key under its `type`, and signs with the hash the name asks for.
-  const signingAs = (name: string) => ({ key: Object.create(rsa, { type: { value: name } }) as ParsedKey });
-  return [{ key: ed25519 }, signingAs('rsa-sha2-512'), signingAs('rsa-sha2-256')];
+  const signingAs = (name: string) => ({ key: Object.create(rsa, { type: { value: name } }) as ParsedKey,
+    ...withCertificate(rsaCertificate) });
+  return [{ key: ed25519, ...withCertificate(edCertificate) }, signingAs('rsa-sha2-512'), signingAs('rsa-sha2-256')];
+}
+
+/**
+ * The host certificate beside the key file (`KEY-cert.pub`), or undefined if there is none. One that is not the
+ * key's (the key was made again since it was signed) stops the step with a line that says what to do: ssh2 would
+ * refuse it as the server is made, with a stack trace.
+ */
+function readCertificate(keyPath: string, key: ParsedKey): string | undefined {
+  const path = `${keyPath}-cert.pub`;
+  let line: string;
+  try {
+    line = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return fail(`cannot read host certificate ${shown(path)}: ${explain(err)}`);
+  }
+  try {
+    new ssh2.Server({ hostKeys: [{ key, certificate: line } as EncryptedPrivateKey] }); // checked, never listens
+  } catch (err) {
+    fail(`host certificate ${shown(path)} cannot be served: ${(err as Error).message}; sign the key again `
+      + '(npm run host-cert -- CA_KEY), or move the certificate away');
+  }
+  if (!cluster.isWorker) console.log(`host certificate: ${line.split(' ')[0]} (${shown(path)})`);
+  return line;
 }
 
 /** Reads one private key file, or makes it if it is missing; writes the matching `.pub` file beside it. */
