@@ -291,7 +291,10 @@ export class Terminal {
   async typeLine(line: string, row: string): Promise<string[]> {
     this.sendKeys('-l', line);
     this.sendKeys('Enter');
-    return waitFor(`the row "${row}" after typing ${line}`, () => (this.screen().includes(row) ? this.screen() : undefined));
+    return waitFor(`the row "${row}" after typing ${line}`, () => {
+      const screen = this.screen(); // one capture, checked and returned
+      return screen.includes(row) ? screen : undefined;
+    });
   }
 
   /** Resizes the window, as a person dragging its corner would; the program in it gets SIGWINCH. */

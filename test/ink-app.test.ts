@@ -15,9 +15,11 @@ function user(port: number, name: string, password: string, width = 100, height 
     sshEnv(password), width, height);
 }
 
-/** Waits until the screen has a row that contains `text`. */
-const shows = (terminal: Terminal, text: string) =>
-  waitFor(`"${text}" on the screen`, () => (terminal.screen().some((row) => row.includes(text)) ? terminal.screen() : undefined));
+/** Waits until the screen has a row that contains `text`; resolves with that screen (one capture: the next may be mid-redraw). */
+const shows = (terminal: Terminal, text: string) => waitFor(`"${text}" on the screen`, () => {
+  const screen = terminal.screen();
+  return screen.some((row) => row.includes(text)) ? screen : undefined;
+});
 
 describe('step 18: an Ink app for every session, in real terminals', { timeout: 120_000 }, () => {
   const step = useStep('18-ink-app.ts');
