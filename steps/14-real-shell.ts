@@ -92,9 +92,12 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         program.onExit(({ exitCode, signal }) => ended(channel, exitCode, signal ? signalName(signal) : null));
         resize = (cols, rows) => program.resize(cols, rows);
         send = (signal) => program.kill(signal);
-        // The terminal closes: the kernel hangs up everything it is the terminal of (SIGHUP), and their reads and
-        // writes to it fail from then on. The step keeps nothing of it.
-        hangUp = () => program.destroy();
+        // SIGHUP to its process group (the pty made it a session of its own), as a terminal hanging up sends it,
+        // then the terminal closes: reads and writes to it fail from then on. The step keeps nothing of it.
+        hangUp = () => {
+          deliver((signal) => process.kill(-program.pid, signal), 'HUP');
+          program.destroy();
+        };
         return;
       }
       if (terminal) {

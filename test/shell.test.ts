@@ -157,7 +157,9 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       terminal.close(); // tmux ends, and takes ssh with it: the connection drops
       await waitFor('no child left', () => (children(step().pid).length === 0) || undefined);
       const sleeping = sleeps();
-      await waitFor('no sleep left', () => (sleeps().length === 0) || undefined, 5000).catch(() => assert.deepEqual(sleeping, []));
+      await waitFor('no sleep left', () => (sleeps().length === 0) || undefined, 5000).catch(() => assert.deepEqual(sleeping, [],
+        execFileSync('ps', ['-eo', 'pid,ppid,pgid,sid,tty,stat,args'], { encoding: 'utf8' }).split('\n')
+          .filter((line) => / sleep 30[0-2]$| PID /.test(line)).join('\n')));
     }
   });
 
