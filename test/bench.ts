@@ -22,7 +22,7 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
@@ -878,6 +878,113 @@ if (!args.attacks && 'step 17 haproxy'.includes(args.only ?? '')) {
     'HAProxy CPU ms/session': r.haproxyCpuPerSession?.toFixed(2) ?? '',
     'load generator CPU %': r.loadGeneratorCpuPercent.toFixed(0),
   }])));
+}
+
+// Step 21: 1, 2 and 3 machines (each a step process on a loopback address of its own) behind HAProxy, sharing one
+// redis-server; and what the store costs a login: its round trips (counted by the store itself) and the time they
+// add, step 21 beside step 13 (which keeps everything in its process), one client at a time, in the same run.
+if (!args.attacks && 'step 21 fleet haproxy'.includes(args.only ?? '')) {
+  const which = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+  const [haproxy, redis] = [which('haproxy'), which('redis-server')];
+  if (!haproxy || !redis) progress('step 21 left out: it needs haproxy and redis-server (Debian: apt-get install -y haproxy redis-server)');
+  else {
+    const storePort = await freePort();
+    const store = spawn(redis, ['--port', String(storePort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    started.push(store);
+    /**
+     * The commands clients have sent the store: the calls of EVALSHA, EVAL, PUBLISH, PING and SUBSCRIBE in INFO
+     * commandstats (each a round trip of the steps'; the commands a script runs inside the store count apart).
+     */
+    const commandsRun = async () => {
+      for (let attempt = 0; ; attempt++) {
+        const answer = await new Promise<string>((resolve) => {
+          const socket = createConnection(storePort, '127.0.0.1');
+          let text = '';
+          socket.on('data', (chunk) => {
+            text += chunk;
+            const header = /^\$(\d+)\r\n/.exec(text); // a bulk string: $LENGTH, then the text and CR LF
+            if (header && Buffer.byteLength(text) >= header[0].length + Number(header[1]) + 2) socket.destroy();
+          });
+          socket.on('error', () => {});
+          socket.on('close', () => resolve(text));
+          socket.write('INFO commandstats\r\n');
+        });
+        if (answer.startsWith('$')) {
+          return [...answer.matchAll(/^cmdstat_(?:evalsha|eval|publish|ping|subscribe):calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+        }
+        if (attempt === 50) fail('redis-server did not start');
+        await sleep(100);
+      }
+    };
+    await commandsRun();
+    const storeEnv = { ...env, STORE_URL: `redis://127.0.0.1:${storePort}` };
+    const fleet: Record<string, Rate & { haproxyCpuPerSession?: number; storeRoundTrips?: number; storeCpuPerSession?: number }> = {};
+    results.fleet = fleet;
+    for (const [name, file, stepEnv] of [['step 13, alone', '13-chat-room.ts', env], ['step 21, one machine and its store', '21-fleet.ts', storeEnv]] as const) {
+      const step = await startStep(file, stepEnv);
+      await sleep(1000); // connected to the store
+      progress(`${name}: session rate, one client at a time`);
+      const before = await commandsRun();
+      const storeBefore = cpuMs(store.pid!);
+      let sessions = 0;
+      const rate = await repeat(async () => {
+        const measured = await sessionRate({ port: step.port, pid: step.pid, stop: step.stop }, alice.password, 1);
+        sessions += Math.round(measured.perSecond * SECONDS);
+        return measured;
+      });
+      const storeRoundTrips = ((await commandsRun()) - before) / sessions;
+      const storeCpuPerSession = (cpuMs(store.pid!) - storeBefore) / sessions;
+      fleet[name] = { ...rate, ...(file === '21-fleet.ts' ? { storeRoundTrips, storeCpuPerSession } : {}) };
+      await step.stop();
+    }
+    const treeCpu = (groups: number[]) => groups.reduce((sum, group) => sum + processTree(group).reduce((all, each) => all + cpuMs(each), 0), 0);
+    for (const count of [1, 2, 3]) {
+      const machines: Awaited<ReturnType<typeof startStep>>[] = [];
+      for (let i = 0; i < count; i++) {
+        machines.push(await startStep('21-fleet.ts', { ...storeEnv, HOST: `127.0.0.${2 + i}`, MACHINE: `m${i + 1}`, PROXY_PROTOCOL_FROM: '127.0.0.1' }));
+      }
+      await sleep(1000);
+      const front = await freePort();
+      const config = join(dir, 'haproxy-fleet.cfg');
+      writeFileSync(config, ['defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 60s', '  timeout server 60s',
+        'frontend ssh', `  bind 127.0.0.1:${front}`, '  default_backend fleet', 'backend fleet', '  balance roundrobin',
+        ...machines.map((machine, i) => `  server m${i + 1} 127.0.0.${2 + i}:${machine.port} send-proxy-v2`), ''].join('\n'));
+      const balancer = spawn(haproxy, ['-db', '-f', config], { stdio: 'ignore' });
+      started.push(balancer);
+      await sleep(500);
+      const server = { port: front, pid: machines[0]!.pid, stop: async () => {}, cpu: () => treeCpu(machines.map((m) => m.group)) };
+      progress(`step 21, ${count} machine(s) behind HAProxy: session rate, eight clients at a time`);
+      const haproxyBefore = cpuMs(balancer.pid!);
+      const before = await commandsRun();
+      const storeBefore = cpuMs(store.pid!);
+      let sessions = 0;
+      const rate = await repeat(async () => {
+        const measured = await sessionRate(server, alice.password, 8);
+        sessions += Math.round(measured.perSecond * SECONDS);
+        return measured;
+      });
+      fleet[`${count} machine(s) behind HAProxy`] = { ...rate, haproxyCpuPerSession: (cpuMs(balancer.pid!) - haproxyBefore) / sessions,
+        storeRoundTrips: ((await commandsRun()) - before) / sessions, storeCpuPerSession: (cpuMs(store.pid!) - storeBefore) / sessions };
+      balancer.kill('SIGKILL');
+      for (const machine of machines) process.kill(-machine.group, 'SIGTERM');
+      await sleep(500);
+    }
+    store.kill('SIGKILL');
+    console.table(Object.fromEntries(Object.entries(fleet).map(([name, r]) => [name, {
+      'sessions/s': r.perSecond.toFixed(0),
+      'p50 ms': r.p50.toFixed(1),
+      'steps CPU ms/session': r.cpuPerSession.toFixed(2),
+      'HAProxy CPU ms/session': r.haproxyCpuPerSession?.toFixed(2) ?? '',
+      'store round trips/session': r.storeRoundTrips?.toFixed(2) ?? '',
+      'store CPU ms/session': r.storeCpuPerSession?.toFixed(3) ?? '',
+      'load generator CPU %': r.loadGeneratorCpuPercent.toFixed(0),
+    }])));
+    const alone = fleet['step 13, alone']!;
+    const shared = fleet['step 21, one machine and its store']!;
+    console.log(`the store's cost per login: ${shared.storeRoundTrips!.toFixed(2)} round trips, ${shared.storeCpuPerSession!.toFixed(3)} ms of the store's CPU, `
+      + `${(shared.p50 - alone.p50).toFixed(2)} ms of a session at c=1 (p50 ${shared.p50.toFixed(2)} against ${alone.p50.toFixed(2)} ms); `
+      + `${cpus().length} cores here run the machines, HAProxy, the store and the load generator together`);
+  }
 }
 
 // Step 18: Ink sessions opened, drawn and dropped one after another. Each has its own React tree: a tree, a timer

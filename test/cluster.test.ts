@@ -1,13 +1,12 @@
 // Step 17 on every core, and steps behind a real HAProxy (Debian's) that sends PROXY v2 headers: the client's
 // real address in the logs and the penalties, a backend killed under load, a rolling restart under load.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, freePort, ssh, sshEnv, sshOptions, startStep, temporaryDir, Terminal, useStep, waitFor, type Step } from './helpers.ts';
+import { count, ssh, sshEnv, sshOptions, startHaproxy, startStep, temporaryDir, Terminal, useStep, waitFor, type Step } from './helpers.ts';
 
 /** One session through ssh2's client: logs in from `localAddress`, opens a shell, reads step 07's greeting, ends. */
 function session(port: number, localAddress = '127.0.0.1', password = 'wonderland'): Promise<'ok' | string> {
@@ -157,18 +156,7 @@ describe('steps behind HAProxy (PROXY protocol v2)', { timeout: 180_000 }, () =>
     for (let i = 0; i < 2; i++) {
       steps.push(await startStep('07-protocols.ts', { env: { PROXY_PROTOCOL_FROM: '127.0.0.1', ...env } }));
     }
-    front = await freePort();
-    const config = join(dir, 'haproxy.cfg');
-    writeFileSync(config, [
-      'global', '  maxconn 2000',
-      'defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 60s', '  timeout server 60s',
-      '  retries 3', '  option redispatch',
-      'frontend ssh', `  bind 127.0.0.1:${front}`, '  default_backend steps',
-      'backend steps', '  balance roundrobin',
-      ...steps.map((step, i) => `  server step${i} 127.0.0.1:${step.port} send-proxy-v2 check inter 300ms fall 1 rise 2`),
-      '',
-    ].join('\n'));
-    haproxy = spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    ({ port: front, process: haproxy } = await startHaproxy(dir, steps.map((step) => `127.0.0.1:${step.port}`)));
     for (const deadline = Date.now() + 10_000; await session(front, '127.0.0.4') !== 'ok';) {
       assert.ok(Date.now() < deadline, 'HAProxy did not start');
       await new Promise((resolve) => setTimeout(resolve, 200));

@@ -467,3 +467,25 @@ export function auditFindings(report: string): string[] {
   }
   return findings;
 }
+
+/**
+ * Starts Debian's HAProxy in front of `servers` (`HOST:PORT` each) on a free port of 127.0.0.1, in TCP mode, round
+ * robin, sending each a PROXY v2 header and checking it every 300 ms; its settings file goes in `dir`.
+ */
+export async function startHaproxy(dir: string, servers: string[]): Promise<{ port: number; process: ChildProcess }> {
+  const port = await freePort();
+  const config = join(dir, 'haproxy.cfg');
+  writeFileSync(config, [
+    'global', '  maxconn 2000',
+    'defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 60s', '  timeout server 60s',
+    '  retries 3', '  option redispatch',
+    'frontend ssh', `  bind 127.0.0.1:${port}`, '  default_backend steps',
+    'backend steps', '  balance roundrobin',
+    ...servers.map((server, i) => `  server step${i} ${server} send-proxy-v2 check inter 300ms fall 1 rise 2`),
+    '',
+  ].join('\n'));
+  const child = spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return { port, process: child };
+}

@@ -3,12 +3,12 @@
 // ports a lesson names are played by free ones: the shell's ssh, sftp, scp and curl put them in place of 2022 and the rest.
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { debianTesting, debianTestingCommand, debianTestingHome, freePort, root, startStep, Terminal } from './helpers.ts';
+import { debianTesting, debianTestingCommand, debianTestingHome, freePort, root, startStep, Terminal, waitFor } from './helpers.ts';
 
 interface Transcript {
   page: string;
@@ -67,11 +67,18 @@ async function play(t: Transcript): Promise<string[]> {
   // Step 20's inner server, which its lesson starts on port 2023: step 14, with the reader's keys.
   const inner = t.step === '20'
     ? await startStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SHELL: '/bin/sh' } }) : undefined;
+  // Step 21's store, which its lesson has on this machine: Debian 12's redis-server, on a free port.
+  const storePort = t.step === '21' ? await freePort() : 0;
+  const store = t.step === '21'
+    ? spawn('redis-server', ['--port', String(storePort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    : undefined;
   const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SFTP_HOME: join(home, 'sftp'),
     TRUSTED_USER_CA_KEYS: join(home, 'work', 'keys', 'trusted_user_ca_keys'),
     REVOKED_CERTIFICATES: join(home, 'work', 'keys', 'revoked_certificates'), GIT_REPOS_DIR: join(home, 'repos'),
     KNOWN_HOSTS: join(home, 'work', 'keys', 'known_hosts'), RECORDINGS_DIR: join(home, 'recordings'),
-    ...(inner ? { TARGET: `localhost:${inner.port}` } : {}) } });
+    ...(inner ? { TARGET: `localhost:${inner.port}` } : {}),
+    ...(store ? { STORE_URL: `redis://127.0.0.1:${storePort}`, MACHINE: 'a' } : {}) } });
+  if (store) await waitFor('the store', () => /^store \S+: connected$/m.test(step.output()) || undefined);
   // The reader's web server for step 11 (`python3 -m http.server 8000` in the work folder) is played by this one.
   const web = createServer((request, response) => {
     const name = decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
@@ -165,6 +172,7 @@ async function play(t: Transcript): Promise<string[]> {
     terminal.close();
     await inner?.stop();
     await step.stop();
+    store?.kill('SIGKILL');
     web.close();
   }
 }

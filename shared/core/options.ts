@@ -1,5 +1,6 @@
 // The options every step understands. They are read once, as the step starts (when this module is first
 // imported), so that `--help` or a bad `--port` stops the step before it does anything else.
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { AddressBlocks } from './address-blocks.ts';
 import { fail, shown } from './errors.ts';
@@ -62,6 +63,10 @@ Environment:
                           default: keys/known_hosts)
   RECORDINGS_DIR          the folder of the recorded sessions (step 20; default: recordings/)
   RECORDINGS_PORT         the port of the recordings page, on 127.0.0.1 (step 20; default: 2080)
+  STORE_URL               the Valkey or Redis server the machines of a fleet share their state in,
+                          redis://HOST:PORT (step 21; default: redis://127.0.0.1:6379)
+  MACHINE                 this machine's name in the fleet, as /who shows it (step 21; default:
+                          the host name)
   MAX_CONNECTIONS         logged-in connections the step serves at once (default: 1000)
   AUTH_PENALTY_MAX        the longest delay, in seconds, before answering an address that keeps
                           failing to log in (default: 8; 0: no delay)
@@ -164,6 +169,20 @@ export const limits = {
   proxyFrom: process.env.PROXY_PROTOCOL_FROM ? blocks('PROXY_PROTOCOL_FROM', '') : undefined,
   drainTimeout: setting('DRAIN_TIMEOUT', 30, 0, MAX_SECONDS),
   retireTimeout: setting('RETIRE_TIMEOUT', 86_400, 0, MAX_SECONDS),
+};
+
+/** Step 21's fleet: `STORE_URL`, the store every machine shares its state in, and `MACHINE`, this one's name. */
+export const fleet = {
+  storeUrl: ((text) => {
+    if (!/^rediss?:\/\/([^/@\s]+@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?(\/\d{1,2})?$/.test(text)) {
+      fail(`STORE_URL must be redis://HOST:PORT (or rediss:// for TLS), such as redis://127.0.0.1:6379, not "${text}"`);
+    }
+    return text;
+  })(process.env.STORE_URL || 'redis://127.0.0.1:6379'),
+  machine: ((text) => {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(text)) fail(`MACHINE must be letters, digits, . _ or -, at most 64, not "${text}"`);
+    return text;
+  })(process.env.MACHINE || hostname()),
 };
 
 /** `TARGET`, as HOST:PORT (`[::1]:2023` for an IPv6 address): where step 20, the bastion, takes its users. */

@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { address, log } from '../core/log.ts';
-import { limits } from '../core/options.ts';
+import { fleet, limits } from '../core/options.ts';
+import { admitShared, finishShared, limitsShared } from './fleet-limits.ts';
 import { penalizeSource, sourceRefused } from './penalties.ts';
 
 let loggingIn = 0;
@@ -24,10 +25,24 @@ const finishers = new Map<string, () => boolean>();
  * when its address is serving a penalty, when `PER_SOURCE_MAX_STARTUPS` connections from its address are already
  * logging in, when `MAX_CONNECTIONS` are logged in, or by `MAX_STARTUPS` (START:RATE:FULL): from START connections
  * logging in, a new one is refused with a chance of RATE%, rising to 100% at FULL. Returns whether it was admitted.
+ * With step 21's fleet (shared/server/fleet-limits.ts), the store is asked first, for the same limits on every machine.
  */
-export function admit(socket: Socket): boolean {
+export async function admit(socket: Socket): Promise<boolean> {
   const peer = { ip: socket.remoteAddress, port: socket.remotePort };
   const ip = peer.ip ?? 'unknown';
+  const key = address(peer.ip, peer.port);
+  // Step 21's fleet: its store first (one round trip), then this process's own limits, which stay in force.
+  const shared = limitsShared();
+  const id = `${fleet.machine}/${process.pid}/${key}`;
+  if (shared) {
+    const refused = await admitShared(ip, id);
+    if (refused || socket.destroyed) {
+      if (refused) logRefusal(peer, refused);
+      else void finishShared(ip, id, true, false); // gone while the store was asked: its place back, no penalty
+      socket.destroy();
+      return false;
+    }
+  }
   const fromHere = loggingInFrom.get(ip) ?? 0;
   const { start, rate, full } = limits.maxStartups;
   const dropChance = loggingIn < start ? 0
@@ -42,6 +57,7 @@ export function admit(socket: Socket): boolean {
           : Math.random() < dropChance ? `${loggingIn} connections are already logging in (MAX_STARTUPS)`
             : undefined;
   if (why) {
+    if (shared) void finishShared(ip, id, true, false);
     logRefusal(peer, why);
     socket.destroy();
     return false;
@@ -54,7 +70,6 @@ export function admit(socket: Socket): boolean {
     graceExceeded = true;
     socket.destroy();
   }, limits.loginGraceTime * 1000);
-  const key = address(peer.ip, peer.port);
   let finished = false;
   const finish = (success: boolean): boolean => {
     if (finished) return false;
@@ -67,13 +82,22 @@ export function admit(socket: Socket): boolean {
     else loggingInFrom.set(ip, left);
     finishers.delete(key);
     if (success && loggedIn < limits.maxConnections) {
+      if (shared) void finishShared(ip, id, true, false);
       loggedIn += 1;
       socket.once('close', () => (loggedIn -= 1));
       return true;
     }
-    if (success) return false; // logins that were under way together when the last place went: not penalized
+    if (success) {
+      if (shared) void finishShared(ip, id, true, false);
+      return false; // logins that were under way together when the last place went: not penalized
+    }
     const refusedFor = penalizeSource(ip, graceExceeded);
-    if (refusedFor) log(peer, `its connections keep ending without logging in: the address is refused for ${refusedFor} s`);
+    const report = (seconds: number, where = '') => seconds
+      && log(peer, `its connections keep ending without logging in: the address is refused for ${seconds} s${where}`);
+    // With a fleet, the store's count is the one that says (this process's counts only part of it), if it answers.
+    if (!shared) report(refusedFor);
+    else void finishShared(ip, id, false, graceExceeded).then((fleetFor) =>
+      fleetFor === undefined ? report(refusedFor) : report(fleetFor, ' on every machine of the fleet'));
     return false;
   };
   finishers.set(key, () => finish(true));

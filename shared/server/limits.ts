@@ -6,6 +6,7 @@ import type { AuthContext, Channel, ClientInfo, Connection } from 'ssh2';
 import { log } from '../core/log.ts';
 import { limits } from '../core/options.ts';
 import { takeLoginPlace } from './admission.ts';
+import { limitsShared, noteFailedShared, penaltyShared } from './fleet-limits.ts';
 import { countFailure, noteFailedConnection, penaltyFor } from './penalties.ts';
 
 /**
@@ -30,7 +31,10 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
   let succeeded = false;
   client.once('close', () => {
     closed = true;
-    if (failures > 0 && !succeeded) noteFailedConnection(info.ip);
+    if (failures > 0 && !succeeded) {
+      noteFailedConnection(info.ip);
+      if (limitsShared()) noteFailedShared(info.ip, username); // step 21: on every machine of the fleet
+    }
   });
   // Answering is the step's job. A step with no 'authentication' listener leaves it to ssh2, which turns every
   // attempt down; our listener would stop that, so then we turn the attempt down ourselves, as ssh2 would.
@@ -55,10 +59,20 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
         log(info, `${failures} failed logins (MAX_AUTH_TRIES): closing`);
         client.end();
       };
-      const delay = penaltyFor(info.ip, (max) =>
-        log(info, `this address keeps failing to log in: answers to it now wait, up to ${max} s`));
-      if (delay === 0) answer();
-      else setTimeout(answer, delay);
+      const slowed = (what: string) =>
+        log(info, `${what} keeps failing to log in: answers to it now wait, up to ${limits.authPenaltyMax} s`);
+      let firstHere = false;
+      const delay = penaltyFor(info.ip, () => (firstHere = true));
+      const wait = (ms: number) => (ms === 0 ? answer() : setTimeout(answer, ms));
+      if (!limitsShared()) {
+        if (firstHere) slowed('this address');
+        return wait(delay);
+      }
+      // Step 21: the fleet's counts (this address's, and this user's from any address), when the store answers.
+      void penaltyShared(info.ip, username, (what) => slowed(`${what}, on this fleet,`)).then((shared) => {
+        if (shared === undefined && firstHere) slowed('this address');
+        wait(Math.max(delay, shared ?? 0));
+      });
     };
     if (!stepAnswers) ctx.reject();
   });

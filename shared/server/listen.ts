@@ -40,7 +40,7 @@ export function listen(server: Server): void {
     // resets at once, every two seconds, and would be logged as `unknown:? connection opened` each time.
     if (socket.remoteAddress === undefined) return socket.destroy();
     if (!limits.proxyFrom?.has(socket.remoteAddress)) {
-      return serve(socket);
+      return void serve(socket);
     }
     // From a load balancer: first its PROXY header, then SSH, from the client the header names.
     const balancer = { ip: socket.remoteAddress, port: socket.remotePort };
@@ -56,15 +56,15 @@ export function listen(server: Server): void {
         remotePort: { value: origin.port },
         remoteFamily: { value: isIP(origin.ip) === 6 ? 'IPv6' : 'IPv4' },
       });
-      serve(socket); // ssh2 reads on from there: what came after the header first
+      void serve(socket); // ssh2 reads on from there: what came after the header first
     });
   });
 
   /** Admits a connection (from the client it says it is) under the limits, logs it, and hands it to ssh2. */
-  function serve(socket: Socket): void {
+  async function serve(socket: Socket): Promise<void> {
     const peer = { ip: socket.remoteAddress, port: socket.remotePort };
     // A connection refused by the limits gets one log line at most (see shared/server/admission.ts), and nothing more.
-    if (!admit(socket)) return;
+    if (!(await admit(socket))) return;
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add about 90 ms to every session on loopback.
     socket.setNoDelay(true);
     log(peer, 'connection opened');

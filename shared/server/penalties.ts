@@ -8,6 +8,18 @@ const FREE_CONNECTIONS = 10; // failed connections an address may have had latel
 const FORGIVEN_PER_MINUTE = 10; // how fast that count goes down again
 const FIRST_DELAY_MS = 500;
 const MAX_ADDRESSES = 10_000;
+// Addresses whose connections keep ending without logging in (holding MAX_STARTUPS places, scanning, or
+// guessing), as sshd's PerSourcePenalties treats them: each such connection adds to the address's penalty, and
+// once the penalty has grown to PENALTY_MIN seconds, new connections from it are refused until it has run out.
+const NOAUTH_SECONDS = 1;
+const GRACE_EXCEEDED_SECONDS = 10;
+const PENALTY_MIN_SECONDS = 15;
+
+/** The amounts above, for shared/server/fleet-limits.ts, which keeps the same counts in a fleet's store. */
+export const amounts = {
+  freeConnections: FREE_CONNECTIONS, forgivenPerMinute: FORGIVEN_PER_MINUTE, firstDelayMs: FIRST_DELAY_MS,
+  noauthSeconds: NOAUTH_SECONDS, graceExceededSeconds: GRACE_EXCEEDED_SECONDS, penaltyMinSeconds: PENALTY_MIN_SECONDS,
+};
 
 /** For each address: its count of recent failed connections, when that was last worked out, and whether logged. */
 const records = new Map<string, { failed: number; at: number; logged: boolean }>();
@@ -47,13 +59,7 @@ export function penaltyFor(ip: string, onFirstPenalty: (maxSeconds: number) => v
   return Math.min(max, FIRST_DELAY_MS * 2 ** (beyond - 1));
 }
 
-// Addresses whose connections keep ending without logging in (holding MAX_STARTUPS places, scanning, or
-// guessing), as sshd's PerSourcePenalties treats them: each such connection adds to the address's penalty, and
-// once the penalty has grown to PENALTY_MIN seconds, new connections from it are refused until it has run out.
-const NOAUTH_SECONDS = 1;
-const GRACE_EXCEEDED_SECONDS = 10;
-const PENALTY_MIN_SECONDS = 15;
-
+// The penalties of addresses whose connections keep ending without logging in (the amounts are above).
 const sources = new Map<string, { until: number; enforced: boolean }>();
 
 /**

@@ -1,0 +1,138 @@
+// The store the machines of a fleet share their state in (step 21): a Valkey or Redis server, reached with ioredis.
+// A store can go away, or hang: then each call answers `undefined` at once instead of waiting, one line says so,
+// and the step does what it would do alone until the store answers again (ioredis reconnects by itself).
+import { EventEmitter } from 'node:events';
+import { Redis, type RedisOptions } from 'ioredis';
+import { explain } from './errors.ts';
+
+/** How long one call may take before the store counts as unreachable, in milliseconds. */
+const ANSWER_MS = 1000;
+/** How often a store that stopped answering is asked again, in milliseconds. */
+const PROBE_MS = 1000;
+
+/** ioredis, set to fail at once rather than queue a call while it is not connected, and to reconnect within 2 s. */
+const settings: RedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  commandTimeout: ANSWER_MS,
+  connectTimeout: 2000,
+  retryStrategy: (attempt) => Math.min(attempt * 250, 2000),
+};
+
+/**
+ * A connection to the store at `url` (`redis://HOST:PORT`). `up` says whether it answers now; it emits `'down'`
+ * and `'up'` as that changes, and logs one line each time (`store ...: unreachable (...)`, `store ...: reachable
+ * again`). `roundTrips` counts the calls made, for the bench.
+ */
+export class Store extends EventEmitter {
+  roundTrips = 0;
+  /** The URL as logged: without a password. */
+  readonly shown: string;
+  private readonly commands: Redis;
+  private readonly subscriber: Redis;
+  private readonly handlers = new Map<string, (message: string) => void>();
+  private readonly scripts = new Map<string, string>();
+  private state: 'connecting' | 'up' | 'down' = 'connecting';
+  private everUp = false;
+  private closed = false;
+  private probing?: NodeJS.Timeout;
+
+  constructor(url: string) {
+    super();
+    this.shown = url.replace(/\/\/[^@/]*@/, '//');
+    this.commands = new Redis(url, settings);
+    // A connection that subscribes can do nothing else; ioredis subscribes it again after each reconnection.
+    this.subscriber = new Redis(url, { ...settings, enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
+    for (const connection of [this.commands, this.subscriber]) {
+      connection.on('error', (err: Error) => this.down(err));
+      connection.on('close', () => this.down(new Error('the connection closed')));
+      connection.on('ready', () => this.probe());
+    }
+    this.subscriber.on('message', (channel: string, message: string) => this.handlers.get(channel)?.(message));
+  }
+
+  /**
+   * Runs the Lua script `source` on the store with `keys` and `args` (ioredis sends it once, then by its SHA-1),
+   * and returns what it returns, or undefined when the store is unreachable or does not answer in time.
+   */
+  async script(source: string, keys: string[], args: (string | number)[]): Promise<unknown> {
+    if (!this.up) return undefined;
+    let name = this.scripts.get(source);
+    if (!name) {
+      name = `script${this.scripts.size}`;
+      this.commands.defineCommand(name, { lua: source });
+      this.scripts.set(source, name);
+    }
+    // (Cast: ioredis types the commands defineCommand adds as unknown to it.)
+    const run = (this.commands as unknown as Record<string, (...all: unknown[]) => Promise<unknown>>)[name]!;
+    return this.call(() => run.call(this.commands, keys.length, ...keys, ...args));
+  }
+
+  /** Publishes `message` on `channel`; false when the store is unreachable. */
+  async publish(channel: string, message: string): Promise<boolean> {
+    if (!this.up) return false;
+    return (await this.call(() => this.commands.publish(channel, message))) !== undefined;
+  }
+
+  /** Calls `onMessage` with each message published on `channel`, by any machine, from now on. */
+  subscribe(channel: string, onMessage: (message: string) => void): void {
+    this.handlers.set(channel, onMessage);
+    this.subscriber.subscribe(channel).catch((err: Error) => this.down(err));
+  }
+
+  /** Closes both connections (when the step stops). */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.probing);
+    this.commands.disconnect();
+    this.subscriber.disconnect();
+  }
+
+  private async call<T>(run: () => Promise<T>): Promise<T | undefined> {
+    this.roundTrips += 1;
+    try {
+      return await run();
+    } catch (err) {
+      // An error the script itself raised is the script's; a lost connection or a timeout is the store's.
+      if (/timed out|writeable|Connection is closed/i.test((err as Error).message)) this.down(err as Error);
+      else console.log(`store ${this.shown}: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /** Counts the store as unreachable (logged once an outage) and asks it again every PROBE_MS until it answers. */
+  private down(err: Error): void {
+    if (this.closed) return;
+    if (this.state !== 'down') {
+      console.log(`store ${this.shown}: ${this.state === 'up' ? 'unreachable' : 'cannot be reached'} (${explain(err)}): `
+        + 'this machine keeps its own limits, and its chat room is local-only, until the store answers; reconnecting');
+      if (this.state === 'up') this.emit('down');
+      this.state = 'down';
+    }
+    this.probing ??= setTimeout(() => {
+      this.probing = undefined;
+      this.probe();
+    }, PROBE_MS);
+  }
+
+  /** Up again once both connections are ready and the store answers a PING in time. */
+  private probe(): void {
+    if (this.closed || this.state === 'up' || this.commands.status !== 'ready' || this.subscriber.status !== 'ready') return;
+    const late = new Promise((resolve) => setTimeout(resolve, ANSWER_MS, 'late').unref());
+    void Promise.race([this.commands.ping(), late]).then((answer) => {
+      if (answer !== 'PONG' || this.state === 'up') return answer === 'PONG' || this.down(new Error('no answer in time'));
+      clearTimeout(this.probing);
+      this.probing = undefined;
+      console.log(`store ${this.shown}: ${this.state === 'down' && this.everUp
+        ? 'reachable again: the limits and the chat room are the fleet\'s again' : 'connected'}`);
+      this.everUp = true;
+      this.state = 'up';
+      this.emit('up');
+    }, (err: Error) => this.down(err));
+  }
+
+  /** Whether the store answers now. */
+  get up(): boolean {
+    return this.state === 'up';
+  }
+}

@@ -1,0 +1,348 @@
+// Step 21, the fleet: two machines (each a step process on its own loopback address, with its own host key and
+// certificate) behind a real HAProxy, sharing a real store: Debian 12's redis-server 7, then Valkey 9 from the
+// Debian testing root. Real OpenSSH clients in real terminals; the store killed, hung and lied to.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import ssh2 from 'ssh2';
+import {
+  count, debianTesting, freePort, root, ssh, sshEnv, sshOptions, startHaproxy, startStep, temporaryDir, Terminal, waitFor,
+  type SshResult, type Step,
+} from './helpers.ts';
+
+/** A store on `port`: Debian 12's redis-server, or valkey-server run in the Debian testing root. */
+function startStore(kind: 'redis' | 'valkey', port: number): ChildProcess {
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const child = kind === 'redis' ? spawn('redis-server', args, { stdio: 'ignore' })
+    : spawn('chroot', [debianTesting(), 'valkey-server', ...args], { stdio: 'ignore' });
+  return child;
+}
+
+/** Sends one command to the store as redis-cli would (RESP), and resolves with its raw answer. */
+function storeCommand(port: number, ...words: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('error', reject);
+    socket.on('data', (chunk) => {
+      answer += chunk;
+      if (answer.endsWith('\r\n')) socket.end(() => resolve(answer));
+    });
+    socket.write(`*${words.length}\r\n${words.map((word) => `$${Buffer.byteLength(word)}\r\n${word}\r\n`).join('')}`);
+  });
+}
+
+async function storeUp(port: number): Promise<void> {
+  for (const deadline = Date.now() + 15_000; ;) {
+    if (await storeCommand(port, 'PING').catch(() => '') === '+PONG\r\n') return;
+    assert.ok(Date.now() < deadline, `no store on port ${port}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** A TCP connection from `from` that waits for the server's version line, then closes: one that did not log in. */
+function noLogin(host: string, port: number, from: string): Promise<'banner' | 'closed'> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, localAddress: from });
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      resolve('banner');
+      socket.destroy();
+    });
+    socket.once('close', () => resolve('closed'));
+  });
+}
+
+/** `ssh -T` as `alice` from the address `from` to `host`: logged in, the room answers that it needs a terminal. */
+function login(port: number, host: string, from: string): Promise<SshResult> {
+  return ssh(port, 'alice', 'wonderland', ['-o', `HostName=${host}`, '-b', from, '-T']);
+}
+const NEEDS_TERMINAL = 'The chat room needs a terminal, to edit your line as you type: connect from one, without -T (ssh -tt forces one).\n';
+
+/** A person in the room: OpenSSH in a tmux terminal, logged in to `host` from the address `from`. */
+function chatter(port: number, host: string, from: string, user: string, password: string): Terminal {
+  return new Terminal(['ssh', ...sshOptions, '-o', 'LogLevel=ERROR', '-o', `HostName=${host}`, '-b', from,
+    '-p', String(port), `${user}@localhost`], sshEnv(password));
+}
+
+/** Waits until a row of the terminal's screen matches `row`; resolves with the screen. */
+function seen(terminal: Terminal, row: string | RegExp, ms = 20_000): Promise<string[]> {
+  return waitFor(`${row} on the screen`, () => {
+    const screen = terminal.screen();
+    return screen.some((each) => (typeof row === 'string' ? each === row : row.test(each))) ? screen : undefined;
+  }, ms);
+}
+
+for (const kind of ['redis', 'valkey'] as const) {
+  describe(`step 21: two machines behind HAProxy, sharing ${kind === 'redis' ? "Debian 12's redis-server" : 'Valkey 9'}`,
+    { timeout: 240_000 }, () => {
+      const dir = temporaryDir();
+      let storePort = 0;
+      let store: ChildProcess | undefined;
+      let haproxy: ChildProcess | undefined;
+      let front = 0;
+      const machines: Record<'a' | 'b', { host: string; step?: Step; keys: string }> = {
+        a: { host: '127.0.0.2', keys: join(dir, 'a') },
+        b: { host: '127.0.0.3', keys: join(dir, 'b') },
+      };
+      const terminals: Terminal[] = [];
+      // Each test comes from addresses of its own, so that one's penalties do not reach another.
+      const from = (n: number) => `127.0.0.${(kind === 'redis' ? 10 : 60) + n}`;
+
+      const machineEnv = (name: string, keys: string) => ({
+        STORE_URL: `redis://127.0.0.1:${storePort}`, MACHINE: name, HOST_KEYS_DIR: keys,
+        PROXY_PROTOCOL_FROM: '127.0.0.1', SOURCE_PENALTY_MAX: '600', AUTH_PENALTY_MAX: '8',
+      });
+
+      before(async () => {
+        storePort = await freePort();
+        store = startStore(kind, storePort);
+        await storeUp(storePort);
+        // A host CA, and each machine's own host keys, made with ssh-keygen and signed by it with `npm run host-cert`.
+        spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'fleet host CA', '-f', join(dir, 'ca')]);
+        for (const [name, machine] of Object.entries(machines)) {
+          mkdirSync(machine.keys, { mode: 0o700 });
+          for (const type of ['ed25519', 'rsa']) {
+            spawnSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-C', name, '-f', join(machine.keys, `ssh_host_${type}_key`)]);
+          }
+          const signed = spawnSync('npm', ['run', '-s', 'host-cert', '--', join(dir, 'ca'), 'localhost', machine.host],
+            { cwd: root, env: { ...process.env, HOST_KEYS_DIR: machine.keys }, encoding: 'utf8' });
+          assert.equal(signed.status, 0, signed.stderr);
+          writeFileSync(join(dir, 'known_hosts'), `${signed.stdout.split('\n').find((line) => line.startsWith('@cert-authority'))}\n`);
+          machine.step = await startStep('21-fleet.ts', { args: ['--host', machine.host], env: machineEnv(name, machine.keys) });
+          await waitFor('the store', () => /store \S+: connected$/m.test(machine.step!.output()) || undefined);
+        }
+        ({ port: front, process: haproxy } = await startHaproxy(dir, Object.values(machines).map((m) => `${m.host}:${m.step!.port}`)));
+        for (const deadline = Date.now() + 10_000; (await login(front, 'localhost', from(0))).status !== 1;) {
+          assert.ok(Date.now() < deadline, 'HAProxy did not start');
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      });
+      after(async () => {
+        for (const terminal of terminals) terminal.close();
+        haproxy?.kill('SIGKILL');
+        for (const machine of Object.values(machines)) {
+          await machine.step?.stop('SIGKILL');
+          assert.doesNotMatch(machine.step?.output() ?? '', /^internal error/m);
+        }
+        store?.kill('SIGKILL');
+      });
+      const A = () => machines.a.step!;
+      const B = () => machines.b.step!;
+
+      test('a client with one @cert-authority line logs in to A, to B and through HAProxy, with StrictHostKeyChecking=yes', async () => {
+        // `npm run host-cert` printed the line for the names it signed (B's here); the fleet's one line covers all.
+        const printed = readFileSync(join(dir, 'known_hosts'), 'utf8');
+        assert.match(printed, /^@cert-authority localhost,\[localhost\]:\*,127\.0\.0\.3,\[127\.0\.0\.3\]:\* ssh-ed25519 \S+\n$/);
+        writeFileSync(join(dir, 'known_hosts'), printed.replace(/127\.0\.0\.3/g, '127.0.0.?'));
+        const strict = (port: number, host: string, knownHosts = join(dir, 'known_hosts')) => new Promise<SshResult>((resolve) => {
+          const child = spawn('ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${knownHosts}`,
+            '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-b', from(1), '-p', String(port),
+            '-T', `alice@${host}`], { env: { ...process.env, ...sshEnv('wonderland') } });
+          let [stdout, stderr] = ['', ''];
+          child.stdout.on('data', (chunk) => (stdout += chunk));
+          child.stderr.on('data', (chunk) => (stderr += chunk));
+          child.stdin.end();
+          child.once('close', (status) => resolve({ stdout, stderr, status }));
+        });
+        for (const [port, host] of [[A().port, '127.0.0.2'], [B().port, '127.0.0.3'], [front, 'localhost'], [front, 'localhost']] as const) {
+          assert.deepEqual(await strict(port, host), { stdout: '', stderr: NEEDS_TERMINAL, status: 1 }, `${host}:${port}`);
+        }
+        // Through HAProxy, one login went to each machine; each served its own key's certificate.
+        for (const step of [A(), B()]) assert.ok(count(step, new RegExp(`^${from(1).replaceAll('.', '\\.')}:\\d+ authenticated as alice$`, 'gm')) >= 2);
+        // Another CA's line alone: no machine is trusted, and there is no prompt.
+        spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'other-ca')]);
+        writeFileSync(join(dir, 'other_known_hosts'), `@cert-authority localhost ${readFileSync(join(dir, 'other-ca.pub'), 'utf8')}`);
+        const untrusted = await strict(A().port, '127.0.0.2', join(dir, 'other_known_hosts'));
+        assert.equal(untrusted.status, 255);
+        assert.match(untrusted.stderr, /Host key verification failed\.\r?\n$/);
+      });
+
+      test('a message typed on A is seen on B; /who says who is on which machine; the store\'s bytes are made safe', async () => {
+        const alice = chatter(A().port, '127.0.0.2', from(2), 'alice', 'wonderland');
+        terminals.push(alice);
+        await seen(alice, /^Welcome, alice, on a\. 1 here;/);
+        await seen(alice, '* alice joined'); // through the store: the room works
+        const bob = chatter(B().port, '127.0.0.3', from(2), 'bob', 'builder');
+        terminals.push(bob);
+        await seen(bob, /^Welcome, bob, on b\. 2 here;/);
+        await seen(alice, '* bob joined');
+        alice.sendKeys('-l', 'hello from a');
+        alice.sendKeys('Enter');
+        await seen(bob, 'alice: hello from a');
+        await bob.typeLine('/who', '* here: alice (a), bob (b)');
+        // Anyone who can publish in the store is not trusted with bob's terminal: escapes are shown escaped, and what
+        // is not the room's is dropped.
+        for (const message of ['not json', '{"kind":"said"}', JSON.stringify({ kind: 'said', name: 'x', text: 'y'.repeat(20_000), machine: 'a' }),
+          JSON.stringify({ kind: 'said', name: 'mallory\x1b]0;owned\x07', text: '\x1b[2Jcleared?', machine: 'a' })]) {
+          await storeCommand(storePort, 'PUBLISH', 'room', message);
+        }
+        await seen(bob, 'mallory\\x1b]0;owned\\x07: \\x1b[2Jcleared?');
+        assert.equal(bob.screen().filter((row) => row.includes('yyyy')).length, 0);
+        assert.notEqual(bob.display('#{pane_title}'), 'owned');
+      });
+
+      test('25 connections from one address that end without a login on A: refused on B, while others log in to B', async () => {
+        const outcomes: string[] = [];
+        for (let i = 0; i < 25; i++) outcomes.push(await noLogin('127.0.0.2', A().port, from(3)));
+        assert.ok(outcomes.slice(0, 14).every((outcome) => outcome === 'banner'), outcomes.join(' '));
+        assert.equal(outcomes.at(-1), 'closed');
+        await waitFor('A\'s line', () => count(A(), /its connections keep ending without logging in: the address is refused for \d+ s on every machine of the fleet$/gm) || undefined);
+        // B never saw this address before: it is refused at its first byte, by the store's word.
+        assert.equal(await noLogin('127.0.0.3', B().port, from(3)), 'closed');
+        assert.equal(count(B(), new RegExp(`^${from(3).replaceAll('.', '\\.')}:\\d+ refused: this address is serving a penalty for connections that did not log in, on this fleet$`, 'gm')), 1);
+        const refused = await login(B().port, '127.0.0.3', from(3));
+        assert.equal(refused.status, 255);
+        assert.deepEqual(await login(B().port, '127.0.0.3', from(4)), { stdout: '', stderr: NEEDS_TERMINAL, status: 1 });
+        // Through HAProxy, whichever machine it picks: the address the PROXY header gives is refused.
+        for (let i = 0; i < 2; i++) assert.equal((await login(front, 'localhost', from(3))).status, 255);
+        assert.equal((await login(front, 'localhost', from(4))).status, 1);
+      });
+
+      test('PER_SOURCE_MAX_STARTUPS counts an address\'s connections logging in on every machine', async () => {
+        // Five connections from one address that hold their places on A, saying nothing: a sixth, to B, is refused.
+        const held = await Promise.all(Array.from({ length: 5 }, () => new Promise<import('node:net').Socket>((resolve) => {
+          const socket = connect({ host: '127.0.0.2', port: A().port, localAddress: from(9) }, () => resolve(socket));
+          socket.on('error', () => {});
+        })));
+        await waitFor('A to count them', () => count(A(), new RegExp(`^${from(9).replaceAll('.', '\\.')}:\\d+ connection opened$`, 'gm')) === 5 || undefined);
+        assert.equal(await noLogin('127.0.0.3', B().port, from(9)), 'closed');
+        assert.match(B().output(), /:\d+ refused: 5 connections from this address are already logging in, on this fleet \(PER_SOURCE_MAX_STARTUPS\)$/m);
+        for (const socket of held) socket.destroy();
+        for (const deadline = Date.now() + 5000; await noLogin('127.0.0.3', B().port, from(9)) !== 'banner';) {
+          assert.ok(Date.now() < deadline, 'B still refuses the address');
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      });
+
+      test('hostile: user names of 30 kB, each new, from many addresses: the store keeps short keys that expire', async () => {
+        const attempt = (i: number) => new Promise<void>((resolve) => {
+          const client = new ssh2.Client();
+          client.on('error', () => resolve()).on('close', () => resolve());
+          client.connect({ host: i % 2 ? '127.0.0.3' : '127.0.0.2', port: i % 2 ? B().port : A().port, localAddress: from(40 + (i % 5)),
+            username: `${i}`.padEnd(30_000, 'x'), password: 'wrong', tryKeyboard: false, readyTimeout: 20_000 });
+        });
+        // Four at a time: under MAX_STARTUPS (10 logging in at once on a machine, from which some are dropped).
+        for (let i = 0; i < 20; i += 4) await Promise.all([i, i + 1, i + 2, i + 3].map(attempt));
+        let keys: string[] = [];
+        for (const deadline = Date.now() + 5000; keys.length < 20;) {
+          keys = (await storeCommand(storePort, 'KEYS', 'failed-user:*')).split('\r\n').filter((line) => line.startsWith('failed-user:'));
+          assert.ok(Date.now() < deadline, `${keys.length} keys`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        assert.ok(keys.every((key) => key.length === 'failed-user:'.length + 22), keys.join(' '));
+        const ttl = await storeCommand(storePort, 'PTTL', keys[0]!);
+        assert.match(ttl, /^:\d+\r\n$/);
+        assert.ok(Number(ttl.slice(1)) > 0 && Number(ttl.slice(1)) <= 60_000, ttl);
+        assert.equal((await login(A().port, '127.0.0.2', from(45))).status, 1);
+      });
+
+      test('failed logins for one user, from many addresses, slow down that user\'s answers on every machine', async () => {
+        // Thirteen connections that fail as carol (unknown), from thirteen addresses, spread over A and B.
+        for (let i = 0; i < 13; i++) {
+          const result = await ssh(i % 2 ? B().port : A().port, 'carol', 'wrong', ['-o', `HostName=${i % 2 ? '127.0.0.3' : '127.0.0.2'}`,
+            '-b', from(20 + i), '-o', 'NumberOfPasswordPrompts=1', '-T']);
+          assert.equal(result.status, 255);
+        }
+        const started = Date.now();
+        assert.equal((await ssh(A().port, 'carol', 'wrong', ['-o', 'HostName=127.0.0.2', '-b', from(19), '-o', 'NumberOfPasswordPrompts=1', '-T'])).status, 255);
+        const waited = Date.now() - started;
+        const quick = Date.now();
+        assert.equal((await login(A().port, '127.0.0.2', from(19))).status, 1);
+        assert.ok(waited >= 1000, `carol's answer waited ${waited} ms`);
+        assert.match(A().output() + B().output(), /:\d+ user carol, on this fleet, keeps failing to log in: answers to it now wait, up to 8 s$/m);
+        console.log(`a failing user from a new address: ${waited} ms; alice from it: ${Date.now() - quick} ms`);
+      });
+
+      test('the store hung (SIGSTOP): logins do not hang; then the store killed: both machines serve, with their own limits', async () => {
+        process.kill(store!.pid!, 'SIGSTOP');
+        const started = Date.now();
+        assert.equal((await login(A().port, '127.0.0.2', from(5))).status, 1);
+        const hung = Date.now() - started;
+        assert.ok(hung < 8000, `a login with the store hung took ${hung} ms`);
+        await waitFor('the line', () => /^store \S+: unreachable \(Command timed out\)/m.test(A().output()) || undefined);
+        process.kill(store!.pid!, 'SIGCONT');
+        // (B may have found it hung too, with no login to ask for it: its room renews who is online every 5 s.)
+        const lastStoreLine = (step: Step) => step.output().match(/^store .*$/gm)?.at(-1) ?? '';
+        await waitFor('the store back', () => [A(), B()].every((step) => /: (reachable again|connected)/.test(lastStoreLine(step))) || undefined);
+        assert.equal(count(A(), /^store \S+: reachable again: the limits and the chat room are the fleet's again$/gm), 1);
+
+        const before = [A().output().length, B().output().length];
+        store!.kill('SIGKILL');
+        const [alice, bob] = terminals as [Terminal, Terminal];
+        await seen(alice, '* the store is unreachable: this room is local-only (a) until it returns');
+        await seen(bob, '* the store is unreachable: this room is local-only (b) until it returns');
+        // One line each, however many calls failed.
+        for (const [i, step] of [A(), B()].entries()) {
+          await waitFor('the line', () => /^store .*unreachable/m.test(step.output().slice(before[i])) || undefined);
+          await new Promise((resolve) => setTimeout(resolve, 2000)); // the reconnections it makes meanwhile say nothing
+          assert.deepEqual(step.output().slice(before[i]).match(/^store .*$/gm), [`store redis://127.0.0.1:${storePort}: unreachable `
+            + '(the connection closed): this machine keeps its own limits, and its chat room is local-only, until the store answers; reconnecting']);
+        }
+        assert.deepEqual(await login(A().port, '127.0.0.2', from(6)), { stdout: '', stderr: NEEDS_TERMINAL, status: 1 });
+        assert.deepEqual(await login(B().port, '127.0.0.3', from(6)), { stdout: '', stderr: NEEDS_TERMINAL, status: 1 });
+        await bob.typeLine('/who', '* here: bob (b)');
+        await seen(bob, '* the store is unreachable: this room is local-only (b)');
+        // Fail safe: A still refuses an address that keeps connecting without logging in, by its own count alone.
+        const outcomes: string[] = [];
+        for (let i = 0; i < 25; i++) outcomes.push(await noLogin('127.0.0.2', A().port, from(7)));
+        assert.equal(outcomes.at(-1), 'closed');
+        await waitFor('A\'s own line', () => count(A(), /its connections keep ending without logging in: the address is refused for \d+ s$/gm) || undefined);
+        assert.equal(await noLogin('127.0.0.3', B().port, from(7)), 'banner'); // B could not be told
+
+        // The store back (empty, as after a crash): within 10 s the room spans both machines again.
+        const restarted = Date.now();
+        store = startStore(kind, storePort);
+        await seen(alice, '* the store is back: the room spans the fleet again', 10_000);
+        await seen(bob, '* the store is back: the room spans the fleet again', 10_000);
+        alice.sendKeys('-l', 'back together');
+        alice.sendKeys('Enter');
+        await seen(bob, 'alice: back together', 10_000);
+        const took = Date.now() - restarted;
+        assert.ok(took < 10_000, `${took} ms`);
+        await bob.typeLine('/who', '* here: alice (a), bob (b)');
+        console.log(`the store restarted: the room spanned both machines again in ${took} ms`);
+      });
+
+      test('machine A killed: B\'s people go on, HAProxy sends everyone to B, and A leaves "who is online"', async () => {
+        const [, bob] = terminals as [Terminal, Terminal];
+        process.kill(A().pid, 'SIGKILL');
+        const killed = Date.now();
+        await bob.typeLine('still here', 'bob: still here');
+        for (let i = 0; i < 3; i++) assert.equal((await login(front, 'localhost', from(8))).status, 1);
+        for (const deadline = Date.now() + 25_000; ;) {
+          bob.sendKeys('-l', '/who');
+          bob.sendKeys('Enter');
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          const last = bob.screen().filter((row) => row.startsWith('* here:')).at(-1);
+          if (last === '* here: bob (b)') break;
+          assert.ok(Date.now() < deadline, `A is still listed: ${last}`);
+        }
+        console.log(`A dropped out of who is online ${Date.now() - killed} ms after it was killed`);
+      });
+    });
+}
+
+describe('step 21 with no store to reach', { timeout: 60_000 }, () => {
+  test('it starts and serves, says once that the store cannot be reached, and its room says it is local-only', async () => {
+    const port = await freePort(); // nothing listens there
+    const step = await startStep('21-fleet.ts', { env: { STORE_URL: `redis://127.0.0.1:${port}`, MACHINE: 'alone', AUTH_PENALTY_MAX: '8', SOURCE_PENALTY_MAX: '600' } });
+    const alice = chatter(step.port, '127.0.0.1', '127.0.0.1', 'alice', 'wonderland');
+    try {
+      await seen(alice, /^Welcome, alice, on alone\. 1 here;/);
+      await seen(alice, '* the store is unreachable: this room is local-only (alone)');
+      await alice.typeLine('hello', 'alice: hello');
+      await alice.typeLine('/who', '* here: alice (alone)');
+      await new Promise((resolve) => setTimeout(resolve, 3000)); // reconnections, which say nothing more
+      assert.deepEqual(step.output().match(/^store .*$/gm), [`store redis://127.0.0.1:${port}: cannot be reached (connect `
+        + `ECONNREFUSED 127.0.0.1:${port}): this machine keeps its own limits, and its chat room is local-only, until the store answers; reconnecting`]);
+    } finally {
+      alice.close();
+      await step.stop('SIGKILL');
+    }
+    assert.doesNotMatch(step.output(), /^internal error/m);
+  });
+});
