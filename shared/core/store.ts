@@ -1,6 +1,7 @@
 // The store the machines of a fleet share their state in (step 21): a Valkey or Redis server, reached with ioredis.
 // A store can go away, or hang: then each call answers `undefined` at once instead of waiting, one line says so,
 // and the step does what it would do alone until the store answers again (ioredis reconnects by itself).
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import { explain } from './errors.ts';
@@ -32,6 +33,9 @@ export class Store extends EventEmitter {
   private readonly subscriber: Redis;
   private readonly handlers = new Map<string, (message: string) => void>();
   private readonly scripts = new Map<string, string>();
+  /** This process's own channel, on which probe() checks that what is published comes back. */
+  private readonly probeChannel = `store-probe:${randomUUID()}`;
+  private echo?: (message: string) => void;
   private state: 'connecting' | 'up' | 'down' = 'connecting';
   private everUp = false;
   private closed = false;
@@ -49,6 +53,7 @@ export class Store extends EventEmitter {
       connection.on('ready', () => this.probe());
     }
     this.subscriber.on('message', (channel: string, message: string) => this.handlers.get(channel)?.(message));
+    this.subscribe(this.probeChannel, (message) => this.echo?.(message));
   }
 
   /**
@@ -115,12 +120,25 @@ export class Store extends EventEmitter {
     }, PROBE_MS);
   }
 
-  /** Up again once both connections are ready and the store answers a PING in time. */
+  /**
+   * Up once both connections are ready and a message published on this process's own channel comes back on the
+   * subscriber in time: then the subscriptions are in place again too (ioredis sends them just after 'ready'),
+   * and nothing published from then on is missed.
+   */
   private probe(): void {
     if (this.closed || this.state === 'up' || this.commands.status !== 'ready' || this.subscriber.status !== 'ready') return;
-    const late = new Promise((resolve) => setTimeout(resolve, ANSWER_MS, 'late').unref());
-    void Promise.race([this.commands.ping(), late]).then((answer) => {
-      if (answer !== 'PONG' || this.state === 'up') return answer === 'PONG' || this.down(new Error('no answer in time'));
+    const token = randomUUID();
+    const late = new Promise<string>((resolve) => setTimeout(resolve, ANSWER_MS, 'late').unref());
+    const back = new Promise<string>((resolve) => (this.echo = (message) => message === token && resolve('back')));
+    void this.commands.publish(this.probeChannel, token).catch(() => {});
+    void Promise.race([back, late]).then((answer) => {
+      this.echo = undefined;
+      if (this.state === 'up') return;
+      if (answer !== 'back') {
+        // Just connected, the subscriptions may not be in place yet: asked again soon, and only then counted.
+        if (this.state === 'connecting') return void setTimeout(() => this.probe(), 100);
+        return this.down(new Error('no answer in time'));
+      }
       clearTimeout(this.probing);
       this.probing = undefined;
       console.log(`store ${this.shown}: ${this.state === 'down' && this.everUp
@@ -128,7 +146,7 @@ export class Store extends EventEmitter {
       this.everUp = true;
       this.state = 'up';
       this.emit('up');
-    }, (err: Error) => this.down(err));
+    });
   }
 
   /** Whether the store answers now. */
