@@ -41,8 +41,12 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       await waitFor('the prompt', () => /^[$#] ?$/.test(terminal.screen().at(-1) ?? '') || undefined);
       terminal.sendKeys('-l', 'stty -a | grep -o -e "intr = [^;]*" -e "-*echoctl"');
       terminal.sendKeys('Enter');
-      await waitFor('the modes', () => terminal.screen().some((row) => row.includes('echoctl')) || undefined);
-      assert.deepEqual(terminal.screen().slice(-3, -1), ['intr = ^G', '-echoctl']);
+      // Wait for the prompt after the output: the typed command line has "echoctl" in it too.
+      const screen = await waitFor('the modes and the next prompt', () => {
+        const rows = terminal.screen();
+        return rows.length >= 3 && rows.at(-3)?.startsWith('intr') && /^[$#] ?$/.test(rows.at(-1) ?? '') ? rows : undefined;
+      });
+      assert.deepEqual(screen.slice(-3, -1), ['intr = ^G', '-echoctl']);
       terminal.sendKeys('-l', 'sleep 100');
       terminal.sendKeys('Enter', 'C-g');
       terminal.sendKeys('-l', 'echo "ended by $?"');
