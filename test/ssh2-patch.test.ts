@@ -2,6 +2,7 @@
 // in this process, so that its state can be looked at, and an ssh2 client that sends what OpenSSH never would.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,20 @@ import { newHostKey } from '../shared/server/host-keys.ts';
 import { parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/login/openssh-certificate.ts';
 import { root, sshOptions, temporaryDir, waitFor } from './helpers.ts';
 import { raw as rawClient } from './hostile.ts';
+import { softwareSecurityKey } from './security-key-token.ts';
 import { patchParts, withParts } from './patch-series.ts';
+
+/** Applies the one part `name` to a fresh ssh2 1.17.0 with `git apply`, as a pull request would be; `file` of lib/ after. */
+function appliedAlone(name: string, file: string): string {
+  const { dir: made } = withParts(0);
+  try {
+    const part = patchParts().find((each) => each.name === name)!;
+    execFileSync('git', ['apply', join(root, 'shared', 'patches', part.file)], { cwd: made, stdio: 'pipe' });
+    return readFileSync(join(made, 'node_modules', 'ssh2', 'lib', file), 'utf8');
+  } finally {
+    rmSync(made, { recursive: true });
+  }
+}
 
 // Compression too: a closed zlib stream was what threw first.
 const algorithms: Algorithms = { compress: ['zlib@openssh.com'] };
@@ -543,14 +557,7 @@ describe('the ssh2 patch: a server that uses the agent ssh -A forwards', { timeo
   });
 
   test('agent-forwarding: the part applies on its own to a fresh ssh2 1.17.0, as a pull request would (git apply)', () => {
-    const { dir: made } = withParts(0);
-    try {
-      const part = patchParts().find(({ name }) => name === 'agent-forwarding')!;
-      execFileSync('git', ['apply', join(root, 'shared', 'patches', part.file)], { cwd: made, stdio: 'pipe' });
-      assert.match(readFileSync(join(made, 'node_modules', 'ssh2', 'lib', 'server.js'), 'utf8'), /openssh_authAgent\(cb\)/);
-    } finally {
-      rmSync(made, { recursive: true });
-    }
+    assert.match(appliedAlone('agent-forwarding', 'server.js'), /openssh_authAgent\(cb\)/);
   });
 });
 
@@ -637,6 +644,112 @@ describe('the ssh2 patch: host certificates', { timeout: 60_000 }, () => {
     assert.throws(() => new ssh2.Server({ hostKeys: [hostKey('ed25519', 'rsa')] }), /is not one of a ssh-ed25519 key/);
     keygen('-t', 'ed25519', '-N', '', '-f', join(dir, 'stranger'));
     assert.throws(() => new ssh2.Server({ hostKeys: [hostKey('stranger', 'ed25519')] }), /does not certify this host key/);
+  });
+});
+
+describe('the ssh2 patch: FIDO security keys', () => {
+  const token = softwareSecurityKey;
+  type SkKey = ssh2.ParsedKey & { application: string; verify(data: Buffer, signature: Buffer, algo?: string, options?: object): boolean };
+
+  test('security-keys: one kind\'s signature never holds for a key of the other kind, nor for another key of its kind', () => {
+    const [ed, ec, other] = [token('ed25519'), token('ecdsa'), token('ed25519')];
+    const message = randomBytes(64);
+    const [edKey, ecKey, otherKey] = [ed, ec, other].map((made) => ssh2.utils.parseKey(made.line) as SkKey);
+    assert.equal(edKey!.verify(message, ed.sign(message, 0x01, 1)), true);
+    assert.equal(ecKey!.verify(message, ed.sign(message, 0x01, 1)), false);
+    assert.equal(edKey!.verify(message, ec.sign(message, 0x01, 1)), false);
+    assert.equal(otherKey!.verify(message, ed.sign(message, 0x01, 1)), false);
+  });
+
+  test('security-keys: the part applies on its own to a fresh ssh2 1.17.0, as a pull request would (git apply)', () => {
+    assert.match(appliedAlone('security-keys', 'protocol/keyParser.js'), /function parseSKDER\(/);
+  });
+
+  for (const kind of ['ed25519', 'ecdsa'] as const) {
+    test(`security-keys: ${kind}-sk keys parse from an OpenSSH line and from their wire blob, with their application`, () => {
+      const made = token(kind, 'ssh:work');
+      for (const input of [made.line, made.blob]) {
+        const key = ssh2.utils.parseKey(input) as SkKey;
+        assert.ok(!(key instanceof Error), String(key));
+        assert.equal(key.type, made.type);
+        assert.equal(key.application, 'ssh:work');
+        assert.deepEqual(key.getPublicSSH(), made.blob);
+        assert.equal(key.isPrivateKey(), false);
+      }
+      // Malformed: a blob cut short, bytes after the application, an empty application.
+      for (const bad of [made.blob.subarray(0, made.blob.length - 2), Buffer.concat([made.blob, Buffer.from([0])])]) {
+        assert.ok(ssh2.utils.parseKey(`${made.type} ${bad.toString('base64')}`) instanceof Error);
+      }
+      assert.ok(ssh2.utils.parseKey(token(kind, '').line) instanceof Error);
+    });
+
+    test(`security-keys: an ${kind}-sk signature holds as OpenSSH checks it: the token touched, for its application, whole`, () => {
+      const made = token(kind);
+      const key = ssh2.utils.parseKey(made.line) as SkKey;
+      const message = randomBytes(100);
+      assert.equal(key.verify(message, made.sign(message, 0x01, 7)), true);
+      assert.equal(key.verify(message, made.sign(message, 0x05, 7), undefined, { userVerification: true }), true);
+      // No user presence: refused, unless the key's line says no-touch-required.
+      assert.equal(key.verify(message, made.sign(message, 0x00, 7)), false);
+      assert.equal(key.verify(message, made.sign(message, 0x00, 7), undefined, { userPresence: false }), true);
+      // verify-required: the user-verified flag (a PIN, a fingerprint) must be there.
+      assert.equal(key.verify(message, made.sign(message, 0x01, 7), undefined, { userVerification: true }), false);
+      // Signed for another application, or another message; the flags or the counter changed after signing.
+      assert.equal(key.verify(message, made.sign(message, 0x01, 7, 'https://example.com')), false);
+      assert.equal(key.verify(randomBytes(100), made.sign(message, 0x01, 7)), false);
+      const good = made.sign(message, 0x01, 7);
+      const changed = Buffer.from(good);
+      changed[changed.length - 1] ^= 1;
+      assert.equal(key.verify(message, changed), false);
+      const unflagged = Buffer.from(good);
+      unflagged[unflagged.length - 5] = 0x05;
+      assert.equal(key.verify(message, unflagged), false);
+      // Truncated anywhere, or with a byte more: refused, never thrown.
+      for (let cut = 0; cut < good.length; cut += 3) assert.equal(key.verify(message, good.subarray(0, cut)), false);
+      assert.equal(key.verify(message, Buffer.concat([good, Buffer.from([0])])), false);
+      for (let i = 0; i < 200; i++) assert.equal(key.verify(message, randomBytes(i)), false);
+    });
+  }
+});
+
+describe('the ssh2 patch: certificates of FIDO security keys', { timeout: 60_000 }, () => {
+  // OpenSSH's own software token (sk-dummy, .ci/sk-dummy), a key made with it, and a certificate of it from a CA.
+  const skDummy = join(process.env.CONCH_STEPS_CACHE || '/var/tmp/conch-steps', 'sk-dummy', 'sk-dummy.so');
+  const dir = temporaryDir();
+  const seen: { algo: string; signature?: Buffer }[] = [];
+  let port = 0;
+  const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
+    connection.on('error', () => {});
+    connection.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+      seen.push({ algo: ctx.key.algo, signature: ctx.signature });
+      // The certificate alone (OpenSSH offers the plain key first). Its signature as ssh2 hands it over: for a
+      // security key, the 64 bytes of Ed25519's, then flags and counter.
+      if (!ctx.key.algo.includes('-cert-')) return ctx.reject(['publickey']);
+      return ctx.signature ? (ctx.signature.length === 69 ? ctx.accept() : ctx.reject()) : ctx.accept();
+    });
+    connection.on('session', (accept) => accept().on('exec', (acceptExec) => {
+      const channel = acceptExec();
+      channel.exit(0);
+      channel.end();
+    }));
+  });
+  before(async () => {
+    assert.ok(existsSync(skDummy), `no ${skDummy}: run sudo bash .ci/sk-dummy once`);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'ca')]);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519-sk', '-w', skDummy, '-N', '', '-f', join(dir, 'key')]);
+    execFileSync('ssh-keygen', ['-q', '-s', join(dir, 'ca'), '-I', 'sk', '-n', 'alice', join(dir, 'key.pub')]);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    port = (server.address() as { port: number }).port;
+  });
+  after(() => server.close());
+
+  test('security-key-certificates: a login with a certificate of a security key is named as OpenSSH names it, and its signature read as the key\'s', async () => {
+    const ssh = spawn('ssh', [...sshOptions, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none',
+      '-o', `SecurityKeyProvider=${skDummy}`, '-i', join(dir, 'key'), '-p', String(port), 'alice@localhost', 'true'], { stdio: 'ignore' });
+    const [status] = await once(ssh, 'close') as [number];
+    assert.equal(status, 0, JSON.stringify(seen.map(({ algo, signature }) => ({ algo, length: signature?.length }))));
+    assert.deepEqual([...new Set(seen.map(({ algo }) => algo))], ['sk-ssh-ed25519@openssh.com', 'sk-ssh-ed25519-cert-v01@openssh.com']);
   });
 });
 
