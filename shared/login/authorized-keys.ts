@@ -35,15 +35,33 @@ export function authorizedKeys(username: string): ParsedKey[] {
   text.split('\n').forEach((raw, index) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
-    const key = utils.parseKey(line);
+    // Before the key, OpenSSH's options for security keys alone: a line with any other option is skipped.
+    const [, given = '', keyText = line] = /^((?:(?:no-touch-required|verify-required),?)+)\s+(.*)$/.exec(line) ?? [];
+    const options = new Set(given.split(',').filter(Boolean));
+    const key = utils.parseKey(keyText);
     if (key instanceof Error || key.isPrivateKey()) {
-      console.log(`${shown(path)} line ${index + 1}: skipped, not a public key (options before the key are not supported)`);
+      console.log(`${shown(path)} line ${index + 1}: skipped, not a public key (of the options before a key, only `
+        + 'no-touch-required and verify-required are supported)');
       return;
     }
-    keys.push(decodeOnce(key));
+    keys.push(withRequirements(decodeOnce(key), options));
   });
   parsed.set(path, { text, keys });
   return keys;
+}
+
+/**
+ * A security key's (`sk-ssh-ed25519@openssh.com`, `sk-ecdsa-sha2-nistp256@openssh.com`) `verify()`, held to its
+ * line's options as sshd holds it: the token must have been touched unless the line says `no-touch-required`, and
+ * the user verified (a PIN, a fingerprint) when it says `verify-required`. Other keys are returned as they are.
+ */
+function withRequirements(key: ParsedKey, options: Set<string>): ParsedKey {
+  if (!key.type.startsWith('sk-')) return key;
+  const requirements = { userPresence: !options.has('no-touch-required'), userVerification: options.has('verify-required') };
+  // (Cast: @types/ssh2 has no security keys; the ssh2 patch's part 019 gives their verify() a fourth argument.)
+  const verify = key.verify.bind(key) as (data: Buffer | string, signature: Buffer, algo: string | undefined, options: object) => boolean;
+  key.verify = (data, signature, algo) => verify(data, signature, algo, requirements);
+  return key;
 }
 
 /** Where the user's authorized_keys file is: `SSH_AUTHORIZED_KEYS_DIR/USERNAME`, else `keys/authorized_keys/USERNAME`. */

@@ -1,14 +1,22 @@
 // OpenSSH certificates (the format is OpenSSH's PROTOCOL.certkeys): reading one, and checking the signatures on
 // it and made with it (step 15). The keys and signatures inside are read by shared/login/ssh-keys.ts.
 import { verify, type KeyObject } from 'node:crypto';
+import ssh2 from 'ssh2';
 import { AddressBlocks } from '../core/address-blocks.ts';
 import { curves, keyTypeOf, publicKey, readKey, Reader, signatureProblem } from './ssh-keys.ts';
 
 const CERT = '-cert-v01@openssh.com';
+/** The plain key type of each FIDO security key's type: how its key is written in its certificate. */
+const SECURITY_KEY_TYPES: Record<string, string> = {
+  'sk-ssh-ed25519@openssh.com': 'ssh-ed25519', 'sk-ecdsa-sha2-nistp256@openssh.com': 'ecdsa-sha2-nistp256',
+};
 
 /** What a certificate says, once read. */
 export interface Certificate {
-  /** The certified key's type, such as `ssh-ed25519` (the certificate's is `ssh-ed25519-cert-v01@openssh.com`). */
+  /**
+   * The certified key's type, such as `ssh-ed25519` (the certificate's is `ssh-ed25519-cert-v01@openssh.com`), or a
+   * FIDO security key's, `sk-ssh-ed25519@openssh.com` (from `sk-ssh-ed25519-cert-v01@openssh.com`).
+   */
   keyType: string;
   /** The certified key, which signs the login, and its blob as in an `authorized_keys` line (for fingerprints). */
   key: KeyObject;
@@ -70,10 +78,13 @@ export function parseCertificate(blob: Buffer): Certificate | Error {
     const read = new Reader(blob);
     const type = read.text();
     if (!type.endsWith(CERT)) return new Error('not a certificate (this server takes certificates alone)');
-    const keyType = type.slice(0, -CERT.length);
+    // A security key's type keeps its @openssh.com (PROTOCOL.u2f), and its key is followed by its application.
+    const securityKey = type.startsWith('sk-');
+    const keyType = securityKey ? `${type.slice(0, -CERT.length)}@openssh.com` : type.slice(0, -CERT.length);
     read.bytes(); // the nonce, which makes the signed text unpredictable
     const keyStart = read.offset;
-    const key = readKey(keyType, read);
+    const key = readKey(securityKey ? SECURITY_KEY_TYPES[keyType] ?? keyType : keyType, read);
+    if (securityKey) read.text(); // the application (`ssh:`), which the token signed for
     const head = Buffer.alloc(4 + keyType.length);
     head.writeUInt32BE(keyType.length, 0);
     head.write(keyType, 4);
@@ -114,6 +125,15 @@ export function caSignatureProblem(cert: Certificate): string | undefined {
  * `hashAlgo` its hash for RSA (SHA-1, undefined, is refused).
  */
 export function signedByCertifiedKey(cert: Certificate, blob: Buffer, signature: Buffer, hashAlgo?: string): boolean {
+  if (cert.keyType.startsWith('sk-')) {
+    // A security key's signature is checked by ssh2 (the patch's part 019): for the application the key was made
+    // for, and touched, unless the certificate carries the extension no-touch-required.
+    const key = ssh2.utils.parseKey(cert.keyBlob) as ssh2.ParsedKey | Error;
+    if (key instanceof Error) return false;
+    // (Cast: @types/ssh2 has no security keys; their verify() takes what is required as a fourth argument.)
+    const check = key.verify.bind(key) as (data: Buffer, signature: Buffer, algo: undefined, options: object) => boolean;
+    return check(blob, signature, undefined, { userPresence: !cert.extensions.has('no-touch-required') }) === true;
+  }
   const curve = curves[cert.keyType.replace(/^ecdsa-sha2-/, '')];
   const hash = cert.keyType === 'ssh-ed25519' ? null : cert.keyType === 'ssh-rsa' ? hashAlgo : curve?.hash;
   if (hash === undefined) return false;

@@ -8,6 +8,8 @@ import { limits } from '../core/options.ts';
 import { takeLoginPlace } from './admission.ts';
 import { limitsShared, noteFailedShared, penaltyShared } from './fleet-limits.ts';
 import { countFailure, noteFailedConnection, penaltyFor } from './penalties.ts';
+import { counterWentBack, describeSignature, securityKeySignature } from './security-key-logins.ts';
+import { fingerprint } from '../core/fingerprint.ts';
 
 /**
  * Pings each logged-in client every `KEEPALIVE_INTERVAL` seconds, and closes its connection after
@@ -29,6 +31,7 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
   let failures = 0;
   let closed = false;
   let succeeded = false;
+  let securityKeyNote = '';
   client.once('close', () => {
     closed = true;
     if (failures > 0 && !succeeded) {
@@ -41,16 +44,44 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
   const stepAnswers = client.listenerCount('authentication') > 0;
   client.prependListener('authentication', (ctx: AuthContext) => {
     username = ctx.username;
+    // A security key's signature says whether the token was touched, and counts (shared/server/security-key-logins.ts).
+    const securityKey = securityKeySignature(ctx);
+    // A key is signed for under its own algorithm (sshd checks it too): a security key offered as ssh-ed25519, say,
+    // would be checked as the kind of key it is not.
+    const offeredAs = ctx.method === 'publickey' ? ctx.key.algo : undefined;
+    const blobType = ctx.method === 'publickey' ? keyTypeName(ctx.key.data) : undefined;
+    // What a key must pass besides its signature, checked when the step takes it (a login, or a first factor).
+    const keyRefused = (): boolean => {
+      if (offeredAs !== blobType) {
+        log(info, `a key offered as ${offeredAs}, but its blob is of type ${blobType}: refused`);
+        return true;
+      }
+      if (securityKey && 'counter' in securityKey.signed) {
+        const { counter } = securityKey.signed;
+        const last = counterWentBack(securityKey.blob, counter);
+        if (last !== undefined) {
+          log(info, `security key ${fingerprint(securityKey.blob)}: its counter went backwards (${counter} after `
+            + `${last}), as a copy of the key's would: refused`);
+          return true;
+        }
+        securityKeyNote = ` with a security key (${describeSignature(securityKey.signed)})`;
+      }
+      return false;
+    };
     const accept = ctx.accept.bind(ctx);
     ctx.accept = () => {
+      if (keyRefused()) return ctx.reject();
       if (closed || takeLoginPlace(info)) return accept();
       client.end();
     };
     const reject = ctx.reject.bind(ctx);
     ctx.reject = (methodsLeft, isPartial) => {
+      // A key that passed as a first factor (step 16) must pass the same checks as one that logs in.
+      if (isPartial && ctx.method === 'publickey' && keyRefused()) return ctx.reject();
       // Neither the 'none' probe nor a partial success (a first factor passed, step 16) is a failed login.
       if (ctx.method === 'none' || isPartial) return reject(methodsLeft, isPartial);
       failures += 1;
+      if (securityKey) log(info, `security key ${fingerprint(securityKey.blob)} refused; its signature: ${describeSignature(securityKey.signed)}`);
       const total = countFailure(info.ip);
       if (total) console.log(`all addresses: ${total}`);
       const answer = () => {
@@ -80,8 +111,15 @@ export function watchLogins(client: Connection, info: ClientInfo): void {
     // A slow password check can end after the client has gone; ssh2 then reports a login nobody will use.
     if (closed) return;
     succeeded = true;
-    log(info, `authenticated as ${username}`);
+    log(info, `authenticated as ${username}${securityKeyNote}`);
   });
+}
+
+/** The type name a key blob starts with (`ssh-ed25519`, ...), or '' if it has none. */
+function keyTypeName(blob: Buffer): string {
+  if (blob.length < 4) return '';
+  const length = blob.readUInt32BE(0);
+  return length <= blob.length - 4 ? blob.toString('latin1', 4, 4 + length) : '';
 }
 
 /**
