@@ -36,7 +36,9 @@ function refusal(cert: Certificate, user: string, ip: string): string | undefine
   if (cert.principals.length === 0) return 'it names no principals';
   if (!cert.principals.includes(user)) return `${user} is not one of its principals`;
   // A critical option the server does not understand must refuse the certificate: it may restrict what it allows.
-  const unknown = [...cert.criticalOptions.keys()].find((name) => name !== 'force-command' && name !== 'source-address');
+  // (verify-required, for a security key's certificate, is checked with its signature, in shared/login.)
+  const understood = ['force-command', 'source-address', 'verify-required'];
+  const unknown = [...cert.criticalOptions.keys()].find((name) => !understood.includes(name));
   if (unknown !== undefined) return `its critical option ${unknown} is not understood here`;
   if (cert.sourceAddress?.has(ip) === false) return `source-address leaves out ${ip}`;
   const revokedAs = revoked(cert);

@@ -46,13 +46,15 @@ describe('FIDO security keys, made and used by OpenSSH with its software token (
       `verify-required ${pub('verified')}`, ''].join('\n'));
     // bob lists the untouched key without its option, and a touched one that must also have been verified.
     writeFileSync(join(keys, 'bob'), [pub('notouch'), `verify-required ${pub('ed25519')}`, ''].join('\n'));
-    // Step 15's: copies of three keys with certificates from a user CA (the untouched one's with the extension
-    // no-touch-required, and a second copy of it without).
+    // Step 15's: copies of keys with certificates from a user CA (the untouched one's with the extension
+    // no-touch-required, and a second copy of it without; the verifying one's, and a touched one's, with the critical
+    // option verify-required).
     spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'ca')]);
     writeFileSync(join(dir, 'trusted_user_ca_keys'), readFileSync(join(dir, 'ca.pub')));
     writeFileSync(join(dir, 'revoked_certificates'), '');
     for (const [name, from, extra] of [['c-ed25519', 'ed25519', []], ['c-ecdsa', 'ecdsa', []],
-      ['c-notouch', 'notouch', ['-O', 'no-touch-required']], ['c-notouch-bare', 'notouch', []]] as const) {
+      ['c-notouch', 'notouch', ['-O', 'no-touch-required']], ['c-notouch-bare', 'notouch', []],
+      ['c-verified', 'verified', ['-O', 'verify-required']], ['c-unverified', 'ed25519', ['-O', 'verify-required']]] as const) {
       copyFileSync(join(dir, from), join(dir, name));
       copyFileSync(join(dir, `${from}.pub`), join(dir, `${name}.pub`));
       const signed = spawnSync('ssh-keygen', ['-q', '-s', join(dir, 'ca'), '-I', name, '-n', 'alice', ...extra, join(dir, `${name}.pub`)],
@@ -176,18 +178,24 @@ describe('FIDO security keys, made and used by OpenSSH with its software token (
       assert.doesNotMatch(step.output(), /^internal error/m);
     });
     for (const client of ['9.2', '10.6'] as const) {
-      test(`OpenSSH ${client}: sk-ssh-ed25519 and sk-ecdsa certificates log in; untouched, only with no-touch-required in the certificate`, async () => {
+      test(`OpenSSH ${client}: sk-ssh-ed25519 and sk-ecdsa certificates log in; untouched, only with no-touch-required in the certificate; unverified, not with verify-required`, async () => {
         for (const name of ['c-ed25519', 'c-ecdsa', 'c-notouch']) {
           assert.deepEqual(await login(step, 'alice', name, client), { stdout: 'hi\n', stderr: '', status: 0 }, name);
         }
         for (const name of ['ed25519', 'ecdsa', 'notouch']) assert.match(step.output(), new RegExp(`certificate "c-${name}" \\(serial 0\\) of CA`));
         assert.match(step.output(), /authenticated as alice with a security key \(touched, not user-verified, counter 305419896\)$/m);
         assert.match(step.output(), /authenticated as alice with a security key \(not touched \(no user presence\), not user-verified, counter 305419896\)$/m);
+        for (const [name, signed] of [['c-notouch-bare', 'not touched \\(no user presence\\), not user-verified'], ['c-unverified', 'touched, not user-verified']]) {
+          const before = step.output().length;
+          const refused = await login(step, 'alice', name!, client);
+          assert.equal(refused.status, 255, name);
+          assert.match(step.output().slice(before), new RegExp(`:\\d+ security key SHA256:\\S+ refused; its signature: ${signed}, counter 305419896$`, 'm'), name);
+          assert.doesNotMatch(step.output().slice(before), / authenticated as /);
+        }
+        // verify-required, and the user verified by the token: in.
         const before = step.output().length;
-        const refused = await login(step, 'alice', 'c-notouch-bare', client);
-        assert.equal(refused.status, 255);
-        assert.match(step.output().slice(before), /:\d+ security key SHA256:\S+ refused; its signature: not touched \(no user presence\), not user-verified, counter 305419896$/m);
-        assert.doesNotMatch(step.output().slice(before), / authenticated as /);
+        assert.deepEqual(await login(step, 'alice', 'c-verified', client), { stdout: 'hi\n', stderr: '', status: 0 });
+        assert.match(step.output().slice(before), /authenticated as alice with a security key \(touched, user verified, counter 305419896\)$/m);
       });
     }
   });

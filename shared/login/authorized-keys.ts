@@ -9,6 +9,15 @@ import { decodeOnce } from '../core/key-objects.ts';
 
 const { utils } = ssh2;
 
+// The local type fix for security keys (ssh2 patch part 019), which @types/ssh2 does not know: their verify()
+// takes what the token must have done as a fourth argument. shared/login/openssh-certificate.ts uses it too.
+declare module 'ssh2' {
+  interface ParsedKey {
+    verify(data: Buffer | string, signature: Buffer, algo: string | undefined,
+      required: { userPresence?: boolean; userVerification?: boolean }): boolean;
+  }
+}
+
 /** Each file's text when it was last parsed, and the keys parsed from it. */
 const parsed = new Map<string, { text: string; keys: ParsedKey[] }>();
 
@@ -58,9 +67,8 @@ export function authorizedKeys(username: string): ParsedKey[] {
 function withRequirements(key: ParsedKey, options: Set<string>): ParsedKey {
   if (!key.type.startsWith('sk-')) return key;
   const requirements = { userPresence: !options.has('no-touch-required'), userVerification: options.has('verify-required') };
-  // (Cast: @types/ssh2 has no security keys; the ssh2 patch's part 019 gives their verify() a fourth argument.)
-  const verify = key.verify.bind(key) as (data: Buffer | string, signature: Buffer, algo: string | undefined, options: object) => boolean;
-  key.verify = (data, signature, algo) => verify(data, signature, algo, requirements);
+  const verify = key.verify.bind(key);
+  key.verify = (data: Buffer | string, signature: Buffer, algo?: string) => verify(data, signature, algo, requirements);
   return key;
 }
 

@@ -127,12 +127,12 @@ export function caSignatureProblem(cert: Certificate): string | undefined {
 export function signedByCertifiedKey(cert: Certificate, blob: Buffer, signature: Buffer, hashAlgo?: string): boolean {
   if (cert.keyType.startsWith('sk-')) {
     // A security key's signature is checked by ssh2 (the patch's part 019): for the application the key was made
-    // for, and touched, unless the certificate carries the extension no-touch-required.
-    const key = ssh2.utils.parseKey(cert.keyBlob) as ssh2.ParsedKey | Error;
+    // for, touched unless the certificate carries the extension no-touch-required, and with the user verified
+    // when it has the critical option verify-required (sshd's rules; the type of verify() is authorized-keys.ts's).
+    const key = ssh2.utils.parseKey(cert.keyBlob);
     if (key instanceof Error) return false;
-    // (Cast: @types/ssh2 has no security keys; their verify() takes what is required as a fourth argument.)
-    const check = key.verify.bind(key) as (data: Buffer, signature: Buffer, algo: undefined, options: object) => boolean;
-    return check(blob, signature, undefined, { userPresence: !cert.extensions.has('no-touch-required') }) === true;
+    return key.verify(blob, signature, undefined, { userPresence: !cert.extensions.has('no-touch-required'),
+      userVerification: cert.criticalOptions.has('verify-required') }) === true;
   }
   const curve = curves[cert.keyType.replace(/^ecdsa-sha2-/, '')];
   const hash = cert.keyType === 'ssh-ed25519' ? null : cert.keyType === 'ssh-rsa' ? hashAlgo : curve?.hash;
