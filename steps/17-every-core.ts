@@ -61,6 +61,9 @@ function supervise(): void {
     const worker = cluster.fork();
     let listening = false;
     worker.once('listening', () => (listening = true));
+    // A worker that is leaving asks whether a connection is still on its way to it (shared/server/listen.ts): by
+    // now the primary hands it none, and this answer comes after any it handed before.
+    worker.on('message', (message) => message === 'handed over?' && worker.send('all handed over'));
     worker.once('exit', (code, signal) => {
       if (stopping || retiring.delete(worker)) return;
       if (!listening) process.exit(1); // it could not even start (it said why), and would only fail again

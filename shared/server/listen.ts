@@ -1,4 +1,5 @@
 // Listening for connections, and what every connection needs that no step is about.
+import cluster from 'node:cluster';
 import { createServer, isIP, type Socket } from 'node:net';
 import type { Server } from 'ssh2';
 import { explain, fail } from '../core/errors.ts';
@@ -73,7 +74,7 @@ export function listen(server: Server): void {
       // Once ssh2 has closed this connection's channels, whose own last lines (step 06's) then come first.
       setImmediate(() => {
         log(peer, 'connection closed');
-        if (draining && sockets.size === 0) process.exit(0);
+        if (draining && handedAll && sockets.size === 0) process.exit(0);
       });
     });
     sockets.add(socket);
@@ -118,6 +119,7 @@ export function listen(server: Server): void {
     process.exit(0);
   };
   let draining = false;
+  let handedAll = false; // no connection can still be on its way to this process
   // Closes the listener, and ends the process when its last connection closes, or after `seconds` (`bound`).
   const drain = (why: string, seconds: number, bound: string) => {
     if (seconds === 0) return stop(why);
@@ -127,10 +129,13 @@ export function listen(server: Server): void {
       console.log(`${why}: closing the listener; ${sockets.size} connection(s) get up to ${seconds} s to finish (${bound})`);
       setTimeout(() => stop(bound), seconds * 1000).unref();
     };
-    if (sockets.size > 0) return wait();
-    // A cluster's primary may have handed this worker a connection just before the close: a worker that ended at
-    // once would leave it with nobody (the client waits until it gives up). So even with none, wait a moment.
-    setTimeout(() => (sockets.size === 0 ? stop(why) : wait()), HANDOVER_MS);
+    if (sockets.size > 0) wait();
+    afterHandovers(() => {
+      handedAll = true;
+      if (sockets.size > 0) return draining || wait();
+      if (draining) process.exit(0);
+      stop(why);
+    });
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => drain('SIGTERM', limits.drainTimeout, 'DRAIN_TIMEOUT'));
@@ -138,8 +143,32 @@ export function listen(server: Server): void {
   process.on('message', (message) => message === 'retire' && drain('retired', limits.retireTimeout, 'RETIRE_TIMEOUT'));
 }
 
-/** How long a draining process with no connection left stays, for a connection handed to it as it closed. */
-const HANDOVER_MS = 250;
+/**
+ * Calls `done` once no connection can still be on its way to this process. A cluster's primary may have handed a
+ * worker a connection just before the worker closed its listener; a worker that ended then would leave that
+ * connection with nobody (Node's primary holds it, and the client waits until it gives up). So a worker asks its
+ * primary `handed over?`, which step 17's primary answers `all handed over`: the primary reads the question after
+ * the close, so it hands no more, and its answer comes after any connection it handed before. A primary that does
+ * not answer in HANDOVER_MS, and a process that is no worker, need no more waiting.
+ */
+function afterHandovers(done: () => void): void {
+  if (!cluster.isWorker || !process.send || !process.connected) return void setImmediate(done);
+  let called = false;
+  const once = () => {
+    if (called) return;
+    called = true;
+    process.off('message', answered);
+    clearTimeout(timer);
+    done();
+  };
+  const answered = (message: unknown) => message === 'all handed over' && once();
+  const timer = setTimeout(once, HANDOVER_MS);
+  process.on('message', answered);
+  process.send('handed over?');
+}
+
+/** How long a draining worker waits for its primary's answer (see afterHandovers). */
+const HANDOVER_MS = 10_000;
 
 /** Seconds a load balancer has to send its PROXY header. */
 const PROXY_HEADER_MS = 10_000;
