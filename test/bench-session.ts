@@ -82,3 +82,33 @@ export async function lanes(config: ConnectConfig, count: number, deadline: numb
   }));
   return { latencies, failed, timedOut };
 }
+
+/**
+ * Starts `sessions` sessions at `perSecond`, on a fixed schedule whether the ones before have ended or not (an open
+ * loop, as independent clients arrive), with at most 256 under way: a start that finds 256 is counted as late,
+ * and made when a place frees. The latencies, how many failed, how many timed out, and how many starts were late.
+ */
+export async function paced(config: ConnectConfig, perSecond: number, sessions: number) {
+  const latencies: number[] = [];
+  let failed = 0;
+  let timedOut = 0;
+  let late = 0;
+  let underWay = 0;
+  const running: Promise<void>[] = [];
+  const begun = performance.now();
+  for (let i = 0; i < sessions && timedOut === 0; i++) {
+    const due = begun + (i * 1000) / perSecond;
+    if (due > performance.now()) await new Promise((resolve) => setTimeout(resolve, due - performance.now()));
+    if (underWay >= 256) {
+      late += 1;
+      while (underWay >= 256) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    underWay += 1;
+    running.push(session(config).then((ms) => void latencies.push(ms), (err) => {
+      failed += 1;
+      if (err instanceof TimedOut) timedOut += 1;
+    }).finally(() => (underWay -= 1)));
+  }
+  await Promise.all(running);
+  return { latencies, failed, timedOut, late };
+}

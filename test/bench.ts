@@ -11,6 +11,9 @@
 //   --soak N        only a soak: N sessions of step 03 at eight at a time, on this machine's Node and on the
 //                   current LTS (where .ci/today installed it); fails if any session times out or the step stops
 //                   answering
+//   --versus-go     only step 03 against Go 1.27's x/crypto/ssh (built with the Go of .ci/today's Debian testing
+//                   root), with mlkem768x25519-sha256 and curve25519-sha256, at paced rates and at saturation, driven
+//                   by ssh2's client and by Go's, on Node 26 (with node_modules installed under it) and this Node
 //
 // Starts the servers itself: step 03 (password: from the demo file, from an scrypt-hashed file, and with Nagle's
 // algorithm left on by test/nagle-on.ts), step 09 (public key), step 08 (exec cat), and sshd with a config, host
@@ -31,6 +34,7 @@ import { hashPassword } from '../shared/login/passwords.ts';
 import { toBase32 } from '../shared/login/totp.ts';
 import { freePort, root, temporaryDir } from './helpers.ts';
 import { close, connect, lanes, session, SESSION_TIMEOUT_MS } from './bench-session.ts';
+import { buildWithTodaysGo, projectUnder } from './bench-today.ts';
 import { escapeFlood, exec, flood, peakDuring, ptyStorm, remoteForwardBurst, residentMiB, sendWithoutReading, shell, slotHolder } from './hostile.ts';
 import { findSshd, processTree, SSHD_USER, startSshd } from './sshd.ts';
 
@@ -46,10 +50,11 @@ function options() {
         attacks: { type: 'boolean' },
         load: { type: 'string', default: String(Math.min(4, Math.max(1, cpus().length - 1))) },
         soak: { type: 'string' },
+        'versus-go': { type: 'boolean' },
       },
     }).values;
   } catch (err) {
-    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks --load N --soak N)`);
+    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks --load N --soak N --versus-go)`);
     process.exit(1);
   }
 }
@@ -88,10 +93,10 @@ process.once('SIGINT', () => process.exit(130));
 process.once('SIGTERM', () => process.exit(143));
 
 /** Starts a step as a reader does (`npx tsx steps/FILE`), on a free port; resolves once it is listening. */
-async function startStep(file: string, env: Record<string, string>, nodeOptions: string[] = [], nodeDir?: string) {
+async function startStep(file: string, env: Record<string, string>, nodeOptions: string[] = [], nodeDir?: string, tree = root) {
   const begun = performance.now();
   const child = spawn('npx', ['tsx', ...nodeOptions, join('steps', file), '--port', '0'], {
-    cwd: root,
+    cwd: tree,
     // The load generator is one address that opens 8 connections at a time, and 1000 idle ones: the limits meant
     // for many clients from many addresses stay out of its way, as sshd's defaults do.
     env: {
@@ -201,7 +206,7 @@ if (!Number.isInteger(LOAD_PROCESSES) || LOAD_PROCESSES < 1) {
   process.exit(1);
 }
 
-interface LoadRun { seconds?: number; sessions?: number; nodeDir?: string }
+interface LoadRun { seconds?: number; sessions?: number; nodeDir?: string; perSecond?: number }
 
 /**
  * Sessions at c=1 from this process; at more, from LOAD_PROCESSES load processes (test/bench-load.ts) at once: for
@@ -210,12 +215,12 @@ interface LoadRun { seconds?: number; sessions?: number; nodeDir?: string }
  */
 async function runLoad(config: ConnectConfig, concurrency: number, run: LoadRun = {}) {
   const seconds = run.seconds ?? SECONDS;
-  if ((concurrency === 1 || LOAD_PROCESSES <= 1) && !run.nodeDir) {
+  if ((concurrency === 1 || LOAD_PROCESSES <= 1) && !run.nodeDir && !run.perSecond) {
     const own = process.cpuUsage();
     const begun = performance.now();
     const { latencies, failed, timedOut } = await lanes(config, concurrency, begun + seconds * 1000, run.sessions);
     const used = process.cpuUsage(own);
-    return { latencies, failed, timedOut, elapsed: (performance.now() - begun) / 1000, loadCpuMs: (used.user + used.system) / 1000 };
+    return { latencies, failed, timedOut, late: 0, elapsed: (performance.now() - begun) / 1000, loadCpuMs: (used.user + used.system) / 1000 };
   }
   const sent = { ...config, privateKey: config.privateKey && Buffer.from(config.privateKey as Buffer).toString('base64') };
   const share = (total: number, i: number) => Math.floor(total / LOAD_PROCESSES) + (i < total % LOAD_PROCESSES ? 1 : 0);
@@ -223,6 +228,7 @@ async function runLoad(config: ConnectConfig, concurrency: number, run: LoadRun 
   const children = Array.from({ length: LOAD_PROCESSES }, (_, i) => spawn(node,
     ['--import', 'tsx', join(root, 'test', 'bench-load.ts'), JSON.stringify({
       config: sent, seconds, lanes: share(concurrency, i), sessions: run.sessions && share(run.sessions, i),
+      perSecond: run.perSecond && run.perSecond / LOAD_PROCESSES,
     })], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] }));
   loadProcesses.push(...children);
   const lines = children.map((child) => {
@@ -240,7 +246,7 @@ async function runLoad(config: ConnectConfig, concurrency: number, run: LoadRun 
   while (lines.some((read) => !read.includes('ready'))) await sleep(20);
   const begun = performance.now();
   for (const child of children) child.stdin!.write('go\n');
-  const deadline = seconds * 1000 + SESSION_TIMEOUT_MS + 15_000;
+  const deadline = (run.perSecond ? (run.sessions! / run.perSecond) : seconds) * 1000 + SESSION_TIMEOUT_MS + 15_000;
   let timer: NodeJS.Timeout | undefined;
   const late = await Promise.race([
     Promise.all(children.map((child) => child.exitCode === null ? once(child, 'exit') : undefined)).then(() => false),
@@ -253,7 +259,7 @@ async function runLoad(config: ConnectConfig, concurrency: number, run: LoadRun 
   }
   const reports = lines.map((read) => {
     try {
-      return JSON.parse(read.at(-1)!) as { latencies: number[]; failed: number; timedOut: number; elapsed: number; cpuMs: number };
+      return JSON.parse(read.at(-1)!) as { latencies: number[]; failed: number; timedOut: number; late: number; elapsed: number; cpuMs: number };
     } catch {
       return fail('a load process ended without its report (see what it printed above)');
     }
@@ -262,6 +268,7 @@ async function runLoad(config: ConnectConfig, concurrency: number, run: LoadRun 
     latencies: reports.flatMap((report) => report.latencies),
     failed: reports.reduce((sum, report) => sum + report.failed, 0),
     timedOut: reports.reduce((sum, report) => sum + report.timedOut, 0),
+    late: reports.reduce((sum, report) => sum + report.late, 0),
     elapsed: Math.max((performance.now() - begun) / 1000 - 0.05, ...reports.map((report) => report.elapsed)),
     loadCpuMs: reports.reduce((sum, report) => sum + report.cpuMs, 0),
   };
@@ -586,6 +593,124 @@ if (args.soak !== undefined) {
   process.exit(0);
 }
 
+// --versus-go: step 03 against today's peer, Go 1.27's x/crypto/ssh, with both key exchanges. Each figure is a
+// sample of MEASURED sessions after WARM_UP others of the same kind, at a fixed rate (an open loop, below saturation)
+// or eight at a time (saturation), made by two load generators on different stacks: ssh2's client (test/bench-load.ts)
+// and Go's (test/bench-go-load.go). The two servers alternate within each kind of sample.
+if (args['versus-go']) {
+  const WARM_UP = 500;
+  const MEASURED = 1000;
+  const built = buildWithTodaysGo(['bench-go-server', 'bench-go-load'], dir);
+  if ('why' in built) fail(`Go 1.27 left out: ${built.why}`);
+  const lts = join(todayNodes, 'node26', 'bin');
+  const runtimes: { label: string; nodeDir?: string; tree?: string }[] = [];
+  if (existsSync(join(lts, 'node'))) {
+    progress(`${CURRENT_LTS}: the project with node_modules installed under it (once; then kept)`, 900);
+    const made = projectUnder(lts, 'node26');
+    if ('why' in made) fail(made.why);
+    runtimes.push({ label: CURRENT_LTS, nodeDir: lts, tree: made.tree });
+  } else {
+    progress(`${CURRENT_LTS} left out: not under ${todayNodes} (sudo bash .ci/today installs it)`);
+  }
+  if (!process.version.startsWith('v26.')) runtimes.push({ label: `Node ${process.versions.node}` });
+  const kinds = [{ mode: '100/s', perSecond: 100 }, { mode: '200/s', perSecond: 200 }, { mode: 'saturation (c=8)', concurrency: 8 }];
+  const rows: Record<string, Record<string, string | number>> = {};
+  const figures: Record<string, { perSecond: number; cpuPerSession: number }> = {};
+  const goals: [string, number, number, '<=' | '>='][] = [];
+  const versusGo: Record<string, unknown> = { go: built.version, node: process.version, rows };
+  console.log(`Go: ${built.version}; x/crypto 0.58 (Debian testing)`);
+
+  /** One sample: `sessions` sessions of `kind` against `server` from load generator `load`; what they cost. */
+  const sample = async (server: Server, kex: string, kind: (typeof kinds)[number], load: 'ssh2' | 'go', sessions: number, nodeDir?: string) => {
+    const cpuBefore = cpuMs(server.pid);
+    let made: { sessions: number; failed: number; late: number; elapsed: number; loadCpuMs: number; p50: number };
+    if (load === 'ssh2') {
+      const config = { port: server.port, ...alice.password, algorithms: { kex: [kex as 'curve25519-sha256'] } };
+      const run = await runLoad(config, kind.concurrency ?? 8, { sessions, nodeDir, perSecond: kind.perSecond, seconds: 3600 });
+      run.latencies.sort((a, b) => a - b);
+      made = { sessions: run.latencies.length, failed: run.failed, late: run.late, elapsed: run.elapsed, loadCpuMs: run.loadCpuMs,
+        p50: run.latencies[Math.floor(run.latencies.length / 2)] ?? 0 };
+    } else {
+      const ran = spawnSync(join(dir, 'bench-go-load'), [String(server.port), kex, kind.perSecond ? 'rate' : 'c',
+        String(kind.perSecond ?? kind.concurrency), String(sessions)], { encoding: 'utf8', timeout: 600_000 });
+      if (ran.status !== 0) fail(`bench-go-load: ${ran.stderr.trim()}`);
+      const report = JSON.parse(ran.stdout) as { sessions: number; failed: number; late: number; elapsed: number; cpuMs: number; p50: number };
+      made = { ...report, loadCpuMs: report.cpuMs };
+    }
+    await sleep(100);
+    const serverCpuMs = cpuMs(server.pid) - cpuBefore;
+    return { ...made, serverCpuMs };
+  };
+
+  for (const { label, tree = root } of runtimes) {
+    // ssh2's own AES-GCM and ChaCha20-Poly1305 (a C++ addon, optional): without it, ssh2 uses node:crypto.
+    const binding = join(tree, 'node_modules', 'ssh2', 'lib', 'protocol', 'crypto', 'build', 'Release', 'sshcrypto.node');
+    console.log(`${label}: ssh2's crypto binding ${existsSync(binding) ? 'built' : 'not built (its ciphers come from node:crypto)'}`);
+  }
+  for (const { label, nodeDir, tree } of runtimes) for (const kex of ['mlkem768x25519-sha256', 'curve25519-sha256']) {
+    progress(`versus Go: ${label}, ${kex}: starting step 03 and Go`);
+    const step = await startStep('03-trivial-channel.ts', env, [], nodeDir, tree);
+    const go = await startGoServer(join(dir, 'bench-go-server'));
+    const negotiatedBy = { 'step 03': await negotiated({ port: step.port, ...alice.password, algorithms: { kex: [kex as 'curve25519-sha256'] } }),
+      'Go 1.27': await negotiated({ port: go.port, ...alice.password, algorithms: { kex: [kex as 'curve25519-sha256'] } }) };
+    for (const kind of kinds) for (const load of ['ssh2', 'go'] as const) {
+      // Alternately: step, Go, step, Go (warm-ups first, each on its own server).
+      for (const [name, server] of [['step 03', step], ['Go 1.27', go]] as const) {
+        progress(`versus Go: ${label}, ${kex}, ${kind.mode}, load by ${load}: ${name}, ${WARM_UP} sessions to warm up`);
+        await sample(server, kex, kind, load, WARM_UP, nodeDir);
+      }
+      for (const [name, server] of [['step 03', step], ['Go 1.27', go]] as const) {
+        progress(`versus Go: ${label}, ${kex}, ${kind.mode}, load by ${load}: ${name}, ${MEASURED} sessions`);
+        const got = await sample(server, kex, kind, load, MEASURED, nodeDir);
+        const rate = { serverCpuPercent: (got.serverCpuMs / (got.elapsed * 1000)) * 100, loadGeneratorCpuPercent: (got.loadCpuMs / (got.elapsed * 1000)) * 100 };
+        const key = `${label} | ${kex.replace('-sha256', '')} | ${kind.mode} | load ${load} | ${name}`;
+        figures[key] = { perSecond: got.sessions / got.elapsed, cpuPerSession: got.serverCpuMs / got.sessions };
+        rows[key] = {
+          'sessions/s': Number((got.sessions / got.elapsed).toFixed(0)),
+          'server CPU ms/session': Number((got.serverCpuMs / got.sessions).toFixed(3)),
+          'server CPU %': Number(rate.serverCpuPercent.toFixed(0)),
+          'load CPU ms/session': Number((got.loadCpuMs / got.sessions).toFixed(2)),
+          'p50 ms': Number(got.p50.toFixed(1)),
+          'late, failed': `${got.late}, ${got.failed}`,
+          'limited by': kind.perSecond ? (got.late ? 'late starts' : 'the rate') : limitedBy(rate).replace('the load', 'the load generator'),
+          negotiated: negotiatedBy[name],
+        };
+      }
+      const pair = (name: string) => figures[`${label} | ${kex.replace('-sha256', '')} | ${kind.mode} | load ${load} | ${name}`]!;
+      const where = `${label}, ${kex.replace('-sha256', '')}, ${kind.mode}, load ${load}`;
+      goals.push([`CPU per session, step 03 / Go: ${where}`, pair('step 03').cpuPerSession / pair('Go 1.27').cpuPerSession, 0.8, '<=']);
+      if (!kind.perSecond) goals.push([`sessions/s, step 03 / Go: ${where}`, pair('step 03').perSecond / pair('Go 1.27').perSecond, 1.2, '>=']);
+    }
+    await step.stop();
+    await go.stop();
+  }
+  const startups: number[] = [];
+  if (runtimes[0]?.tree) {
+    for (let run = 0; run < 5; run++) {
+      progress(`start-up of npx tsx steps/03-trivial-channel.ts on ${CURRENT_LTS} (${run + 1} of 5)`);
+      const step = await startStep('03-trivial-channel.ts', env, [], runtimes[0].nodeDir, runtimes[0].tree);
+      startups.push(step.startupMs);
+      await step.stop();
+    }
+  }
+  console.table(rows);
+  const goalRows = Object.fromEntries(goals.map(([what, ratio, target, sense]) => {
+    const met = sense === '<=' ? ratio <= target : ratio >= target;
+    return [what, { ratio: Number(ratio.toFixed(2)), goal: `${sense} ${target}`,
+      '': met ? 'met' : `MISSED by ${(Math.abs(ratio / target - 1) * 100).toFixed(0)} %` }];
+  }));
+  if (startups.length) {
+    const ms = median(startups);
+    goalRows[`start-up on ${CURRENT_LTS}, ms (median of 5)`] = { ratio: Number(ms.toFixed(0)), goal: '<= 300', '': ms <= 300 ? 'met' : `MISSED by ${(ms / 300 * 100 - 100).toFixed(0)} %` };
+  }
+  console.table(goalRows);
+  versusGo.goals = goalRows;
+  const file = args.json ?? join(tmpdir(), `conch-steps-bench-${Date.now()}.json`);
+  writeFileSync(file, JSON.stringify(versusGo, null, 2));
+  console.log(`all figures: ${file}`);
+  process.exit(0);
+}
+
 interface Subject {
   name: string;
   /** Starts the server; a step is given `node` options (for --profile). */
@@ -650,15 +775,7 @@ const goServer = buildGoServer();
 if ('why' in goServer) {
   progress(`Go left out: ${goServer.why}`);
 } else {
-  const startGo = async () => {
-    const child = spawn(goServer.path, [join(env.HOST_KEYS_DIR, 'ssh_host_ed25519_key'), join(keysDir, 'alice')],
-      { stdio: ['ignore', 'pipe', 'inherit'] });
-    started.push(child);
-    const [chunk] = await once(child.stdout!, 'data') as [Buffer];
-    child.stdout!.resume();
-    const port = Number(/listening on \S+:(\d+)/.exec(String(chunk))![1]);
-    return { port, pid: child.pid!, stop: async () => void child.kill('SIGKILL') };
-  };
+  const startGo = () => startGoServer(goServer.path);
   const curve25519 = { kex: ['curve25519-sha256' as const] };
   subjects.push(
     { name: 'go, password', start: startGo, config: { ...alice.password, algorithms: curve25519 }, memory: false },
@@ -670,6 +787,17 @@ if ('why' in goServer) {
       memory: false,
     },
   );
+}
+
+/** Starts the Go server built at `path`, with the steps' host key and alice's key; resolves once it listens. */
+async function startGoServer(path: string): Promise<Server> {
+  const child = spawn(path, [join(env.HOST_KEYS_DIR, 'ssh_host_ed25519_key'), join(keysDir, 'alice')],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  started.push(child);
+  const [chunk] = await once(child.stdout!, 'data') as [Buffer];
+  child.stdout!.resume();
+  const port = Number(/listening on \S+:(\d+)/.exec(String(chunk))![1]);
+  return { port, pid: child.pid!, stop: async () => void child.kill('SIGKILL') };
 }
 
 /** Builds the Go server into the bench's folder; or says why it cannot, and how to get what is missing. */
