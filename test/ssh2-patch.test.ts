@@ -1,7 +1,7 @@
 // The fixes to ssh2 itself, in shared/patches/ (applied by `npm install`), each tested on its own: an ssh2 server
 // in this process, so that its state can be looked at, and an ssh2 client that sends what OpenSSH never would.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -750,6 +750,40 @@ describe('the ssh2 patch: certificates of FIDO security keys', { timeout: 60_000
     const [status] = await once(ssh, 'close') as [number];
     assert.equal(status, 0, JSON.stringify(seen.map(({ algo, signature }) => ({ algo, length: signature?.length }))));
     assert.deepEqual([...new Set(seen.map(({ algo }) => algo))], ['sk-ssh-ed25519@openssh.com', 'sk-ssh-ed25519-cert-v01@openssh.com']);
+  });
+});
+
+describe('the ssh2 patch: its cipher binding on Node 26', { timeout: 240_000 }, () => {
+  test('crypto-binding-node26: the part applies on its own to a fresh ssh2 1.17.0, as a pull request would (git apply)', () => {
+    assert.doesNotMatch(appliedAlone('crypto-binding-node26', 'protocol/crypto/src/binding.cc'), /context->GetIsolate\(\)/);
+  });
+
+  // The current LTS, as .ci/today installs it (with its headers), and npm's own node-gyp, as npm hands it to scripts.
+  const node26 = join(process.env.CONCH_STEPS_CACHE || '/var/tmp/conch-steps', 'runtimes', 'node_modules', 'node26');
+  const nodeGyp = process.env.npm_config_node_gyp
+    ?? join(process.env.npm_execpath ?? '', '..', '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+
+  test('crypto-binding-node26: ssh2\'s AES-GCM and ChaCha20-Poly1305 binding compiles against Node 26, and loads there', () => {
+    assert.ok(existsSync(join(node26, 'include', 'node', 'node.h')), `no Node 26 under ${node26}: run sudo bash .ci/today once`);
+    assert.ok(existsSync(nodeGyp), `no node-gyp at ${nodeGyp}: run this through npm (npm test)`);
+    // A copy of this project's ssh2 binding, inside node_modules so that its build finds nan; built for Node 26 there.
+    const copy = join(root, 'node_modules', `.conch-steps-binding-${process.pid}`);
+    rmSync(copy, { recursive: true, force: true });
+    execFileSync('cp', ['-r', join(root, 'node_modules', 'ssh2', 'lib', 'protocol', 'crypto'), copy]);
+    rmSync(join(copy, 'build'), { recursive: true, force: true });
+    try {
+      // (npm's own settings may name another Node's headers, nodedir=/usr on Debian's npm: this one wins.)
+      const env = { ...process.env, PATH: `${join(node26, 'bin')}:${process.env.PATH}`, npm_config_nodedir: node26 };
+      const built = spawnSync(join(node26, 'bin', 'node'), [nodeGyp, 'rebuild', `--nodedir=${node26}`, '--real_openssl_major=3'],
+        { cwd: copy, env, encoding: 'utf8' });
+      assert.equal(built.status, 0, built.stderr.split('\n').filter((line) => /error/.test(line)).slice(0, 3).join('\n'));
+      const loaded = execFileSync(join(node26, 'bin', 'node'), ['-p',
+        `Object.keys(require(${JSON.stringify(join(copy, 'build', 'Release', 'sshcrypto.node'))})).sort().join(' ')`], { encoding: 'utf8' });
+      assert.match(loaded, /AESGCMCipher/);
+      assert.match(loaded, /ChaChaPolyCipher/);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 });
 
