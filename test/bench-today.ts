@@ -2,7 +2,7 @@
 // .ci/today makes (with golang-go and golang-golang-x-crypto-dev, x/crypto 0.58), and a copy of the project whose
 // node_modules npm installed under Node 26, so that native bindings (ssh2's AES-GCM, cpu-features) are built for it.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { root } from './helpers.ts';
@@ -39,12 +39,13 @@ export function buildWithTodaysGo(names: string[], outDir: string): { version: s
 /**
  * A copy of the project (its package files, steps/, shared/ and test/) with node_modules installed by npm under the
  * Node in `nodeDir` (its bin folder), its native addons built against that Node's own headers: kept in the cache,
- * installed again only when the lock file or the patches change; the code is copied afresh each time.
+ * installed again only when the package files or the patches change; the code is copied afresh each time.
  */
 export function projectUnder(nodeDir: string, label: string): { tree: string } | { why: string } {
   const tree = join(cache, `bench-${label}`);
-  const stamp = createHash('sha256').update(readFileSync(join(root, 'package-lock.json')))
-    .update(spawnSync('git', ['ls-files', '-s', 'shared/patches'], { cwd: root, encoding: 'utf8' }).stdout).digest('hex');
+  const stamp = createHash('sha256').update(readFileSync(join(root, 'package.json'))).update(readFileSync(join(root, 'package-lock.json')));
+  for (const file of readdirSync(join(root, 'shared', 'patches')).sort()) stamp.update(file).update(readFileSync(join(root, 'shared', 'patches', file)));
+  const stamped = stamp.digest('hex');
   for (const folder of ['steps', 'shared', 'test']) {
     rmSync(join(tree, folder), { recursive: true, force: true });
     cpSync(join(root, folder), join(tree, folder), { recursive: true });
@@ -53,12 +54,12 @@ export function projectUnder(nodeDir: string, label: string): { tree: string } |
   if (existsSync(join(tree, 'keys'))) rmSync(join(tree, 'keys'), { recursive: true });
   cpSync(join(root, 'keys'), join(tree, 'keys'), { recursive: true, filter: (path) => !/ssh_host_|\/authorized_keys\//.test(path) });
   const stampFile = join(tree, 'node_modules', '.conch-steps-stamp');
-  if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return { tree };
+  if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamped) return { tree };
   const installed = spawnSync('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], {
     cwd: tree, encoding: 'utf8',
     env: { ...process.env, PATH: `${nodeDir}:${process.env.PATH}`, npm_config_nodedir: dirname(nodeDir) },
   });
   if (installed.status !== 0) return { why: `npm ci under ${label} failed: ${installed.stderr.trim().split('\n').slice(-3).join(' ')}` };
-  writeFileSync(stampFile, stamp);
+  writeFileSync(stampFile, stamped);
   return { tree };
 }
