@@ -132,9 +132,13 @@ export function listen(server: Server): void {
     if (sockets.size > 0) wait();
     afterHandovers(() => {
       handedAll = true;
-      if (sockets.size > 0) return draining || wait();
-      if (draining) process.exit(0);
-      stop(why);
+      if (sockets.size > 0) {
+        if (!draining) wait(); // a connection came while the primary answered: it gets the same time
+      } else if (draining) {
+        process.exit(0); // the connections there were at the close ended before the answer came
+      } else {
+        stop(why);
+      }
     });
   };
   process.once('SIGINT', () => stop('SIGINT'));
