@@ -79,8 +79,12 @@ export function listen(server: Server): void {
     });
     sockets.add(socket);
     // When the server has finished its side (after a disconnect), a client that never closes its own side
-    // (frozen, or hostile) would keep the connection forever: it gets two seconds.
-    socket.once('finish', () => setTimeout(() => socket.destroy(), 2000).unref());
+    // (frozen, or hostile) would keep the connection forever: it gets two seconds. A connection that closes sooner
+    // (nearly all) takes its timer with it: left to fire, each one would wake the process once more for nothing.
+    socket.once('finish', () => {
+      const timer = setTimeout(() => socket.destroy(), 2000).unref();
+      socket.once('close', () => clearTimeout(timer));
+    });
     server.injectSocket(socket);
     // ssh2 holds the socket until it is ready to read; this listener then sees each chunk before ssh2 does.
     socket.once('data', (first: Buffer) => {
