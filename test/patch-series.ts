@@ -73,8 +73,11 @@ function partTests(dir: string, name: string): { passed: boolean; count: number 
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const parts = patchParts();
+  // `npm run patches -- 22 23`: those parts alone (each still after every part before it)
+  const only = process.argv.slice(2).map(Number);
   let failed = false;
   for (const [i, { name }] of parts.entries()) {
+    if (only.length > 0 && !only.includes(i + 1)) continue;
     const withIt = withParts(i + 1);
     const without = withParts(i);
     if (withIt.status !== 0) {

@@ -787,6 +787,40 @@ describe('the ssh2 patch: its cipher binding on Node 26', { timeout: 240_000 }, 
   });
 });
 
+describe('the ssh2 patch: what a server loads', { timeout: 60_000 }, () => {
+  test('load-on-use: a server loads no client, agent, SFTP, key generation or bcrypt until used, and each works then', () => {
+    // In a process of its own, so that what this file imported does not count.
+    const script = `
+      const ssh2 = require('ssh2');
+      const { bindingAvailable } = require('ssh2/lib/protocol/crypto.js');
+      const optional = /ssh2\\/lib\\/(client|agent|keygen|http-agents)\\.js$|ssh2\\/lib\\/protocol\\/SFTP\\.js$|bcrypt-pbkdf\\/index\\.js$/;
+      const loaded = () => Object.keys(require.cache).filter((file) => optional.test(file)
+        || (bindingAvailable && file.endsWith('poly1305.js'))).map((file) => file.replace(/.*node_modules\\//, '')).sort();
+      const server = new ssh2.Server({ hostKeys: [process.env.HOST_KEY] }, () => {});
+      const atFirst = loaded();
+      const key = ssh2.utils.generateKeyPairSync('ed25519', { passphrase: 'demo', cipher: 'aes256-ctr', rounds: 4 });
+      const parsed = ssh2.utils.parseKey(key.private, 'demo');
+      const works = {
+        client: typeof new ssh2.Client().connect,
+        agent: typeof new ssh2.OpenSSHAgent('/nonexistent').getIdentities,
+        httpAgent: typeof ssh2.HTTPAgent,
+        sftp: ssh2.utils.sftp.OPEN_MODE.READ,
+        decrypted: parsed instanceof Error ? parsed.message : parsed.type,
+        sameUtils: ssh2.utils === ssh2.utils,
+      };
+      console.log(JSON.stringify({ atFirst, works, after: loaded() }));
+      server.close();
+    `;
+    const ran = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, HOST_KEY: newHostKey('ed25519') } });
+    assert.equal(ran.status, 0, ran.stderr);
+    const { atFirst, works, after } = JSON.parse(ran.stdout) as { atFirst: string[]; works: Record<string, unknown>; after: string[] };
+    assert.deepEqual(atFirst, []);
+    assert.deepEqual(works, { client: 'function', agent: 'function', httpAgent: 'function', sftp: 1, decrypted: 'ssh-ed25519', sameUtils: true });
+    assert.deepEqual(after, ['bcrypt-pbkdf/index.js', 'ssh2/lib/agent.js', 'ssh2/lib/client.js', 'ssh2/lib/http-agents.js',
+      'ssh2/lib/keygen.js', 'ssh2/lib/protocol/SFTP.js']);
+  });
+});
+
 describe('the patch as a series of parts (shared/patches/)', { timeout: 120_000 }, () => {
   test('each part applies in order to a fresh ssh2 1.17.0, and together they give the ssh2 installed here', () => {
     const parts = patchParts();
