@@ -13,7 +13,10 @@
 //                   answering
 //   --versus-go     only step 03 against Go 1.27's x/crypto/ssh (built with the Go of .ci/today's Debian testing
 //                   root), with mlkem768x25519-sha256 and curve25519-sha256, at paced rates and at saturation, driven
-//                   by ssh2's client and by Go's, on Node 26 (with node_modules installed under it) and this Node
+//                   by ssh2's client and by Go's, on Node 26 (with node_modules installed under it) and this Node;
+//                   beside them, the same on ssh2 alone (test/bench-ssh2-server.ts); where each one's CPU goes
+//                   (by perf, when it is there); start-up, and that of the tools alone (test/bench-tools-alone.ts)
+//   --startup       only step 03's start-up, split: npx tsx, the tools alone, and node --import tsx (this Node, Node 26)
 //
 // Starts the servers itself: step 03 (password: from the demo file, from an scrypt-hashed file, and with Nagle's
 // algorithm left on by test/nagle-on.ts), step 09 (public key), step 08 (exec cat), and sshd with a config, host
@@ -26,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { createConnection, createServer } from 'node:net';
-import { join, resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
@@ -37,6 +40,7 @@ import { close, connect, lanes, session, SESSION_TIMEOUT_MS } from './bench-sess
 import { buildWithTodaysGo, projectUnder } from './bench-today.ts';
 import { escapeFlood, exec, flood, peakDuring, ptyStorm, remoteForwardBurst, residentMiB, sendWithoutReading, shell, slotHolder } from './hostile.ts';
 import { findSshd, processTree, SSHD_USER, startSshd } from './sshd.ts';
+import { cpuByKind, perfMissing } from './bench-perf.ts';
 
 function options() {
   try {
@@ -50,11 +54,12 @@ function options() {
         attacks: { type: 'boolean' },
         load: { type: 'string', default: String(Math.min(4, Math.max(1, cpus().length - 1))) },
         soak: { type: 'string' },
+        startup: { type: 'boolean' },
         'versus-go': { type: 'boolean' },
       },
     }).values;
   } catch (err) {
-    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks --load N --soak N --versus-go)`);
+    console.error(`bench: ${(err as Error).message} (options: --runs N --seconds S --json FILE --profile DIR --only TEXT --attacks --load N --soak N --versus-go --startup)`);
     process.exit(1);
   }
 }
@@ -95,7 +100,9 @@ process.once('SIGTERM', () => process.exit(143));
 /** Starts a step as a reader does (`npx tsx steps/FILE`), on a free port; resolves once it is listening. */
 async function startStep(file: string, env: Record<string, string>, nodeOptions: string[] = [], nodeDir?: string, tree = root) {
   const begun = performance.now();
-  const child = spawn('npx', ['tsx', ...nodeOptions, join('steps', file), '--port', '0'], {
+  // A step's file name, or a path from the project's root (test/bench-ssh2-server.ts)
+  const path = file.includes('/') ? file : join('steps', file);
+  const child = spawn('npx', ['tsx', ...nodeOptions, path, '--port', '0'], {
     cwd: tree,
     // The load generator is one address that opens 8 connections at a time, and 1000 idle ones: the limits meant
     // for many clients from many addresses stay out of its way, as sshd's defaults do.
@@ -123,7 +130,7 @@ async function startStep(file: string, env: Record<string, string>, nodeOptions:
   output = '';
   child.stdout!.removeAllListeners('data').resume();
   // npx starts tsx, and tsx starts node (which starts esbuild): the server is the last one that runs the step.
-  const pid = processTree(child.pid!).filter((each) => commandLine(each).includes(file)).at(-1)!;
+  const pid = processTree(child.pid!).filter((each) => commandLine(each).includes(path)).at(-1)!;
   const stop = async () => {
     // The server alone: tsx would pass a second SIGTERM on to it, which would end it before it writes its profile.
     process.kill(pid, 'SIGTERM');
@@ -565,6 +572,47 @@ const alice = { password: { username: 'alice', password: 'wonderland' }, key: { 
 const CURRENT_LTS = 'Node 26';
 const todayNodes = join(process.env.CONCH_STEPS_CACHE || '/var/tmp/conch-steps', 'runtimes', 'node_modules');
 
+// --startup: how long step 03 takes to listen, split: the reader's command (npx tsx), the tools alone (npx tsx with
+// a file that does nothing), and the step under tsx's loader without npx and tsx's own process (node --import tsx),
+// on this Node and on the current LTS (where .ci/today installed it). Nine starts of each, in turn; medians.
+if (args.startup) {
+  const lts = join(todayNodes, 'node26', 'bin');
+  const runtimes: { label: string; nodeDir?: string; tree?: string }[] = [{ label: `Node ${process.versions.node}` }];
+  if (existsSync(join(lts, 'node')) && !process.version.startsWith('v26.')) {
+    progress(`${CURRENT_LTS}: the project with node_modules installed under it (once; then kept)`, 900);
+    const made = projectUnder(lts, 'node26');
+    if ('why' in made) fail(made.why);
+    runtimes.push({ label: CURRENT_LTS, nodeDir: lts, tree: made.tree });
+  }
+  const rows: Record<string, Record<string, number>> = {};
+  for (const { label, nodeDir, tree = root } of runtimes) {
+    const times: Record<string, number[]> = { 'npx tsx steps/03-trivial-channel.ts': [], 'npx tsx test/bench-tools-alone.ts': [],
+      'node --import tsx steps/03-trivial-channel.ts': [] };
+    for (let run = 0; run < 9; run++) {
+      progress(`start-up on ${label}, ${run + 1} of 9`);
+      for (const file of ['03-trivial-channel.ts', 'test/bench-tools-alone.ts']) {
+        const started = await startStep(file, env, [], nodeDir, tree);
+        times[`npx tsx ${file.includes('/') ? file : `steps/${file}`}`]!.push(started.startupMs);
+        await started.stop();
+      }
+      const begun = performance.now();
+      const child = spawn(join(nodeDir ?? dirname(process.execPath), 'node'), ['--import', 'tsx', 'steps/03-trivial-channel.ts', '--port', '0'],
+        { cwd: tree, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+      let output = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.on('data', (chunk) => { output += chunk; if (/listening on /.test(output)) resolve(); });
+        child.once('exit', (code) => reject(new Error(`step 03 exited with ${code}`)));
+      });
+      times['node --import tsx steps/03-trivial-channel.ts']!.push(performance.now() - begun);
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+    rows[label] = Object.fromEntries(Object.entries(times).map(([what, each]) => [`${what}, ms`, Number(median(each).toFixed(0))]));
+  }
+  console.table(rows);
+  process.exit(0);
+}
+
 // --soak N: N sessions at c=8, the server and the load on one Node, and the step must go on answering throughout.
 if (args.soak !== undefined) {
   const sessions = Number(args.soak);
@@ -631,7 +679,8 @@ if (args['versus-go']) {
   const rows: Record<string, Record<string, string | number>> = {};
   const figures: Record<string, { perSecond: number; cpuPerSession: number }> = {};
   const goals: [string, number, number, '<=' | '>='][] = [];
-  const versusGo: Record<string, unknown> = { go: built.version, node: process.version, rows };
+  const alongside: Record<string, Record<string, number>> = {};
+  const versusGo: Record<string, unknown> = { go: built.version, node: process.version, rows, alongside };
   console.log(`Go: ${built.version}; x/crypto 0.58 (Debian testing)`);
 
   /** One sample: `sessions` sessions of `kind` against `server` from load generator `load`; what they cost. */
@@ -664,16 +713,20 @@ if (args['versus-go']) {
   for (const { label, nodeDir, tree } of runtimes) for (const kex of ['mlkem768x25519-sha256', 'curve25519-sha256']) {
     progress(`versus Go: ${label}, ${kex}: starting step 03 and Go`);
     const step = await startStep('03-trivial-channel.ts', env, [], nodeDir, tree);
+    const alone = await startStep('test/bench-ssh2-server.ts', env, [], nodeDir, tree);
     const go = await startGoServer(join(dir, 'bench-go-server'));
-    const negotiatedBy = { 'step 03': await negotiated({ port: step.port, ...alice.password, algorithms: { kex: [kex as 'curve25519-sha256'] } }),
-      'Go 1.27': await negotiated({ port: go.port, ...alice.password, algorithms: { kex: [kex as 'curve25519-sha256'] } }) };
+    const servers = [['step 03', step], ['ssh2 alone', alone], ['Go 1.27', go]] as const;
+    const negotiatedBy: Record<string, string> = {};
+    for (const [name, server] of servers) {
+      negotiatedBy[name] = await negotiated({ port: server.port, ...alice.password, algorithms: { kex: [kex as 'curve25519-sha256'] } });
+    }
     for (const kind of kinds) for (const load of ['ssh2', 'go'] as const) {
-      // Alternately: step, Go, step, Go (warm-ups first, each on its own server).
-      for (const [name, server] of [['step 03', step], ['Go 1.27', go]] as const) {
+      // In turn: step 03, ssh2 alone, Go (warm-ups first, each on its own server).
+      for (const [name, server] of servers) {
         progress(`versus Go: ${label}, ${kex}, ${kind.mode}, load by ${load}: ${name}, ${WARM_UP} sessions to warm up`);
         await sample(server, kex, kind, load, WARM_UP, nodeDir);
       }
-      for (const [name, server] of [['step 03', step], ['Go 1.27', go]] as const) {
+      for (const [name, server] of servers) {
         progress(`versus Go: ${label}, ${kex}, ${kind.mode}, load by ${load}: ${name}, ${MEASURED} sessions`);
         const got = await sample(server, kex, kind, load, MEASURED, nodeDir);
         const rate = { serverCpuPercent: (got.serverCpuMs / (got.elapsed * 1000)) * 100, loadGeneratorCpuPercent: (got.loadCpuMs / (got.elapsed * 1000)) * 100 };
@@ -693,9 +746,17 @@ if (args['versus-go']) {
       const pair = (name: string) => figures[`${label} | ${kex.replace('-sha256', '')} | ${kind.mode} | load ${load} | ${name}`]!;
       const where = `${label}, ${kex.replace('-sha256', '')}, ${kind.mode}, load ${load}`;
       goals.push([`CPU per session, step 03 / Go: ${where}`, pair('step 03').cpuPerSession / pair('Go 1.27').cpuPerSession, 0.8, '<=']);
+      // Not a goal: how much of step 03's cost is ssh2's, and how much the project's own layer adds.
+      alongside[`${where}: ssh2 alone / Go, step 03 / ssh2 alone`] = {
+        'CPU ssh2 alone / Go': Number((pair('ssh2 alone').cpuPerSession / pair('Go 1.27').cpuPerSession).toFixed(2)),
+        'CPU step 03 / ssh2 alone': Number((pair('step 03').cpuPerSession / pair('ssh2 alone').cpuPerSession).toFixed(2)),
+        'step 03 minus ssh2 alone, ms': Number((pair('step 03').cpuPerSession - pair('ssh2 alone').cpuPerSession).toFixed(3)),
+        ...(kind.perSecond ? {} : { 'rate ssh2 alone / Go': Number((pair('ssh2 alone').perSecond / pair('Go 1.27').perSecond).toFixed(2)) }),
+      };
       if (!kind.perSecond) goals.push([`sessions/s, step 03 / Go: ${where}`, pair('step 03').perSecond / pair('Go 1.27').perSecond, 1.2, '>=']);
     }
     await step.stop();
+    await alone.stop();
     await go.stop();
   }
   // 10,000 idle logged-in connections on one step 03: its memory, and its session rate while it holds them (Go's
@@ -738,17 +799,51 @@ if (args['versus-go']) {
     goals.push([`${HELD} idle: session rate held / empty, ${label}`, rateHolding / rateEmpty, 0.9, '>=']);
     goals.push([`${HELD} idle: private KiB per connection, ${label}`, (after.private - before.private) / HELD / 1024, 12, '<=']);
   }
+  // Where each server's CPU goes (perf), on the first runtime, mlkem768x25519, Go's client at c=8.
+  const whereCpuGoes: Record<string, Record<string, number | string>> = {};
+  versusGo.whereCpuGoes = whereCpuGoes;
+  const noPerf = perfMissing();
+  if (noPerf) progress(`where the CPU goes: left out, ${noPerf}`);
+  else for (const { label, nodeDir, tree } of runtimes.slice(0, 1)) {
+    const kex = 'mlkem768x25519-sha256';
+    const kind = kinds.find((each) => each.concurrency)!;
+    for (const name of ['step 03', 'ssh2 alone', 'Go 1.27']) {
+      const server = name === 'step 03' ? await startStep('03-trivial-channel.ts', env, [], nodeDir, tree)
+        : name === 'ssh2 alone' ? await startStep('test/bench-ssh2-server.ts', env, [], nodeDir, tree)
+          : await startGoServer(join(dir, 'bench-go-server'));
+      progress(`where the CPU goes: ${label}, ${name}, ${WARM_UP} sessions to warm up, then ${2 * MEASURED} under perf`);
+      await sample(server, kex, kind, 'go', WARM_UP);
+      let got: Awaited<ReturnType<typeof sample>> | undefined;
+      const { shares, samples } = await cpuByKind(server.pid, join(dir, 'perf.data'), async () => {
+        got = await sample(server, kex, kind, 'go', 2 * MEASURED);
+      });
+      await server.stop();
+      const perSession = got!.serverCpuMs / got!.sessions;
+      whereCpuGoes[`${label}, ${name}`] = {
+        'CPU ms/session': Number(perSession.toFixed(3)),
+        ...Object.fromEntries(Object.entries(shares).map(([what, share]) => [`${what}, ms`, Number((share * perSession).toFixed(3))])),
+        'perf samples': samples,
+      };
+    }
+  }
   const startups: number[] = [];
+  const toolsAlone: number[] = [];
   if (runtimes[0]?.tree) {
     for (let run = 0; run < 5; run++) {
-      progress(`start-up of npx tsx steps/03-trivial-channel.ts on ${CURRENT_LTS} (${run + 1} of 5)`);
+      progress(`start-up of npx tsx steps/03-trivial-channel.ts on ${CURRENT_LTS}, and of the tools alone (${run + 1} of 5)`);
       const step = await startStep('03-trivial-channel.ts', env, [], runtimes[0].nodeDir, runtimes[0].tree);
       startups.push(step.startupMs);
       await step.stop();
+      const nothing = await startStep('test/bench-tools-alone.ts', env, [], runtimes[0].nodeDir, runtimes[0].tree);
+      toolsAlone.push(nothing.startupMs);
+      await nothing.stop();
     }
+    versusGo.startup = { step03: startups, toolsAlone };
   }
   console.table(rows);
+  console.table(alongside);
   console.table(held);
+  if (Object.keys(whereCpuGoes).length) console.table(whereCpuGoes);
   const goalRows = Object.fromEntries(goals.map(([what, ratio, target, sense]) => {
     const met = sense === '<=' ? ratio <= target : ratio >= target;
     return [what, { figure: Number(ratio.toFixed(2)), goal: `${sense} ${target}`,
@@ -757,6 +852,9 @@ if (args['versus-go']) {
   if (startups.length) {
     const ms = median(startups);
     goalRows[`start-up on ${CURRENT_LTS}, ms (median of 5)`] = { figure: Number(ms.toFixed(0)), goal: '<= 300', '': ms <= 300 ? 'met' : `MISSED by ${(ms / 300 * 100 - 100).toFixed(0)} %` };
+    // Not a goal: npx tsx with a file that does nothing, the floor under any step's start-up.
+    const tools = median(toolsAlone);
+    goalRows[`(the tools alone: npx tsx, a file that does nothing, ms; step 03's own part: ${(ms - tools).toFixed(0)} ms)`] = { figure: Number(tools.toFixed(0)), goal: '', '': '' };
   }
   console.table(goalRows);
   versusGo.goals = goalRows;
