@@ -21,6 +21,15 @@ function children(pid: number): number[] {
 }
 
 
+/** The sleeps this file starts that are still there, with their parents and session leaders: whose they are. */
+function leftoverTree(): string {
+  const rows = execFileSync('ps', ['-eo', 'pid,ppid,pgid,sid,tty,stat,lstart,args'], { encoding: 'utf8' }).split('\n');
+  const fields = (row: string) => row.trim().split(/\s+/).slice(0, 4).map(Number);
+  const sleeps = rows.filter((row) => / sleep 30[0-2]$/.test(row));
+  const related = new Set(sleeps.flatMap((row) => fields(row)));
+  return [rows[0], ...rows.slice(1).filter((row) => related.has(fields(row)[0]!))].join('\n');
+}
+
 describe('step 14: a real shell', { timeout: 120_000 }, () => {
   const step = useStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: dir, SHELL: '/bin/sh', HOME: dir } }); // a home with files in it
 
@@ -162,8 +171,7 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       await waitFor('no child left', () => (children(step().pid).length === 0) || undefined);
       const sleeping = sleeps();
       await waitFor('no sleep left', () => (sleeps().length === 0) || undefined, 5000).catch(() => assert.deepEqual(sleeping, [],
-        execFileSync('ps', ['-eo', 'pid,ppid,pgid,sid,tty,stat,args'], { encoding: 'utf8' }).split('\n')
-          .filter((line) => / sleep 30[0-2]$| PID /.test(line)).join('\n')));
+        leftoverTree()));
     }
   });
 
