@@ -92,6 +92,30 @@ describe('LOGIN_GRACE_TIME', { timeout: 60_000 }, () => {
   });
 });
 
+describe('a connection the server has ended', { timeout: 60_000 }, () => {
+  test('a client that never closes its own side is let go two seconds after the server ended its side', async () => {
+    const step = await startStep('03-trivial-channel.ts');
+    try {
+      // It keeps its side open (allowHalfOpen) after the server refuses its SSH 1 version line and ends its side.
+      const socket = connect({ port: step.port, host: '127.0.0.1', allowHalfOpen: true });
+      socket.on('error', () => {});
+      socket.resume();
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      const closedLine = new RegExp(`^127\\.0\\.0\\.1:${socket.localPort} connection closed$`, 'm');
+      socket.write('SSH-1.5-old\r\n');
+      await new Promise<void>((resolve) => socket.once('end', () => resolve()));
+      const ended = Date.now();
+      await waitFor('the step to let it go', () => closedLine.test(step.output()) || undefined, 6000);
+      const after = Date.now() - ended;
+      assert.ok(after >= 1500 && after < 5000, `let go ${after} ms after the server's end`);
+      assert.ok(!socket.destroyed, 'the client had not closed');
+      socket.destroy();
+    } finally {
+      await step.stop();
+    }
+  });
+});
+
 describe('MAX_STARTUPS', { timeout: 60_000 }, () => {
   test('one connection more than may be logging in is closed at once; logged-in ones do not count', async () => {
     const step = await startStep('06-detecting-eof.ts', { env: { MAX_STARTUPS: '3' } });
