@@ -142,13 +142,30 @@ describe('step 18 attacked', { timeout: 120_000 }, () => {
     assert.doesNotMatch(step().output(), /internal error/);
   };
 
+  test('keys that arrive in one read are pressed one after another: Enter, Delete and q are keys, not text', async () => {
+    const { client, channel, said } = await session(step().port, 80, 24);
+    let status: number | undefined;
+    channel.on('exit', (code: number) => (status = code));
+    await waitFor('the app', () => said().includes('Who is who') || undefined);
+    channel.write('\x1b[B\r'); // Down, Enter: the Cheshire Cat's page
+    await waitFor('the page', () => said().includes('Your note:') || undefined);
+    // Each write below is what a fast typist's keys are when the step reads them at once.
+    channel.write('grinx\x7f\r'); // a note, a typo taken back, Enter
+    await waitFor('the list, the note kept', () => said().includes('> The Cheshire Cat *') || undefined);
+    channel.write('\r'); // the page again: the note is "grin"
+    await waitFor('the note', () => /Your note: grin\x1b\[7m/.test(said()) || undefined);
+    channel.write('\rq'); // Enter (back to the list), then q: the app ends, with status 0
+    assert.equal(await waitFor('the app to end', () => status), 0);
+    client.end();
+  });
+
   test('64 KiB of random bytes, and escape sequences that are no keys, typed into the list and into a note', async () => {
     const { client, channel, said } = await session(step().port, 80, 24);
     let closed = false;
     channel.on('close', () => (closed = true));
     await waitFor('the app', () => said().includes('Who is who') || undefined);
-    /** 64 KiB of random bytes, less those that would end the app (q, Ctrl-C), or the page (Enter, Esc). */
-    const garbage = () => Buffer.from([...randomBytes(80 * 1024)].filter((byte) => ![0x71, 0x03, 0x0d, 0x0a, 0x1b].includes(byte)));
+    /** 64 KiB of random bytes, less those that would end the app (q, Ctrl-C) or the page (Enter, Esc), or take from the note (Backspace, Delete). */
+    const garbage = () => Buffer.from([...randomBytes(80 * 1024)].filter((byte) => ![0x71, 0x03, 0x0d, 0x0a, 0x1b, 0x08, 0x7f].includes(byte)));
     channel.write('\r'); // a person's page, first: the note takes what is typed
     await waitFor('the page', () => said().includes('Your note:') || undefined);
     channel.write(garbage());

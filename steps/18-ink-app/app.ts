@@ -1,7 +1,7 @@
 // Step 18's app, the same for every session: a list of the people of Wonderland, one person's page with a note
 // you type, and a status bar. React components, written with createElement (h) so that every runtime reads them.
 import { Box, Text, useApp, useInput, type Key } from 'ink';
-import { createElement as h, useReducer } from 'react';
+import { createElement as h, useEffect, useReducer } from 'react';
 
 const people = [
   { name: 'The White Rabbit', about: 'Always late. Carries a pocket watch and a fan.' },
@@ -19,17 +19,38 @@ export interface AppProps {
   colour: boolean;
 }
 
-/** Where the user is: the person chosen, the page open (if one is), the note being typed, and the notes kept. */
+/** Where the user is: the person chosen, the page open (if one is), the note being typed, the notes kept, and done. */
 interface State {
   selected: number;
   open?: number;
   typing: string;
   notes: string[];
+  done?: boolean;
+}
+
+/** The control characters that are keys, alone: what Ink would make of each (Ctrl-C is "c" with ctrl). */
+const controlKeys: Record<string, [string, Partial<Key>]> = {
+  '\r': ['', { return: true }], '\x7f': ['', { delete: true }], '\b': ['', { backspace: true }], '\x03': ['c', { ctrl: true }],
+};
+
+/**
+ * The keys in one input. Ink names a key only when a read of the terminal held it alone; keys typed faster than the
+ * step reads them (a busy server, a slow link) come as one string, and "grin\r" is no Enter. So: split at each
+ * control character that is a key.
+ */
+function keys(input: string, key: Key): [string, Key][] {
+  if (input.length < 2 || !/[\r\x7f\b\x03]/.test(input)) return [[input, key]];
+  return input.split(/([\r\x7f\b\x03])/).filter(Boolean).map((part) => {
+    const [name, is] = controlKeys[part] ?? [part, {}];
+    return [name, { ...key, ...is }];
+  });
 }
 
 /** What a key does, from the state before it to the state after it (keys that come together, one after another). */
 function pressed(state: State, input: string, key: Key): State {
+  if (key.ctrl && input === 'c') return { ...state, done: true };
   if (state.open === undefined) {
+    if (input === 'q') return { ...state, done: true };
     if (key.upArrow) return { ...state, selected: (state.selected + people.length - 1) % people.length };
     if (key.downArrow) return { ...state, selected: (state.selected + 1) % people.length };
     if (key.return) return { ...state, open: state.selected, typing: state.notes[state.selected]! };
@@ -49,9 +70,12 @@ export function App({ user, cols, rows, colour }: AppProps) {
   const [state, press] = useReducer((before: State, [input, key]: [string, Key]) => pressed(before, input, key),
     { selected: 0, typing: '', notes: people.map(() => '') });
   useInput((input, key) => {
-    if ((key.ctrl && input === 'c') || (input === 'q' && state.open === undefined)) return exit();
-    press([input, key]);
+    for (const each of keys(input, key)) press(each);
   });
+  // q in the list, or Ctrl-C anywhere: the app ends (and the step gives the terminal back).
+  useEffect(() => {
+    if (state.done) exit();
+  }, [state.done, exit]);
   const { selected, open, typing, notes } = state;
   const accent = colour ? 'cyan' : undefined;
   const body = open === undefined
