@@ -21,13 +21,22 @@ function children(pid: number): number[] {
 }
 
 
-/** The sleeps this file starts that are still there, with their parents and session leaders: whose they are. */
-function leftoverTree(): string {
+/** The `sleep 30N` processes that `pid` started, at any depth: the pids, not every sleep on the machine. */
+function sleepsUnder(pid: number): number[] {
+  const rows = execFileSync('ps', ['-eo', 'pid,ppid,args'], { encoding: 'utf8' }).split('\n').slice(1)
+    .map((row) => /^\s*(\d+)\s+(\d+)\s(.*)$/.exec(row)).filter((match) => match !== null);
+  const parent = new Map(rows.map(([, child, ppid]) => [Number(child), Number(ppid)]));
+  const under = (child: number): boolean => child === pid || (child > 1 && parent.has(child) && under(parent.get(child)!));
+  return rows.filter(([, child, , args]) => /^sleep 30[0-2]$/.test(args!) && under(Number(child))).map(([, child]) => Number(child));
+}
+
+/** Which of `pids` are still those sleeps, with their parents and session leaders (ps): whose they are now. */
+function leftover(pids: number[]): string {
   const rows = execFileSync('ps', ['-eo', 'pid,ppid,pgid,sid,tty,stat,lstart,args'], { encoding: 'utf8' }).split('\n');
   const fields = (row: string) => row.trim().split(/\s+/).slice(0, 4).map(Number);
-  const sleeps = rows.filter((row) => / sleep 30[0-2]$/.test(row));
-  const related = new Set(sleeps.flatMap((row) => fields(row)));
-  return [rows[0], ...rows.slice(1).filter((row) => related.has(fields(row)[0]!))].join('\n');
+  const sleeps = rows.filter((row) => pids.includes(fields(row)[0]!) && / sleep 30[0-2]$/.test(row));
+  const related = new Set(sleeps.flatMap((row) => fields(row)).filter((pid) => pid > 1));
+  return sleeps.length === 0 ? '' : [rows[0], ...rows.slice(1).filter((row) => related.has(fields(row)[0]!))].join('\n');
 }
 
 describe('step 14: a real shell', { timeout: 120_000 }, () => {
@@ -161,17 +170,18 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
   });
 
   test('a client that vanishes leaves no process behind, with a terminal or without', async () => {
-    const sleeps = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => /^sleep 30[0-2]$/.test(line));
     for (const args of [['-tt', 'sleep 300'], ['-T', 'sleep 301 & sleep 302']]) {
       const terminal = new Terminal(['ssh', ...sshOptions, ...withKey, ...args.slice(0, 1), '-p', String(step().port),
         'alice@localhost', args[1]!], {});
       // Every sleep running before the client goes (one forked as the terminal hangs up may miss the kernel's SIGHUP).
-      await waitFor('the program', () => (sleeps().length === args[1]!.split('&').length) || undefined);
+      // The step's own, by their pids: a sleep of the same length elsewhere on the machine is not the step's.
+      const started = await waitFor('the program', () => {
+        const pids = sleepsUnder(step().pid);
+        return pids.length === args[1]!.split('&').length ? pids : undefined;
+      });
       terminal.close(); // tmux ends, and takes ssh with it: the connection drops
       await waitFor('no child left', () => (children(step().pid).length === 0) || undefined);
-      const sleeping = sleeps();
-      await waitFor('no sleep left', () => (sleeps().length === 0) || undefined, 5000).catch(() => assert.deepEqual(sleeping, [],
-        leftoverTree()));
+      await waitFor('no sleep left', () => (leftover(started) === '') || undefined, 5000).catch(() => assert.equal(leftover(started), ''));
     }
   });
 
