@@ -186,6 +186,25 @@ describe('step 18 attacked', { timeout: 120_000 }, () => {
     await stillDraws();
   });
 
+  test('a megabyte of keys that are keys (Enter, Delete, a letter), each write a storm of them: the step grows little, the app answers', async () => {
+    const { client, channel, said } = await session(step().port, 80, 24);
+    let status: number | undefined;
+    channel.on('exit', (code: number) => (status = code));
+    await waitFor('the app', () => said().includes('Who is who') || undefined);
+    const before = residentMiB(step().pid);
+    const peak = await peakDuring(step().pid, async () => {
+      for (let i = 0; i < 64; i++) channel.write('x\r\x7f'.repeat(5462)); // 16 KiB each: the page opened and closed, a note
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+    });
+    assert.ok(peak - before < 100, `grew by ${(peak - before).toFixed(0)} MiB`);
+    channel.write('\x1b'); // back to the list, if a page is open
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    channel.write('q');
+    assert.equal(await waitFor('the app to end', () => status), 0);
+    client.end();
+    await stillDraws();
+  });
+
   test('a 1x1 terminal, a 10000x10000 one, and a thousand window-changes a second, never read: the step goes on', async () => {
     const small = await session(step().port, 1, 1);
     const before = residentMiB(step().pid);

@@ -40,10 +40,8 @@ const controlKeys: Record<string, [string, Partial<Key>]> = {
  */
 function keys(input: string, key: Key): [string, Key][] {
   if (input.length < 2 || !/[\r\x7f\b\x03]/.test(input)) return [[input, key]];
-  return input.split(/([\r\x7f\b\x03])/).filter(Boolean).map((part) => {
-    const [name, is] = controlKeys[part] ?? [part, {}];
-    return [name, { ...key, ...is }];
-  });
+  const named = new Map(Object.entries(controlKeys).map(([char, [name, is]]) => [char, [name, { ...key, ...is }] as [string, Key]]));
+  return input.split(/([\r\x7f\b\x03])/).filter(Boolean).map((part) => named.get(part) ?? [part, key]);
 }
 
 /** What a key does, from the state before it to the state after it (keys that come together, one after another). */
@@ -67,11 +65,10 @@ function pressed(state: State, input: string, key: Key): State {
 /** The whole screen: the list (or one person's page), then the status bar on the last row. */
 export function App({ user, cols, rows, colour }: AppProps) {
   const { exit } = useApp();
-  const [state, press] = useReducer((before: State, [input, key]: [string, Key]) => pressed(before, input, key),
-    { selected: 0, typing: '', notes: people.map(() => '') });
-  useInput((input, key) => {
-    for (const each of keys(input, key)) press(each);
-  });
+  // One update for each input, and its keys taken one after another only then: what waits for React is the input.
+  const [state, press] = useReducer((before: State, [input, key]: [string, Key]) =>
+    keys(input, key).reduce((now, [each, is]) => pressed(now, each, is), before), { selected: 0, typing: '', notes: people.map(() => '') });
+  useInput((input, key) => press([input, key]));
   // q in the list, or Ctrl-C anywhere: the app ends (and the step gives the terminal back).
   useEffect(() => {
     if (state.done) exit();
