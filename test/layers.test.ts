@@ -7,8 +7,11 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { root } from './helpers.ts';
 
-/** Each folder of shared/ and its layer: a file may import from a folder of a lower layer only. */
-export const layers: Record<string, number> = { core: 0, server: 1, login: 1, channels: 1 };
+/**
+ * Each folder of shared/ and its layer: a file may import from a folder of a lower layer only. tools/, the commands a
+ * reader runs on the project itself (`npm run diff`, `npm run patches`), is above them all, as the steps are.
+ */
+export const layers: Record<string, number> = { core: 0, server: 1, login: 1, channels: 1, tools: 2 };
 
 /** Every TypeScript file under shared/, as a path from the project's root. */
 function sharedFiles(): string[] {

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { addedLines, baseOf, codeShare, diffSteps, pages, stepNumbers } from './diff-steps.ts';
+import { addedLines, baseOf, codeShare, diffSteps, pages, stepNumbers } from '../shared/tools/diff-steps.ts';
 import { root, runStep } from './helpers.ts';
 
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -94,7 +94,7 @@ describe('the README and the lessons', () => {
   });
 
   test('npm run diff without a step number says so, and how to give one', () => {
-    const result = spawnSync(process.execPath, [...process.execArgv, join(root, 'test', 'diff-steps.ts')], { encoding: 'utf8' });
+    const result = spawnSync(process.execPath, [...process.execArgv, join(root, 'shared', 'tools', 'diff-steps.ts')], { encoding: 'utf8' });
     assert.equal(result.stderr, 'error: which step? usage: npm run diff -- 11 for what step 11 adds to the step it '
       + 'builds on, or npm run diff -- 2 3\n');
     assert.equal(result.status, 2);

@@ -2,7 +2,7 @@
 //
 // ssh2 1.17 keeps each parsed key as PEM text and hands that text to node:crypto for every signature, which has
 // OpenSSL decode it again first. For an Ed25519 host key, decoding costs far more than signing, and a server signs
-// once for every connection (test/bench.md has the figures). node:crypto takes an already decoded KeyObject in
+// once for every connection (test/bench/README.md has the figures). node:crypto takes an already decoded KeyObject in
 // the same place, so we decode once and hand it that.
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import type { ParsedKey } from 'ssh2';

@@ -1,4 +1,4 @@
-// The load generator's work, for `npm run bench` and its load processes (test/bench-load.ts): ssh2's client.
+// The load generator's work, for `npm run bench` and its load processes (test/bench/load-process.ts): ssh2's client.
 import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
 

@@ -2,7 +2,7 @@
 // doing what the bench's sessions do (connect, key exchange, password, a session with a shell, read to its end,
 // close). Built by `npm run bench -- --versus-go` with the Go of the Debian testing root (.ci/today adds it).
 //
-//	bench-go-load PORT KEX MODE N SESSIONS
+//	go-load PORT KEX MODE N SESSIONS
 //
 // MODE `c`: N sessions at a time; MODE `rate`: a session started every 1/N s, whether the last has ended or not
 // (at most 256 at once: a start that finds 256 under way is counted as late). Makes SESSIONS sessions, offering
@@ -26,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) != 6 {
-		fmt.Fprintln(os.Stderr, "usage: bench-go-load PORT KEX c|rate N SESSIONS")
+		fmt.Fprintln(os.Stderr, "usage: go-load PORT KEX c|rate N SESSIONS")
 		os.Exit(2)
 	}
 	address := "127.0.0.1:" + os.Args[1]
@@ -153,7 +153,7 @@ func session(address string, config *ssh.ClientConfig) bool {
 
 func check(err error) {
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench-go-load:", err)
+		fmt.Fprintln(os.Stderr, "go-load:", err)
 		os.Exit(1)
 	}
 }

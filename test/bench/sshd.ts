@@ -2,9 +2,9 @@
 // that it is measured beside the steps doing the same work. Nothing here touches the machine's own sshd.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from './helpers.ts';
+import { freePort } from '../helpers.ts';
 
 /** The user the bench logs in as: sshd checks passwords against /etc/shadow, so it must be a real one. */
 export const SSHD_USER = 'conch-bench';
@@ -124,21 +124,4 @@ export async function startSshd(sshdPath: string, dir: string, publicKey: string
   // What it logs for each connection is not kept, but it is read: a pipe nobody reads would fill up and stop it.
   child.stderr!.off('data', collect).resume();
   return { port, pid: child.pid!, password, passwordHash, version, stop };
-}
-
-/** The process and every process below it (sshd forks two for each connection, and the shell below those). */
-export function processTree(pid: number): number[] {
-  const parents = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  const tree = [pid];
-  for (let i = 0; i < tree.length; i++) tree.push(...(parents.get(tree[i]!) ?? []));
-  return tree;
 }

@@ -2,12 +2,12 @@
 // same patched ssh2, the same algorithms and the same host keys, but with none of the project's own layer
 // (shared/server/listen.ts: the limits, the log lines, the PROXY check, the drain). `npm run bench -- --versus-go`
 // measures it beside step 03 and Go, so that the difference between those two splits into ssh2's part and ours.
-// Run: npx tsx test/bench-ssh2-server.ts --port 0     Prints `listening on 127.0.0.1:PORT`, as the steps do.
+// Run: npx tsx test/bench/ssh2-server.ts --port 0     Prints `listening on 127.0.0.1:PORT`, as the steps do.
 import { createServer } from 'node:net';
 import ssh2 from 'ssh2';
-import { algorithms } from '../shared/server/algorithms.ts';
-import { readHostKeys } from '../shared/server/host-keys.ts';
-import { options } from '../shared/core/options.ts';
+import { algorithms } from '../../shared/server/algorithms.ts';
+import { readHostKeys } from '../../shared/server/host-keys.ts';
+import { options } from '../../shared/core/options.ts';
 
 const { Server } = ssh2;
 

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const stepsDir = fileURLToPath(new URL('../steps/', import.meta.url));
+const stepsDir = fileURLToPath(new URL('../../steps/', import.meta.url));
 
 /** `steps/03-trivial-channel.ts` for `3` or `03`. */
 const usage = 'usage: npm run diff -- 11 for what step 11 adds to the step it builds on, or npm run diff -- 2 3';
@@ -27,7 +27,7 @@ function stepFile(number: string | undefined): string {
 /** The step that step `number` builds on: the one its header names ("Step 11, built on step 02:"), else the one before. */
 export function baseOf(number: string): string {
   const file = stepFile(number);
-  const header = readFileSync(fileURLToPath(new URL(`../${file}`, import.meta.url)), 'utf8').split('\n')[0]!;
+  const header = readFileSync(fileURLToPath(new URL(`../../${file}`, import.meta.url)), 'utf8').split('\n')[0]!;
   return /^\/\/ Step \d+, built on step (\d+):/.exec(header)?.[1] ?? String(Number(number) - 1).padStart(2, '0');
 }
 
@@ -40,7 +40,7 @@ export function stepNumbers(): string[] {
 export function diffSteps(from: string, to: string): string {
   const [a, b] = [stepFile(from), stepFile(to)];
   const result = spawnSync('diff', ['-u', '--label', a, '--label', b, a, b], {
-    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
     encoding: 'utf8',
   });
   if (result.status !== 0 && result.status !== 1) {
@@ -56,7 +56,7 @@ export function diffSteps(from: string, to: string): string {
  */
 export function addedLines(from: string, to: string): string {
   const [a, b] = [stepFile(from), stepFile(to)];
-  const root = fileURLToPath(new URL('..', import.meta.url));
+  const root = fileURLToPath(new URL('../..', import.meta.url));
   const diff = spawnSync('diff', ['-U0', a, b], { cwd: root, encoding: 'utf8' }).stdout;
   const lines = readFileSync(`${root}/${b}`, 'utf8').split('\n');
   const header = lines.findIndex((line) => !line.startsWith('//'));
@@ -96,7 +96,7 @@ export function pages(): string[] {
  */
 function updateReadme(): void {
   for (const page of pages()) {
-    const path = fileURLToPath(new URL(`../${page}`, import.meta.url));
+    const path = fileURLToPath(new URL(`../../${page}`, import.meta.url));
     const text = readFileSync(path, 'utf8').replace(
       /^<!-- diff: (\d+) (\d+) -->\n```diff\n[\s\S]*?^```$/gm,
       (_, from: string, to: string) => `<!-- diff: ${from} ${to} -->\n\`\`\`diff\n${diffSteps(from, to)}\`\`\``,

@@ -2,7 +2,7 @@
 // 09's key login, on golang.org/x/crypto/ssh, the engine under gliderlabs/ssh, wish and soft-serve. Built by
 // `npm run bench` when Go is there (Debian: golang-go and golang-golang-x-crypto-dev, in GOPATH mode).
 //
-//	bench-go-server HOST_KEY AUTHORIZED_KEY
+//	go-server HOST_KEY AUTHORIZED_KEY
 //
 // listens on 127.0.0.1 on a free port and prints `listening on 127.0.0.1:PORT`, as the steps do.
 package main
@@ -85,7 +85,7 @@ func serve(socket net.Conn, config *ssh.ServerConfig) {
 
 func check(err error) {
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench-go-server:", err)
+		fmt.Fprintln(os.Stderr, "go-server:", err)
 		os.Exit(1)
 	}
 }

@@ -5,12 +5,12 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { root } from './helpers.ts';
+import { root } from '../helpers.ts';
 
 const cache = process.env.CONCH_STEPS_CACHE || '/var/tmp/conch-steps';
 
 /**
- * Builds each of test/NAME.go into `outDir`/NAME with the Go of the Debian testing root (statically: the programs
+ * Builds each of test/bench/NAME.go into `outDir`/NAME with the Go of the Debian testing root (statically: the programs
  * run outside the root), in GOPATH mode with Debian's x/crypto; its `go version`, or why it cannot (needs root).
  */
 export function buildWithTodaysGo(names: string[], outDir: string): { version: string } | { why: string } {
@@ -19,7 +19,7 @@ export function buildWithTodaysGo(names: string[], outDir: string): { version: s
   if (!existsSync(join(testing, 'usr', 'bin', 'go'))) return { why: `no Go in ${testing} (${how})` };
   const inside = '/tmp/conch-steps-bench-go';
   mkdirSync(join(testing, inside), { recursive: true });
-  for (const name of names) copyFileSync(join(root, 'test', `${name}.go`), join(testing, inside, `${name}.go`));
+  for (const name of names) copyFileSync(join(root, 'test', 'bench', `${name}.go`), join(testing, inside, `${name}.go`));
   // Go reads /proc/self/exe: mounted for the build alone.
   const mounted = spawnSync('mount', ['-t', 'proc', 'proc', join(testing, 'proc')], { encoding: 'utf8' });
   if (mounted.status !== 0) return { why: `cannot mount /proc in the root (${mounted.stderr.trim()}; run as root)` };

@@ -1,4 +1,4 @@
-// Loaded before a step with `--import` (see bench.ts, step 18): at SIGUSR2, a full garbage collection, then one
+// Loaded before a step with `--import` (see ink.ts, step 18): at SIGUSR2, a full garbage collection, then one
 // line with the heap still in use, so that what sessions leave behind is told apart from garbage not yet collected.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';

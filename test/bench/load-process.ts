@@ -2,7 +2,7 @@
 // the bench spreads the clients over several. Reads its task as JSON from its argument, says `ready`, starts on a
 // line of standard input, and prints its latencies, failures and CPU time as one JSON line.
 import { once } from 'node:events';
-import { lanes, paced } from './bench-session.ts';
+import { lanes, paced } from './load.ts';
 
 const task = JSON.parse(process.argv[2]!) as {
   config: Record<string, unknown>; lanes: number; seconds: number; sessions?: number; perSecond?: number;

@@ -1,0 +1,159 @@
+// The steps under attack (`--attacks`, and the end of a full run without --only): each attack of test/hostile.ts on a
+// step started afresh, its CPU and memory meanwhile, and how another address's logins fare.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import { toBase32 } from '../../shared/login/totp.ts';
+import { escapeFlood, exec, flood, peakDuring, ptyStorm, remoteForwardBurst, residentMiB, sendWithoutReading, shell, slotHolder } from '../hostile.ts';
+import { alice, type Args, cpuMs, dir, env, keysDir, median, progress, sleep, startStep, userKey, userPublicKey } from './harness.ts';
+import { close, connect } from './load.ts';
+
+/**
+ * Starts `file` afresh, runs `attack` on it, and meanwhile logs in again and again from another address (127.0.0.2,
+ * the ssh2 client, password; or `login`), as a user would while the step is attacked. Returns how long the attack
+ * took, the CPU time the step spent meanwhile (on the attack and on those logins), its resident memory before and
+ * at its highest, and the login latencies.
+ */
+async function underAttack(file: string, attack: (port: number) => Promise<unknown>, stepEnv: Record<string, string> = {},
+  login: (port: number) => Promise<void> = async (port) => close(await connect({ port, localAddress: '127.0.0.2', ...alice.password }))) {
+  // With the step's own limits (empty means the default), not those set aside for the load generator above.
+  const step = await startStep(file, { ...env, PER_SOURCE_MAX_STARTUPS: '', MAX_CONNECTIONS: '', ...stepEnv });
+  const before = residentMiB(step.pid);
+  const cpuBefore = cpuMs(step.pid);
+  const attackBegun = performance.now();
+  let attacking = true;
+  const peak = peakDuring(step.pid, async () => {
+    await attack(step.port);
+    attacking = false;
+  });
+  const latencies: number[] = [];
+  let failed = 0;
+  while (attacking) {
+    const begun = performance.now();
+    try {
+      await login(step.port);
+      latencies.push(performance.now() - begun);
+    } catch {
+      failed += 1;
+    }
+  }
+  const peakMiB = await peak;
+  const seconds = (performance.now() - attackBegun) / 1000;
+  const serverCpuSeconds = (cpuMs(step.pid) - cpuBefore) / 1000;
+  await step.stop();
+  latencies.sort((a, b) => a - b);
+  return {
+    seconds, serverCpuSeconds, rssBeforeMiB: before, rssPeakMiB: peakMiB, logins: latencies.length, loginsFailed: failed,
+    loginP50ms: median(latencies), loginMaxMs: latencies.at(-1)!,
+  };
+}
+
+/** A logged-in client of its own, for an attack. */
+async function attacker(port: number): Promise<ssh2.Client> {
+  const client = await connect({ port, ...alice.password });
+  client.on('error', () => {}); // the step may well cut it off
+  return client;
+}
+const GiB = 1024 ** 3;
+export type UnderAttack = Awaited<ReturnType<typeof underAttack>>;
+
+/** Runs every attack (with --attacks, or with no --only) into `results.underAttack`; resolves with their figures. */
+export async function measureUnderAttack(args: Args, results: Record<string, any>): Promise<Record<string, UnderAttack>> {
+  /** Step 16's users: alice and bob hold the bench's key, and bob a one-time code secret. */
+  const totpDir = join(dir, 'totp');
+  mkdirSync(totpDir);
+  writeFileSync(join(totpDir, 'bob'), `${toBase32(randomBytes(20))}\n`);
+  writeFileSync(join(keysDir, 'bob'), userPublicKey);
+  /**
+   * A login to step 16 as far as its first factor: alice's key, taken with partial success (ssh2 then says it has no
+   * method left). No code is sent, so nobody's codes are counted.
+   */
+  const firstFactor = (port: number) => new Promise<void>((resolve, reject) => {
+    const client = new ssh2.Client();
+    client.on('ready', () => reject(new Error('in without a code')));
+    client.on('error', (err) => (err.message === 'All configured authentication methods failed' ? resolve() : reject(err)));
+    client.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2', ...alice.key, authHandler: ['publickey'] });
+  });
+  const attacks: [string, string, (port: number) => Promise<unknown>, Record<string, string>?, ((port: number) => Promise<void>)?][] = [
+    ['none, for 5 s (for comparison)', '03-trivial-channel.ts', () => sleep(5000)],
+    ['1 GiB offered to the echo, never reading, until 5 s without progress', '05-accepting-input.ts', async (port) => {
+      const client = await attacker(port);
+      await sendWithoutReading(await shell(client), GiB, 5000);
+      client.destroy();
+    }],
+    ['1 GiB offered to cat, never reading, until 5 s without progress', '08-exec-requests.ts', async (port) => {
+      const client = await attacker(port);
+      await sendWithoutReading(await exec(client, 'cat'), GiB, 5000);
+      client.destroy();
+    }],
+    ['1 GiB sent to cat past the window, until cut off', '08-exec-requests.ts', async (port) => {
+      const client = await attacker(port);
+      await flood(client, await exec(client, 'cat'), GiB);
+      client.destroy();
+    }],
+    ['a 4294967295-square pty and 3000 window-changes, never read', '10-window-change.ts', async (port) => {
+      const client = await attacker(port);
+      await ptyStorm(client, 3000);
+      client.destroy();
+    }],
+    ['20 slot holders from one address, for 5 s', '03-trivial-channel.ts', async (port) => {
+      const holders = Array.from({ length: 20 }, () => slotHolder(port, '127.0.0.1'));
+      await sleep(5000);
+      for (const holder of holders) holder.socket.destroy();
+    }],
+    ['2000 tcpip-forward requests in one burst, 20 times over (MAX_REMOTE_FORWARDS 10)', '11-port-forwarding.ts', async (port) => {
+      for (let i = 0; i < 20; i++) {
+        const client = await attacker(port);
+        await remoteForwardBurst(client, 2000);
+        client.destroy();
+      }
+    }],
+    ['ports out of range in tcpip-forward and direct-tcpip, 2000 of each', '11-port-forwarding.ts', async (port) => {
+      const client = await attacker(port);
+      const answered = (send: (done: () => void) => void) => new Promise<void>((resolve) => send(resolve));
+      for (let i = 0; i < 2000; i++) {
+        const number = 65536 + i * 1000;
+        await Promise.all([answered((done) => client.forwardIn('127.0.0.1', number, done)),
+          answered((done) => client.forwardOut('127.0.0.1', 1, '127.0.0.1', number, done))]);
+      }
+      client.destroy();
+    }],
+    ['SETSTAT and FSETSTAT with setuid, setgid and sticky bits, 2000 times', '12-sftp-server.ts', async (port) => {
+      const client = await attacker(port);
+      const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+      const handle = await new Promise<Buffer>((resolve, reject) => sftp.open('setuid.bin', 'w', (err, h) => (err ? reject(err) : resolve(h))));
+      for (let i = 0; i < 1000; i++) {
+        await new Promise((resolve) => sftp.chmod('setuid.bin', 0o7777, resolve));
+        await new Promise((resolve) => sftp.fchmod(handle, 0o6755, resolve));
+      }
+      client.destroy();
+    }, { SFTP_HOME: join(dir, 'sftp-home') }],
+    ['4 x 32 KiB of ESC, then ESC [ and 4 MiB of digits, 10 times, to the chat room', '13-chat-room.ts', async (port) => {
+      const client = await attacker(port);
+      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c))));
+      channel.resume();
+      for (let i = 0; i < 10; i++) await escapeFlood(channel);
+      client.destroy();
+    }],
+    ['15 wrong codes for one user from four addresses (its codes locked after 10)', '16-two-factors.ts', async (port) => {
+      for (let i = 0; i < 15; i++) {
+        await new Promise<void>((resolve) => {
+          const client = new ssh2.Client();
+          client.on('ready', () => client.end()).on('error', () => resolve()).on('close', () => resolve());
+          client.on('keyboard-interactive', (name, instructions, lang, prompts, finish) => finish(['000000']));
+          client.connect({ host: '127.0.0.1', port, localAddress: `127.0.0.${3 + (i % 4)}`, username: 'bob',
+            privateKey: userKey, tryKeyboard: true, authHandler: ['publickey', 'keyboard-interactive'] });
+        });
+      }
+    }, { TOTP_DIR: totpDir }, firstFactor],
+  ];
+  const underAttacks: Record<string, UnderAttack> = {};
+  results.underAttack = underAttacks;
+  for (const [name, file, attack, stepEnv, login] of attacks.filter(() => args.attacks || !args.only)) {
+    progress(`under attack: ${file}, ${name}`);
+    underAttacks[`${file.slice(0, 2)}: ${name}`] = await underAttack(file, attack, stepEnv, login);
+  }
+  return underAttacks;
+}
