@@ -31,9 +31,12 @@ describe('crashes after login', { timeout: 120_000 }, () => {
         });
         client.stdin.on('error', () => {});
         const data = Buffer.alloc(64 * 1024, 'y');
-        const feed = setInterval(() => client.stdin.write(data), 5);
+        let fed = 0;
+        const feed = setInterval(() => client.stdin.write(data, () => (fed += 1)), 5);
         await waitFor('the login', () => count(step, / authenticated as alice$/gm) > round || undefined);
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        // Killed mid-stream: once ssh has taken 2 MiB more after the login, most of it compressed on its way.
+        const then = fed;
+        await waitFor('2 MiB more through ssh', () => fed >= then + 32 || undefined);
         clearInterval(feed);
         client.kill('SIGKILL');
         await waitFor('the connection to close', () => count(step, / connection closed$/gm) > round || undefined);
@@ -117,6 +120,7 @@ describe('a post-login protocol fuzzer', { timeout: 240_000 }, () => {
             }
             if (op % 20 === 0) await new Promise((resolve) => setImmediate(resolve));
           }
+          // Nothing the fuzz sends has an answer to wait for: the step gets 200 ms to act on it before the client goes.
           await new Promise((resolve) => setTimeout(resolve, 200));
           client.end();
         }
@@ -179,6 +183,7 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
       client.on('error', () => {});
       const peak = await peakDuring(step.pid, async () => {
         await ptyStorm(client, 300);
+        // The peak is measured over a window: half a second more, while the step handles what the storm queued.
         await new Promise((resolve) => setTimeout(resolve, 500));
       });
       assert.ok(peak - before < 100, `grew by ${(peak - before).toFixed(0)} MiB`);
@@ -195,9 +200,18 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
       const client = await ssh2Login(step.port, 'alice', 'wonderland');
       for (let i = 0; i < 30; i++) raw(client).session(100 + i, 2 ** 21, 32768);
       await waitFor('the refusals', () => count(step, /refused a session/g) > 0 || undefined);
-      // Closing the ten open ones makes room again: a shell opens.
+      // Closing the ten open ones makes room again: a shell opens. A channel is closed once both sides have said so:
+      // the shell is asked for once the server's ten CLOSE messages are back (ssh2's client drops them, for it
+      // does not know these channels: they are counted on their way in).
+      const handlers = (raw(client) as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
+      const closeHandler = handlers.CHANNEL_CLOSE!;
+      let closedByServer = 0;
+      handlers.CHANNEL_CLOSE = (...args: unknown[]) => {
+        if ((args[1] as number) >= 100) closedByServer += 1;
+        closeHandler(...args);
+      };
       for (let i = 0; i < 10; i++) raw(client).channelClose(i);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await waitFor('the server\'s ten CLOSE messages', () => closedByServer === 10 || undefined);
       (await shell(client)).close();
       client.end();
       await waitFor('the close', () => count(step, / connection closed$/gm) === 1 || undefined);

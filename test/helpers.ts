@@ -1,7 +1,7 @@
 // What the tests share: starting a step as a real process, and driving it with OpenSSH, ssh2 and tmux.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +37,59 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/** The process and every process below it, from /proc (sshd forks two for each connection, and the shell below those). */
+export function processTree(pid: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(parents.get(tree[i]!) ?? []));
+  return tree;
+}
+
+/** The processes under `pid` that still run (zombies and tsx's esbuild left out), as `PID COMMAND` each. */
+export function descendants(pid = process.pid): string[] {
+  return processTree(pid).slice(1).flatMap((child) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${child}/stat`, 'utf8');
+    } catch {
+      return []; // it ended while we looked
+    }
+    // `PID (COMMAND) STATE ...`: the command may hold spaces and parentheses, so read around the last ')'.
+    const close = stat.lastIndexOf(')');
+    const name = stat.slice(stat.indexOf('(') + 1, close);
+    const state = stat.slice(close + 2).split(' ')[0];
+    // tsx's own esbuild service (`esbuild --service=...`) lives as long as the process that loaded tsx.
+    return state === 'Z' || state === 'X' || name === 'esbuild' ? [] : [`${child} ${name}`];
+  });
+}
+
+const terminals = new Set<Terminal>();
+// Nothing a test file started may outlive it: after the file's suites and their hooks, a last hook waits a few seconds
+// for what they stopped to end, then fails, naming what is left (a process under the file's own, or a tmux terminal
+// never closed). So a file stops what it starts in a suite's hooks or in its tests, not in hooks of its own at the top
+// level (this one runs before those). Only under the test runner: the bench imports this file too.
+if (process.env.NODE_TEST_CONTEXT) {
+  after(async () => {
+    const open = [...terminals].map((terminal) => `a tmux terminal running ${terminal.command}`);
+    for (const terminal of terminals) terminal.close();
+    const left = await waitFor('every process this file started to end', () => {
+      const now = descendants();
+      return now.length === 0 ? now : undefined;
+    }, 5_000).catch(() => descendants());
+    const leftovers = [...open, ...left];
+    if (leftovers.length) assert.fail(`this file left running: ${leftovers.join('; ')}`);
+  });
+}
+
 export interface Step {
   port: number;
   pid: number;
@@ -65,7 +118,11 @@ export function startStep(file: string, options: StartOptions = {}): Promise<Ste
   const printed = collect(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${file} did not start:\n${printed.stdout}${printed.stderr}`)), 30_000);
+    // A step that has not started in 30 s is stopped, so that it cannot come up later with nobody to stop it.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${file} did not start in 30 s:\n${printed.stdout}${printed.stderr}`));
+    }, 30_000);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`${file} exited with ${code} before listening:\n${printed.stdout}${printed.stderr}`));
@@ -110,8 +167,19 @@ export function useStep(file: string, options: StartOptions = {}): () => Step {
   return () => step ?? assert.fail(`${file} has not started`);
 }
 
-/** What a child process prints, as it arrives. */
+/**
+ * `child`, with a listener for 'error' on each of its pipes. A child that exits before it reads its input makes a
+ * write to it fail with EPIPE, and an error with no listener ends the whole test file; what the child did is told by
+ * its exit status and output, which the test checks.
+ */
+export function guarded<T extends ChildProcess>(child: T): T {
+  for (const pipe of [child.stdin, child.stdout, child.stderr]) pipe?.on('error', () => {});
+  return child;
+}
+
+/** What a child process prints, as it arrives (its pipes `guarded`). */
 function collect(child: ChildProcess): { stdout: string; stderr: string } {
+  guarded(child);
   const printed = { stdout: '', stderr: '' };
   child.stdout!.on('data', (chunk) => (printed.stdout += chunk));
   child.stderr!.on('data', (chunk) => (printed.stderr += chunk));
@@ -252,7 +320,12 @@ export class Terminal {
   private readonly socket = join(this.dir, 'tmux.sock');
   private readonly statusFile = join(this.dir, 'status');
 
+  /** The command line the terminal runs, for messages. */
+  readonly command: string;
+
   constructor(command: string[], env: Record<string, string>, width = 100, height = 30) {
+    this.command = command.join(' ');
+    terminals.add(this);
     const envArgs = Object.entries(env).flatMap(([key, value]) => ['-e', `${key}=${value}`]);
     // When the command ends, its exit status goes to a file and the window stays open, unchanged, to be read.
     const script = `${command.map(quote).join(' ')}; echo $? > ${quote(this.statusFile)}; exec sleep 600`;
@@ -308,6 +381,7 @@ export class Terminal {
   }
 
   close(): void {
+    terminals.delete(this);
     spawnSync('tmux', ['-S', this.socket, 'kill-server']);
   }
 
@@ -319,7 +393,7 @@ export class Terminal {
 }
 
 /** Runs a command through ssh2's client: what it printed, and how it ended (status or signal). */
-export function execute(client: ssh2.Client, command: string, options: ssh2.ExecOptions = {}, input?: string, signal?: string) {
+export function execute(client: ssh2.Client, command: string, options: ssh2.ExecOptions = {}, input?: string) {
   return new Promise<{ out: string; err: string; code: number | null; signal?: string }>((resolve, reject) =>
     client.exec(command, options, (err, channel) => {
       if (err) return reject(err);
@@ -329,7 +403,6 @@ export function execute(client: ssh2.Client, command: string, options: ssh2.Exec
       channel.on('exit', (code: number | null, name?: string) => Object.assign(result, { code, signal: name }));
       channel.on('close', () => resolve(result));
       if (input !== undefined) channel.end(input);
-      if (signal) setTimeout(() => channel.signal(signal), 500);
     }));
 }
 

@@ -5,7 +5,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { lines, root, sshEnv, startStep, temporaryDir } from './helpers.ts';
+import { guarded, lines, root, sshEnv, startStep, temporaryDir } from './helpers.ts';
 
 const dir = temporaryDir();
 const keys = join(dir, 'keys');
@@ -23,8 +23,8 @@ function hostCert(args: string[]) {
 function ssh(port: number, line: string, args: string[] = []) {
   const knownHosts = join(dir, `known_hosts-${port}`);
   writeFileSync(knownHosts, `${line}\n`);
-  const child = spawn('ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'LogLevel=ERROR', ...args, '-p', String(port), 'alice@localhost'], { env: { ...process.env, ...sshEnv('wonderland') } });
+  const child = guarded(spawn('ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
+    '-o', 'LogLevel=ERROR', ...args, '-p', String(port), 'alice@localhost'], { env: { ...process.env, ...sshEnv('wonderland') } }));
   let [stdout, stderr] = ['', ''];
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));

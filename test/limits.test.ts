@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, kexinitPacket, lines, quiet, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, waitFor, type Step } from './helpers.ts';
+import { count, guarded, kexinitPacket, lines, quiet, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, waitFor, type Step } from './helpers.ts';
 
 const TRY_AGAIN = 'Permission denied, please try again.';
 
@@ -195,9 +195,9 @@ describe('per-source penalty', { timeout: 120_000 }, () => {
 describe('keepalive', { timeout: 60_000 }, () => {
   test('a logged-in client that stops answering is disconnected', async () => {
     const step = await startStep('05-accepting-input.ts', { env: { KEEPALIVE_INTERVAL: '1', KEEPALIVE_COUNT_MAX: '1' } });
-    const client = spawn('ssh', [...sshOptions, '-T', '-p', String(step.port), 'alice@localhost'], {
+    const client = guarded(spawn('ssh', [...sshOptions, '-T', '-p', String(step.port), 'alice@localhost'], {
       env: { ...process.env, ...sshEnv('wonderland') },
-    });
+    }));
     try {
       let stdout = '';
       client.stdout.on('data', (chunk) => (stdout += chunk));

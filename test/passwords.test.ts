@@ -4,13 +4,13 @@ import { spawn } from 'node:child_process';
 import { chmodSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { root, runStep, ssh, startStep, temporaryDir, Terminal, waitFor } from './helpers.ts';
+import { guarded, root, runStep, ssh, startStep, temporaryDir, Terminal, waitFor } from './helpers.ts';
 
 /** Runs `npm run passwd -- ARGS` (as `tsx shared/login/passwd.ts`) with `input` piped in. */
 function passwd(file: string, args: string[], input: string) {
-  const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared', 'login', 'passwd.ts'), ...args], {
+  const child = guarded(spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'shared', 'login', 'passwd.ts'), ...args], {
     env: { ...process.env, SSH_PASSWORDS: file },
-  });
+  }));
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));

@@ -40,9 +40,9 @@ describe('robustness', { timeout: 90_000 }, () => {
   });
 
   test('an HTTP request', async () => {
-    const reply = await rawConnection(step().port, (socket) => {
+    const reply = await rawConnection(step().port, (socket, received) => {
       socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
-      setTimeout(() => socket.end(), 300);
+      const poll = setInterval(() => (received().includes('\n') || socket.destroyed) && (clearInterval(poll), socket.end()), 20);
     });
     assert.match(reply.toString('latin1'), /^SSH-2\.0-/, 'the server still says who it is');
   });
@@ -130,6 +130,7 @@ function resetSomewhere(port: number, random: () => number): Promise<Buffer> {
     const poll = setInterval(() => {
       if (stage === 2 && received().length < 100 && !socket.destroyed) return;
       clearInterval(poll);
+      // The attack: a reset at a random moment, up to 30 ms into the stage reached.
       setTimeout(() => socket.resetAndDestroy(), wait);
     }, 5);
   });
@@ -158,6 +159,7 @@ function mutatedHandshake(port: number, random: () => number): Promise<Buffer> {
   return rawConnection(port, (socket) => {
     socket.write(sshIdent);
     socket.write(bytes);
+    // The attack: the end comes 20 ms after the damaged packet, while the step may still be reading it.
     setTimeout(() => socket.end(), 20);
   });
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { peakDuring, residentMiB } from './hostile.ts';
-import { count, quiet, ssh2Login, sshEnv, sshOptions, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { count, guarded, quiet, ssh2Login, sshEnv, sshOptions, temporaryDir, useStep, waitFor } from './helpers.ts';
 
 const { STATUS_CODE } = ssh2.utils.sftp;
 
@@ -20,9 +20,9 @@ mkdirSync(alice, { mode: 0o700 }); // as the step makes it at alice's first SFTP
 /** Runs OpenSSH's sftp or scp (ARGS after the options) as alice, in `cwd`; resolves with what it printed. */
 async function client(program: 'sftp' | 'scp', port: number, args: string[], cwd: string, input = '') {
   // sftp -b turns on BatchMode, which turns off SSH_ASKPASS: turned on again for the password.
-  const child = spawn(program, [...sshOptions, '-o', 'BatchMode=no', '-P', String(port), ...args], {
+  const child = guarded(spawn(program, [...sshOptions, '-o', 'BatchMode=no', '-P', String(port), ...args], {
     cwd, env: { ...process.env, ...sshEnv('wonderland') }, stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  }));
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -327,6 +327,7 @@ describe('step 12 attacked', { timeout: 120_000 }, () => {
         (connection as unknown as { _sock: Socket })._sock.pause();
         const buffer = Buffer.alloc(64 * 1024);
         for (let i = 0; i < 65536; i++) sftp.read(handle, buffer, 0, buffer.length, 0, () => {});
+        // The peak is measured over a window: four seconds in which an unbounded step would have read and queued.
         await new Promise((resolve) => setTimeout(resolve, 4000));
       });
       assert.ok(peak - before < 60, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);

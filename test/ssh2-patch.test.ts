@@ -11,10 +11,10 @@ import ssh2 from 'ssh2';
 import type { Algorithms, Connection, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
 import { newHostKey } from '../shared/server/host-keys.ts';
 import { parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/login/openssh-certificate.ts';
-import { root, sshOptions, temporaryDir, waitFor } from './helpers.ts';
+import { guarded, root, sshOptions, temporaryDir, waitFor } from './helpers.ts';
 import { raw as rawClient } from './hostile.ts';
 import { softwareSecurityKey } from './security-key-token.ts';
-import { patchParts, withParts } from './patch-series.ts';
+import { patchParts, withParts } from '../shared/tools/patch-series.ts';
 
 /** Applies the one part `name` to a fresh ssh2 1.17.0 with `git apply`, as a pull request would be; `file` of lib/ after. */
 function appliedAlone(name: string, file: string): string {
@@ -195,6 +195,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
       let answered = 0;
       for (let i = 0; i < 1000; i++) sftp.stat(`/${i}`, () => (answered += 1));
       await waitFor('64 requests', () => sftpStats.length === 64 || undefined);
+      // That no 65th comes can only be seen by waiting: 300 ms, in which unpatched all 1000 arrive.
       await new Promise((resolve) => setTimeout(resolve, 300));
       // Unpatched, all 1000 reached the listener at once.
       assert.equal(sftpStats.length, 64);
@@ -222,6 +223,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
       const replies = sftpStats.splice(0);
       // The last nine answered first: nothing goes out, for the first is not answered yet.
       for (const reply of replies.slice(1).reverse()) reply();
+      // That nothing goes out can only be seen by waiting: 300 ms, in which unpatched all nine arrive.
       await new Promise((resolve) => setTimeout(resolve, 300));
       assert.deepEqual(arrived, []);
       replies[0]!();
@@ -435,9 +437,9 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
         if (exchange.getPublicKey().length !== 32) throw new Error('not a raw X25519 key');
       }
       console.log('made 50000');`;
-    const child = spawn(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', script], {
+    const child = guarded(spawn(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', script], {
       cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    }));
     let said = '';
     child.stdout.on('data', (chunk) => (said += chunk));
     const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
@@ -484,7 +486,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
         paddings.add(packet.subarray(5 + 20 + (i % 8)).toString('hex'));
       }
       console.log(JSON.stringify({ calls: calls - before, distinct: paddings.size }));`;
-    const child = spawn(process.execPath, ['-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = guarded(spawn(process.execPath, ['-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] }));
     let said = '';
     child.stdout.on('data', (chunk) => (said += chunk));
     await once(child, 'exit');
@@ -541,8 +543,8 @@ describe('the ssh2 patch: a server that uses the agent ssh -A forwards', { timeo
   });
   // Not spawnSync: the server is in this process, and must go on running.
   const ssh = (args: string[]) => new Promise<string>((resolve) => {
-    const child = spawn('ssh', [...sshOptions, '-o', 'LogLevel=ERROR', '-o', 'IdentitiesOnly=yes', '-p', String(port),
-      ...args, 'anyone@localhost', 'go'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = guarded(spawn('ssh', [...sshOptions, '-o', 'LogLevel=ERROR', '-o', 'IdentitiesOnly=yes', '-p', String(port),
+      ...args, 'anyone@localhost', 'go'], { env, stdio: ['ignore', 'pipe', 'inherit'] }));
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk));
     child.on('close', () => resolve(out));
@@ -593,8 +595,8 @@ describe('the ssh2 patch: host certificates', { timeout: 60_000 }, () => {
   const ssh = (ca: string, algorithm: string) => new Promise<{ out: string; err: string; status: number | null }>((resolve) => {
     const knownHosts = join(dir, `known_hosts-${ca}`);
     writeFileSync(knownHosts, `@cert-authority [localhost]:${port} ${readFileSync(join(dir, `${ca}.pub`), 'utf8')}`);
-    const child = spawn('ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'BatchMode=yes', '-o', `HostKeyAlgorithms=${algorithm}`, '-p', String(port), 'anyone@localhost', algorithm]);
+    const child = guarded(spawn('ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
+      '-o', 'BatchMode=yes', '-o', `HostKeyAlgorithms=${algorithm}`, '-p', String(port), 'anyone@localhost', algorithm]));
     const result = { out: '', err: '', status: null as number | null };
     child.stdout.on('data', (chunk: Buffer) => (result.out += chunk));
     child.stderr.on('data', (chunk: Buffer) => (result.err += chunk));
