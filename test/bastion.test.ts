@@ -3,12 +3,13 @@
 // Chromium; then ssh2's client for what OpenSSH will not do (an agent that answers garbage, a client that never reads).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
 import ssh2 from 'ssh2';
-import { atPrompt, execute, root, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
+import { atPrompt, execute, processTree, root, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
@@ -31,7 +32,6 @@ const agentProcess = spawn('ssh-agent', ['-D', '-a', agentSocket], { stdio: 'ign
 const agentEnv = { ...process.env, SSH_AUTH_SOCK: agentSocket };
 /** Puts the key in the agent (`ssh-add`), or takes every key out (`ssh-add -D`). */
 const agentHolds = (holds: boolean) => execFileSync('ssh-add', holds ? ['-q', key] : ['-q', '-D'], { env: agentEnv, stdio: 'ignore' });
-after(() => agentProcess.kill());
 
 /** OpenSSH's ssh through the bastion, logged in there by the key file (not by the agent), the agent forwarded when `-A`. */
 function ssh(port: number, user: string, args: string[], input = '') {
@@ -51,17 +51,54 @@ function login(port: number, agent: string | ssh2.BaseAgent = agentSocket): Prom
 }
 
 
+/** A process's command line, its words joined by spaces ('' once it has ended). */
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Waits until process `pid` has stopped writing: asleep, with no byte written since the last look (waitFor's 50 ms).
+ * Resolves with the bytes it wrote; fails at waitFor's deadline if it writes on, or at once if it ends.
+ */
+function stalled(what: string, pid: number): Promise<number> {
+  let last = -1;
+  return waitFor(what, () => {
+    let io: string, stat: string;
+    try {
+      [io, stat] = [readFileSync(`/proc/${pid}/io`, 'utf8'), readFileSync(`/proc/${pid}/stat`, 'utf8')];
+    } catch {
+      throw new Error(`${what}: process ${pid} ended first`);
+    }
+    const written = Number(/^wchar: (\d+)$/m.exec(io)![1]);
+    const asleep = stat.slice(stat.lastIndexOf(')') + 2).startsWith('S');
+    const stopped = asleep && written === last;
+    last = written;
+    return stopped ? written : undefined;
+  });
+}
+
 /** The recordings' files, oldest first (their names begin with when they started). */
 const casts = () => (existsSync(recordings) ? readdirSync(recordings).sort() : []);
+/** What a recording holds so far: '' until the bastion has made its file (it opens it as it logs its name). */
+const recorded = (name: string) => (existsSync(join(recordings, name)) ? readFileSync(join(recordings, name), 'utf8') : '');
 
 describe('step 20: a bastion', { timeout: 180_000 }, () => {
   let inner: Step;
   before(async () => {
+    await waitFor('the agent\'s socket', () => existsSync(agentSocket) || undefined);
     agentHolds(true);
     inner = await startStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: innerKeys, SHELL: '/bin/sh', HOME: dir, ...many } });
     writeFileSync(knownHosts, execFileSync('ssh-keyscan', ['-p', String(inner.port), 'localhost'], { stdio: ['ignore', 'pipe', 'ignore'] }));
   });
-  after(() => inner.stop());
+  // The agent goes with the suite: the file's last hook (helpers.ts) fails on any process the file leaves running.
+  after(async () => {
+    agentProcess.kill();
+    await inner?.stop();
+  });
   // No SSH_AUTH_SOCK of its own: the only agent it can reach is the one each user forwards.
   const bastion = useStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
     KNOWN_HOSTS: knownHosts, RECORDINGS_DIR: recordings, RECORDINGS_PORT: '0', ...many,
@@ -83,7 +120,12 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     const status = await atPrompt(command, { SSH_AUTH_SOCK: agentSocket }, async (terminal) => {
       assert.ok((await terminal.typeLine('stty size; echo typed-$((6*7))', 'typed-42')).includes('30 100'));
       terminal.resize(120, 40);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The bastion records the new size once it has passed it on to the inner server, where it lands before
+      // anything typed after it: from then on the inner shell's terminal is 120x40.
+      await waitFor('the new size in the recording', () => {
+        const [name] = casts().filter((each) => !before.includes(each));
+        return (name && recorded(name).includes(',"r","120x40"]\n')) || undefined;
+      });
       await terminal.typeLine('stty size', '40 120');
       return terminal.exitWith(5);
     });
@@ -160,6 +202,7 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
   test('a signal reaches the program, and how it ended comes back (ssh2 client, with the real agent)', async () => {
     const client = await login(bastion().port);
     try {
+      const logged = bastion().output().length;
       const sleeping = new Promise<{ code: number | null; signal?: string }>((resolve, reject) =>
         client.exec('sleep 30', (err, channel) => {
           if (err) return reject(err);
@@ -167,7 +210,11 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
           channel.on('exit', (code: number | null, signal?: string) => (ended = { code, signal }));
           channel.on('close', () => resolve(ended));
           channel.resume();
-          setTimeout(() => channel.signal('TERM'), 1000);
+          // A signal goes on once the session on the inner server is open (the bastion logs it); before that there
+          // is no program to send it to, and the bastion, as sshd, drops it. The inner server has started the
+          // program in its own process group by then, and the signal goes to that group.
+          waitFor('the session on the inner server', () => bastion().output().slice(logged).includes(': sleep 30, recorded in ') || undefined)
+            .then(() => channel.signal('TERM'), reject);
         }));
       assert.deepEqual(await sleeping, { code: null, signal: 'SIGTERM' }); // as ssh2's client names it
     } finally {
@@ -233,7 +280,10 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
         const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
           client.exec('cat /dev/zero', (err, c) => (err ? reject(err) : resolve(c))));
         channel.pause(); // read nothing: the window closes, and the bastion stops reading the inner server
-        await new Promise((resolve) => setTimeout(resolve, 4000));
+        // Until cat itself waits, its output held back all the way (a bastion that read on would let it run on).
+        const cat = await waitFor('cat on the inner server', () => processTree(inner.pid).find((pid) => commandLine(pid) === 'cat /dev/zero'));
+        const written = await stalled('cat to stop writing', cat);
+        assert.ok(written < 64 * 2 ** 20, `cat wrote ${written} bytes before it had to wait`);
         channel.close();
       });
       assert.ok(peak - start < 80, `from ${start} to ${peak} MiB`);
@@ -271,30 +321,73 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
   });
 
   test('recordings page in headless Chromium: the list shows the session, and its player shows what was typed', async () => {
-    const chromium = ['chromium', 'chromium-browser'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
-    assert.ok(chromium, 'Debian\'s chromium is installed (.ci/run installs it)');
+    const executablePath = spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
+    assert.ok(executablePath, 'Debian\'s chromium is installed (.ci/run installs it): `command -v chromium` finds none');
     const [, base, token] = /recordings: (http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]{32})/.exec(bastion().output())!;
-    const shell = casts().find((name) => readFileSync(join(recordings, name), 'utf8').includes('"title":"alice@localhost:' + inner.port + ': shell"'))!;
-    const browse = (path: string, more: string[] = []) => spawnSync(chromium!, ['--headless', '--no-sandbox', '--disable-gpu',
-      `--user-data-dir=${temporaryDir()}`, '--virtual-time-budget=10000', ...more, `${base}${path}?token=${token}`],
-    { encoding: 'utf8', timeout: 60_000 });
-    const list = browse('/', ['--dump-dom']).stdout;
-    assert.ok(list.includes(`<a href="/play/${shell}">alice@localhost:${inner.port}: shell</a>`), list);
-    // The player draws the terminal as text: its last frame, the commands typed and what they printed. On a busy
-    // machine Chromium's time budget can run out before the player has read the recording (it then shows an empty
-    // terminal at 00:00): up to three tries.
-    let text: string[] = [];
-    for (let attempt = 0; attempt < 3 && !(text.includes('typed-42') && text.includes('40 120')); attempt++) {
-      const played = browse(`/play/${shell}`, ['--dump-dom']).stdout;
-      text = [...played.matchAll(/<span class="ap-line"[^>]*>(.*?)<\/span><\/span>/g)]
-        .map((m) => m[1]!.replace(/<[^>]*>/g, '').replace(/&amp;/g, '&').trimEnd());
-    }
-    assert.ok(text.includes('typed-42') && text.includes('40 120'), text.join('\n'));
+    const title = `alice@localhost:${inner.port}: shell`;
+    const shell = casts().find((name) => readFileSync(join(recordings, name), 'utf8').includes(`"title":"${title}"`));
+    assert.ok(shell, 'the recording of the session in a terminal (the test "ssh -A in a terminal" makes it)');
+    // Where the player stands once it has drawn the last frame: at the recording's last event, as mm:ss.
+    const end = Math.floor(Number(JSON.parse(recorded(shell).trimEnd().split('\n').at(-1)!)[0]));
+    const atEnd = `${String(Math.floor(end / 60)).padStart(2, '0')}:${String(end % 60).padStart(2, '0')}`;
     const artifacts = join(root, 'test', 'artifacts');
     mkdirSync(artifacts, { recursive: true });
-    const screenshot = join(artifacts, 'bastion-recording.png');
-    browse(`/play/${shell}`, [`--screenshot=${screenshot}`, '--window-size=1100,800']);
-    assert.ok(statSync(screenshot).size > 10_000, 'a screenshot of the player');
+    const failedShot = join(artifacts, 'bastion-recording-failed.png');
+    rmSync(failedShot, { force: true });
+    // playwright-core drives Debian's Chromium (no browser of its own). Its launch already passes --headless (for
+    // `headless`), --no-sandbox, --no-first-run, --disable-background-networking, --disable-component-update,
+    // --disable-sync and a fresh --user-data-dir of its own, removed at close (it refuses one in `args`); this machine
+    // also needs no GPU and no QUIC.
+    const browser = await chromium.launch({ executablePath, headless: true, args: ['--disable-gpu', '--disable-quic'], timeout: 60_000 });
+    const problems: string[] = []; // what went wrong in the page, for the messages
+    try {
+      const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+      page.setDefaultTimeout(30_000);
+      page.on('pageerror', (err) => problems.push(`uncaught: ${err.message}`));
+      page.on('console', (message) => {
+        // The page has no icon: Chromium's own request for one gets a 404, which it logs.
+        if (message.type() === 'error' && !message.location().url.endsWith('/favicon.ico')) {
+          problems.push(`console: ${message.text()} (${message.location().url})`);
+        }
+      });
+      page.on('requestfailed', (request) => problems.push(`failed: ${request.url()} ${request.failure()?.errorText}`));
+      try {
+        // The token logs in (a cookie) and leaves the address: the list, at /.
+        const listed = await page.goto(`${base}/?token=${token}`);
+        assert.equal(listed?.status(), 200);
+        assert.equal(page.url(), `${base}/`);
+        const link = page.getByRole('link', { name: title, exact: true });
+        assert.equal(await link.getAttribute('href'), `/play/${shell}`);
+        await link.click();
+        await page.waitForURL(`${base}/play/${shell}`);
+        // The player's own state: its timer reads --:-- until it has read the recording and fed its terminal the frame
+        // the page asks for (a second past the last event, clamped to the end: 0 seconds left), or it shows its error
+        // overlay (asciinema-player 3.18 tells no event for that: 'playing' and 'ended' come of playing alone).
+        const timer = page.locator('#player .ap-time-remaining');
+        const failed = page.locator('#player .ap-overlay-error');
+        await timer.filter({ hasText: /^-00:00$/ }).or(failed).waitFor({ state: 'attached' }).catch(async (err: Error) => {
+          const shown = await page.locator('#player .ap-timer').textContent({ timeout: 1000 }).catch(() => 'no timer');
+          assert.fail(`the player never reached the end (its timer: ${shown}): ${err.message}\n${problems.join('\n')}`);
+        });
+        assert.equal(await failed.count(), 0, `the player failed to load the recording\n${problems.join('\n')}`);
+        // The terminal draws what it was fed on its next animation frame: one frame later, its rows hold the text.
+        await page.evaluate('new Promise((resolve) => requestAnimationFrame(resolve))');
+        // Its last frame as text: the commands typed and what they printed.
+        const text = (await page.locator('#player .ap-line').allTextContents()).map((line) => line.trimEnd());
+        assert.ok(text.includes('typed-42') && text.includes('40 120'), `${text.join('\n')}\n${problems.join('\n')}`);
+        assert.equal(await page.locator('#player .ap-time-elapsed').textContent(), atEnd);
+        assert.deepEqual(problems, []);
+        const screenshot = join(artifacts, 'bastion-recording.png');
+        await page.screenshot({ path: screenshot });
+        assert.ok(statSync(screenshot).size > 10_000, 'a screenshot of the player');
+      } catch (err) {
+        // What the page showed when it went wrong, beside the screenshot of when it went right.
+        await page.screenshot({ path: failedShot }).catch(() => {});
+        throw err;
+      }
+    } finally {
+      await browser.close();
+    }
   });
 
   test('a bastion killed mid-session has already written what the session printed', async () => {
@@ -324,8 +417,10 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     try {
       const client = await login(second.port);
       const pending = execute(client, 'echo started; sleep 30');
-      await waitFor('the session', () => second.output().includes('sleep 30, recorded in') || undefined);
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      const name = await waitFor('the session', () => /: echo started; sleep 30, recorded in (\S+\.cast)$/m.exec(second.output())?.[1]);
+      // The bastion records what it passes on to the user as it passes it on: once 'started' is in the recording, it
+      // is on its way to the user, ahead of anything the bastion says when the inner server goes.
+      await waitFor('the output in the recording', () => recorded(name).includes('"started') || undefined);
       await other.stop('SIGKILL');
       const result = await pending;
       assert.deepEqual(result, { out: 'started\n', err: `bastion: the connection to localhost:${other.port} was lost\n`, code: 255, signal: undefined });

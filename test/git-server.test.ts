@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, residentMiB, socketOf } from './hostile.ts';
-import { count, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
-import { processTree } from './sshd.ts';
+import { count, processTree, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
 
 const dir = temporaryDir();
 const repos = join(dir, 'repos');
@@ -88,6 +87,37 @@ function gitChildren(pid: number): number[] {
       return false;
     }
   });
+}
+
+/** A process's command line, its words joined by spaces ('' once it has ended). */
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Waits until process `pid` has written at least `least` bytes and then stopped: asleep, with no byte written since
+ * the last look (waitFor's 50 ms). Resolves with the bytes it wrote; fails at the deadline if it writes on, or at once
+ * if it ends.
+ */
+function stalled(what: string, pid: number, least: number, ms?: number): Promise<number> {
+  let last = -1;
+  return waitFor(what, () => {
+    let io: string, stat: string;
+    try {
+      [io, stat] = [readFileSync(`/proc/${pid}/io`, 'utf8'), readFileSync(`/proc/${pid}/stat`, 'utf8')];
+    } catch {
+      throw new Error(`${what}: process ${pid} ended first`);
+    }
+    const written = Number(/^wchar: (\d+)$/m.exec(io)![1]);
+    const asleep = stat.slice(stat.lastIndexOf(')') + 2).startsWith('S');
+    const stopped = asleep && written >= least && written === last;
+    last = written;
+    return stopped ? written : undefined;
+  }, ms);
 }
 
 describe('step 19: a git server', { timeout: 600_000 }, () => {
@@ -334,7 +364,11 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
     channel.write(`${line(`want ${head}\n`)}0000${line('done\n')}`);
     channel.pause();
     const before = residentMiB(step().pid);
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // Until upload-pack itself waits, a few MiB into the pack: the step stopped reading it once ssh2 held back.
+    const uploadPack = await waitFor('the clone\'s upload-pack', () => gitChildren(step().pid)
+      .find((pid) => / upload-pack /.test(commandLine(pid))));
+    const written = await stalled('upload-pack to stop writing', uploadPack, 2 ** 20, 60_000);
+    assert.ok(written < 40 * 2 ** 20, `upload-pack wrote ${written} bytes of a 40 MiB pack before it had to wait`);
     const grown = residentMiB(step().pid) - before;
     assert.ok(grown < 20, `a clone nobody reads grew the step by ${grown} MiB`);
     const children = gitChildren(step().pid);
