@@ -16,10 +16,22 @@ function user(port: number, name: string, password: string, width = 100, height 
 }
 
 /** Waits until the screen has a row that contains `text`; resolves with that screen (one capture: the next may be mid-redraw). */
-const shows = (terminal: Terminal, text: string) => waitFor(`"${text}" on the screen`, () => {
+const shows = (terminal: Terminal, text: string) => drawn(terminal, `"${text}" on the screen`, (screen) => screen.some((row) => row.includes(text)));
+
+/**
+ * Waits until one capture of the screen is all that `check` asks, and resolves with it. A frame is drawn from the top
+ * down: a capture may hold the top of the next one and not yet its bottom, so what a test reads of a screen, it
+ * waits for.
+ */
+const drawn = (terminal: Terminal, what: string, check: (screen: string[]) => boolean) => waitFor(what, () => {
   const screen = terminal.screen();
-  return screen.some((row) => row.includes(text)) ? screen : undefined;
+  return check(screen) ? screen : undefined;
 });
+
+/** Waits until the screen is `expected`, row for row; if it never is, fails with the difference from the last one. */
+const becomes = (terminal: Terminal, what: string, expected: string[]) =>
+  waitFor(what, () => terminal.screen().join('\n') === expected.join('\n') || undefined)
+    .catch(() => assert.deepEqual(terminal.screen(), expected));
 
 describe('step 18: an Ink app for every session, in real terminals', { timeout: 120_000 }, () => {
   const step = useStep('18-ink-app.ts');
@@ -27,9 +39,11 @@ describe('step 18: an Ink app for every session, in real terminals', { timeout: 
   test('it draws the list; the arrows and Enter open a page; a note typed is kept; q ends with status 0', async () => {
     const alice = user(step().port, 'alice', 'wonderland');
     try {
-      const screen = await shows(alice, 'Who is who in Wonderland');
+      // The whole first frame: its status bar, the last row drawn, is on the screen.
+      const screen = await drawn(alice, 'the list and the status bar', (rows) =>
+        rows.some((row) => row.includes('Who is who in Wonderland')) && rows.at(-1)?.trimEnd() === ' alice | 100x30');
       assert.ok(screen.some((row) => row.includes('> The White Rabbit')));
-      assert.equal(screen.at(-1)!.trimEnd(), ' alice | 100x30');
+      assert.equal(screen.length, 30);
       assert.ok(screen.every((row) => [...row].length <= 100));
       alice.sendKeys('Down', 'Down', 'Enter');
       await shows(alice, 'It is always six o\'clock at his tea party.');
@@ -58,13 +72,13 @@ describe('step 18: an Ink app for every session, in real terminals', { timeout: 
       alice.sendKeys('Enter');
       await shows(alice, '> The Cheshire Cat *');
       bob.sendKeys('Up');
-      await shows(bob, '> The Caterpillar');
-      assert.ok(bob.screen().some((row) => row.includes('  The Cheshire Cat ') && !row.includes('*')));
-      assert.ok(alice.screen().some((row) => row.includes('> The Cheshire Cat *')));
-      assert.equal(bob.screen().at(-1)!.trimEnd(), ' bob | 100x30');
+      const screen = await drawn(bob, 'bob\'s list, the last person chosen', (rows) =>
+        rows.some((row) => row.includes('> The Caterpillar')) && rows.at(-1)?.trimEnd() === ' bob | 100x30');
+      assert.ok(screen.some((row) => row.includes('  The Cheshire Cat ') && !row.includes('*')));
+      await shows(alice, '> The Cheshire Cat *');
       bob.sendKeys('C-c');
       assert.equal(await waitFor('bob\'s ssh to end', () => bob.exitStatus()), 0);
-      assert.ok(alice.screen().some((row) => row.includes('> The Cheshire Cat *')), 'alice goes on');
+      await shows(alice, '> The Cheshire Cat *'); // alice goes on
     } finally {
       alice.close();
       bob.close();
@@ -76,10 +90,26 @@ describe('step 18: an Ink app for every session, in real terminals', { timeout: 
     try {
       await shows(alice, 'Who is who in Wonderland');
       alice.resize(50, 16);
-      const screen = await shows(alice, 'alice | 50x16');
-      assert.equal(screen.length, 16);
-      assert.deepEqual(screen.filter((row) => [...row].length > 50), []);
-      assert.match(screen[0]!, /^╭─{48}╮$/);
+      // The screen the step ends with: its first frame at the new size may be followed by more (Ink clears the screen
+      // when it narrows, and draws again), and a capture may come between two.
+      await becomes(alice, 'the screen laid out for 50x16', [
+        '╭────────────────────────────────────────────────╮',
+        '│ Who is who in Wonderland                       │',
+        '│                                                │',
+        '│ > The White Rabbit                             │',
+        '│   The Cheshire Cat                             │',
+        '│   The Mad Hatter                               │',
+        '│   The Queen of Hearts                          │',
+        '│   The Caterpillar                              │',
+        '│                                                │',
+        '│ Up and down choose, Enter opens, q quits.      │',
+        '│                                                │',
+        '│                                                │',
+        '│                                                │',
+        '│                                                │',
+        '╰────────────────────────────────────────────────╯',
+        ' alice | 50x16',
+      ]);
     } finally {
       alice.close();
     }
@@ -90,9 +120,7 @@ describe('step 18: an Ink app for every session, in real terminals', { timeout: 
     const [, cols, rows, block] = /<!-- screen: (\d+)x(\d+) -->\n```console\n([^`]*)```/.exec(lesson)!;
     const alice = user(step().port, 'alice', 'wonderland', Number(cols), Number(rows));
     try {
-      const expected = block!.trimEnd().split('\n');
-      await waitFor('the lesson\'s screen', () => (alice.screen().join('\n') === expected.join('\n') || undefined),
-        5000).catch(() => assert.deepEqual(alice.screen(), expected));
+      await becomes(alice, 'the lesson\'s screen', block!.trimEnd().split('\n'));
     } finally {
       alice.close();
     }
@@ -124,7 +152,7 @@ describe('step 18 attacked', { timeout: 120_000 }, () => {
   test('colour comes from the client\'s TERM: cyan for xterm, none for vt100, whatever the server\'s own', async () => {
     for (const [term, coloured] of [['xterm-256color', true], ['vt100', false]] as const) {
       const { client, said } = await session(step().port, 80, 24, term);
-      await waitFor('the app', () => said().includes('Who is who') || undefined);
+      await waitFor('the whole first frame, to its status bar', () => said().includes(' alice | 80x24') || undefined);
       // SGR 36 is cyan; 30 to 37 and 90 to 97, any colour at all.
       assert.equal(/\x1b\[(3[0-7]|9[0-7])m/.test(said()), coloured, term);
       client.end();
@@ -169,18 +197,25 @@ describe('step 18 attacked', { timeout: 120_000 }, () => {
     channel.write('\r'); // a person's page, first: the note takes what is typed
     await waitFor('the page', () => said().includes('Your note:') || undefined);
     channel.write(garbage());
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // The note's text runs up to its cursor, an inverse space: ESC [7m.
+    const notes = () => [...said().matchAll(/Your note: (.*?)\x1b\[7m/g)].map((m) => [...m[1]!].length);
+    await waitFor('a full note', () => notes().includes(60) || undefined);
+    // Then Delete: keys are taken in order, so the note one shorter says the app has taken every byte before it.
+    channel.write('\x7f');
+    await waitFor('the note one shorter', () => notes().at(-1) === 59 || undefined);
     // The app drew only its own: the note is cut to 60 characters, whatever came in.
-    // (The note's text runs up to its cursor, an inverse space: ESC [7m.)
-    const notes = [...said().matchAll(/Your note: (.*?)\x1b\[7m/g)].map((m) => [...m[1]!].length);
-    assert.ok(notes.length > 0 && notes.every((length) => length <= 60), JSON.stringify(notes));
-    assert.equal(notes.at(-1), 60);
-    // Back to the list (Esc), and the same there, with escape sequences that are no keys.
+    assert.deepEqual(notes().filter((length) => length > 60), []);
+    assert.deepEqual(notes().slice(-2), [60, 59]);
+    // Back to the list (Esc, alone), and the same there, with escape sequences that are no keys.
+    const atEsc = said().length;
     channel.write('\x1b');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitFor('the list', () => said().includes('Who is who', atEsc) || undefined);
     channel.write('\x1b[999;999R\x1b]0;title\x07\x1b[?1049l\x1bP$q\x1b\\\x1b[200~pasted\x1b[201~');
     channel.write(garbage());
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Then Enter, a key however it arrives: the page it opens says the app has taken all that came before.
+    const atEnter = said().length;
+    channel.write('\r');
+    await waitFor('a page', () => said().includes('Your note:', atEnter) || undefined);
     assert.equal(closed, false, 'the app is still there');
     client.end();
     await stillDraws();
@@ -193,13 +228,15 @@ describe('step 18 attacked', { timeout: 120_000 }, () => {
     await waitFor('the app', () => said().includes('Who is who') || undefined);
     const before = residentMiB(step().pid);
     const peak = await peakDuring(step().pid, async () => {
-      for (let i = 0; i < 64; i++) channel.write('x\r\x7f'.repeat(5462)); // 16 KiB each: the page opened and closed, a note
-      await new Promise((resolve) => setTimeout(resolve, 3000));
+      // 16 KiB each: in the list x is nothing, Enter opens the page, Delete takes from the note; on the page x is
+      // typed, Enter keeps the note "x", Delete does nothing. An even number of them: the list again, at the end.
+      for (let i = 0; i < 64; i++) channel.write('x\r\x7f'.repeat(5462));
+      // Then Enter and Z, which no storm types: the page with "xZ" says the app has taken every key before them.
+      channel.write('\rZ');
+      await waitFor('the app to take every key', () => said().includes('Your note: xZ') || undefined);
     });
     assert.ok(peak - before < 100, `grew by ${(peak - before).toFixed(0)} MiB`);
-    channel.write('\x1b'); // back to the list, if a page is open
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    channel.write('q');
+    channel.write('\rq'); // the note kept, back to the list, and q
     assert.equal(await waitFor('the app to end', () => status), 0);
     client.end();
     await stillDraws();
@@ -214,9 +251,14 @@ describe('step 18 attacked', { timeout: 120_000 }, () => {
       big.channel.pause(); // reads nothing: frames must not pile up
       for (let i = 0; i < 1000; i++) {
         proto.windowChange(0, 1 + (i % 3) * 5000, 1 + (i % 2) * 5000, 0, 0);
+        // Pacing, not waiting: ten at a time, a thousand a second, the storm the title names.
         if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // A command on the same connection, answered (no terminal: status 1) once the step has taken every
+      // window-change before it: the step is not stuck under the storm.
+      const answered = await new Promise<number>((resolve, reject) => big.client.exec('true', (err, channel) =>
+        (err ? reject(err) : channel.on('exit', resolve).resume())));
+      assert.equal(answered, 1);
       big.client.end();
     });
     assert.ok(peak - before < 150, `grew by ${(peak - before).toFixed(0)} MiB`);

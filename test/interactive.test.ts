@@ -2,8 +2,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
+import type ssh2 from 'ssh2';
 import type { ClientChannel, PseudoTtyOptions } from 'ssh2';
 import { count, debianTestingCommand, quiet, ssh, ssh2Login, sshEnv, sshOptions, Terminal, todaysSsh, useStep, waitFor } from './helpers.ts';
+import { socketOf } from './hostile.ts';
 
 const NO_TERMINAL = 'No terminal was requested, so there is no name or size to show.\r\n';
 const CLOSED = 'Connection to localhost closed.';
@@ -44,16 +46,20 @@ describe('step 05: accepting input', { timeout: 60_000 }, () => {
   test('piped input without a terminal: the no-terminal line, the echo, and then ssh waits', async () => {
     const [command, env] = debianTestingCommand(['ssh', ...sshOptions, '-T', '-p', String(step().port), 'alice@localhost'], 'wonderland');
     const client = spawn(command[0]!, command.slice(1), { env: { ...process.env, ...env } });
+    for (const pipe of [client.stdin, client.stdout, client.stderr]) pipe.on('error', () => {}); // what it did, its output says
+    const ended = new Promise((resolve) => client.once('exit', resolve));
     let stdout = '';
     client.stdout.on('data', (chunk) => (stdout += chunk));
     client.stdin.end('hello\n');
     try {
       await waitFor('the echo', () => stdout.includes('echo: ') || undefined);
+      // Nothing more comes, and ssh does not end: what does not happen, nothing announces; half a second to show it.
       await new Promise((resolve) => setTimeout(resolve, 500));
       assert.equal(stdout, `${NO_TERMINAL}echo: 'hello\\n'\r\n`);
       assert.equal(client.exitCode, null, 'ssh is still waiting');
     } finally {
       client.kill('SIGINT');
+      await ended;
     }
   });
 
@@ -75,7 +81,7 @@ describe('step 05: accepting input', { timeout: 60_000 }, () => {
   });
 
   test('the ssh2 client gets one exact answer a chunk, and the channel stays open after EOF', async () => {
-    await withShell(step().port, false, async (channel) => {
+    await withShell(step().port, false, async (channel, client) => {
       const nextChunk = () => new Promise<string>((resolve) =>
         channel.once('data', (chunk: Buffer) => resolve(chunk.toString('latin1'))));
       const answer = (data: string) => {
@@ -86,10 +92,13 @@ describe('step 05: accepting input', { timeout: 60_000 }, () => {
       assert.equal(await nextChunk(), NO_TERMINAL, 'the first line');
       assert.equal(await answer('hello\n'), `echo: 'hello\\n'\r\n`);
       assert.equal(await answer(`it's`), `echo: "it's"\r\n`);
-      // This step does not notice EOF: the channel is still open a moment later (step 06 is about that).
+      // This step does not notice EOF: the channel is still open once the step has answered what came after it
+      // (a command it does not run: a refusal, all the same), as it would have closed it by then (step 06 is about that).
+      let closed = false;
+      channel.on('end', () => (closed = true)).on('close', () => (closed = true));
       channel.end();
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      assert.equal(channel.readableEnded, false, 'the channel is still open');
+      await new Promise((resolve) => client.exec('true', resolve));
+      assert.equal(closed, false, 'the channel is still open');
     });
   });
 });
@@ -99,12 +108,23 @@ describe('step 06: detecting EOF', { timeout: 60_000 }, () => {
 
   test('input piped into ssh is echoed, then EOF is answered and ssh exits by itself', async () => {
     const before = count(step(), CLOSED_WITHOUT_EOF);
-    // ssh often sends the shell request, the input and EOF in one TCP segment; the step must still answer the
-    // input before the EOF. That depends on timing, so try several times.
-    for (let attempt = 1; attempt <= 8; attempt++) {
-      const result = await ssh(step().port, 'alice', 'wonderland', ['-T'], 'hello\n');
-      assert.deepEqual(result, { stdout: `${NO_TERMINAL}echo: 'hello\\n'\r\neof received\r\n`, stderr: '', status: 255 },
-        `attempt ${attempt}`);
+    const answered = `${NO_TERMINAL}echo: 'hello\\n'\r\neof received\r\n`;
+    const result = await ssh(step().port, 'alice', 'wonderland', ['-T'], 'hello\n');
+    assert.deepEqual(result, { stdout: answered, stderr: '', status: 255 });
+    // ssh often sends the input and EOF in one TCP segment: the step must still answer the input before the EOF.
+    // Here always so: both in one write of the socket, so that the step reads them at once.
+    const client = await ssh2Login(step().port);
+    try {
+      const channel = await new Promise<ClientChannel>((resolve, reject) =>
+        client.shell(false, (err, c) => (err ? reject(err) : resolve(c))));
+      const received = collect(channel);
+      const socket = socketOf(client);
+      socket.cork();
+      channel.end('hello\n'); // its data, then its EOF (as the stream finishes)
+      setImmediate(() => socket.uncork());
+      assert.equal(await received, answered);
+    } finally {
+      client.end();
     }
     await quiet(step());
     assert.equal(count(step(), CLOSED_WITHOUT_EOF), before, 'no "closed without EOF" for a channel that got EOF');
@@ -131,6 +151,7 @@ describe('step 06: detecting EOF', { timeout: 60_000 }, () => {
     const client = spawn('ssh', [...sshOptions, '-T', '-p', String(step().port), 'alice@localhost'], {
       env: { ...process.env, ...sshEnv('wonderland') },
     });
+    for (const pipe of [client.stdin, client.stdout, client.stderr]) pipe.on('error', () => {}); // it is killed: EPIPE is expected
     let stdout = '';
     client.stdout.on('data', (chunk) => (stdout += chunk));
     client.stdin.write('still typing');
@@ -192,13 +213,13 @@ function screenShows(terminal: Terminal, row: RegExp): Promise<true> {
   return waitFor(`a row matching ${row}`, () => terminal.screen().some((line) => row.test(line)) || undefined);
 }
 
-/** Logs in with the ssh2 client as bob, opens a shell (with or without a pty) and hands the channel to `use`. */
-async function withShell<T>(port: number, pty: PseudoTtyOptions | false, use: (c: ClientChannel) => Promise<T>) {
+/** Logs in with the ssh2 client as bob, opens a shell (with or without a pty) and hands the channel (and the client) to `use`. */
+async function withShell<T>(port: number, pty: PseudoTtyOptions | false, use: (c: ClientChannel, client: ssh2.Client) => Promise<T>) {
   const client = await ssh2Login(port);
   try {
     const channel = await new Promise<ClientChannel>((resolve, reject) =>
       client.shell(pty, (err, channel) => (err ? reject(err) : resolve(channel))));
-    return await use(channel);
+    return await use(channel, client);
   } finally {
     client.end();
   }

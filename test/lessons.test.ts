@@ -47,7 +47,7 @@ const all = ['README.md', ...lessons].flatMap(transcripts);
 async function until(check: () => boolean, ms: number): Promise<boolean> {
   for (const deadline = Date.now() + ms; Date.now() < deadline;) {
     if (check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the interval of the poll, under its deadline
   }
   return check();
 }
@@ -64,20 +64,34 @@ async function play(t: Transcript): Promise<string[]> {
   mkdirSync(authorizedKeys, { recursive: true });
   mkdirSync(join(home, '.ssh'), { mode: 0o700 });
   const file = readdirSync(join(root, 'steps')).find((f) => f.startsWith(`${t.step}-`) && f.endsWith('.ts'))!;
+  // What is started is stopped, last first, even when what comes after it fails to start.
+  const stops: (() => unknown)[] = [];
+  try {
+    return await playWith(t, home, inside, authorizedKeys, file, stops);
+  } finally {
+    for (const stop of stops.reverse()) await stop();
+  }
+}
+
+async function playWith(t: Transcript, home: string, inside: string, authorizedKeys: string, file: string,
+  stops: (() => unknown)[]): Promise<string[]> {
   // Step 20's inner server, which its lesson starts on port 2023: step 14, with the reader's keys.
   const inner = t.step === '20'
     ? await startStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SHELL: '/bin/sh' } }) : undefined;
+  if (inner) stops.push(() => inner.stop());
   // Step 21's store, which its lesson has on this machine: Debian 12's redis-server, on a free port.
   const storePort = t.step === '21' ? await freePort() : 0;
   const store = t.step === '21'
     ? spawn('redis-server', ['--port', String(storePort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
     : undefined;
+  if (store) stops.push(() => store.kill('SIGKILL'));
   const step = await startStep(file, { env: { SSH_AUTHORIZED_KEYS_DIR: authorizedKeys, SFTP_HOME: join(home, 'sftp'),
     TRUSTED_USER_CA_KEYS: join(home, 'work', 'keys', 'trusted_user_ca_keys'),
     REVOKED_CERTIFICATES: join(home, 'work', 'keys', 'revoked_certificates'), GIT_REPOS_DIR: join(home, 'repos'),
     KNOWN_HOSTS: join(home, 'work', 'keys', 'known_hosts'), RECORDINGS_DIR: join(home, 'recordings'),
     ...(inner ? { TARGET: `localhost:${inner.port}` } : {}),
     ...(store ? { STORE_URL: `redis://127.0.0.1:${storePort}`, MACHINE: 'a' } : {}) } });
+  stops.push(() => step.stop());
   if (store) await waitFor('the store', () => /^store \S+: connected$/m.test(step.output()) || undefined);
   // The reader's web server for step 11 (`python3 -m http.server 8000` in the work folder) is played by this one.
   const web = createServer((request, response) => {
@@ -88,6 +102,7 @@ async function play(t: Transcript): Promise<string[]> {
       response.writeHead(404).end();
     }
   });
+  stops.push(() => web.close());
   await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
   for (const line of t.before) execFileSync('bash', ['-c', line], { cwd: join(home, 'work') });
   // The ports a lesson names, each played by a free port: 2022 is the step's, 8000 the web server's.
@@ -123,61 +138,57 @@ async function play(t: Transcript): Promise<string[]> {
   // No SSH_ASKPASS: the password is typed at the prompt.
   const [command] = debianTestingCommand(['TERM=xterm-256color', 'bash', '--rcfile', `${inside}/rc`, '-i'], '', home);
   const terminal = new Terminal(command, {});
+  stops.push(() => terminal.close());
   const prompts = () => readFileSync(join(home, 'prompts'), 'utf8').length;
-  try {
-    assert.ok(await until(() => { try { return prompts() === 1; } catch { return false; } }, 10_000), 'no shell prompt');
-    for (const [i, line] of t.commands.entries()) {
-      // The prompt is on the screen before anything is typed: typed earlier, the terminal echoes it once itself and
-      // bash's readline draws it again after the prompt.
-      assert.ok(await until(() => terminal.screen().at(-1) === '$', 10_000), `no prompt before \`${line}\``);
-      const before = prompts();
-      terminal.sendKeys('-l', line);
-      terminal.sendKeys('Enter');
-      let answered = 0;
-      let last = '';
-      let since = Date.now();
-      for (const deadline = Date.now() + 30_000; prompts() === before;) {
-        assert.ok(Date.now() < deadline, `\`${line}\` did not finish:\n${terminal.screen().join('\n')}`);
-        const screen = terminal.screen();
-        const asked = screen.filter((row) => row.endsWith('password:')).length;
-        if (asked > answered && screen.at(-1)!.endsWith('password:')) {
-          terminal.sendKeys('-l', 'wonderland');
-          terminal.sendKeys('Enter');
-          answered += 1;
-        }
-        // The last command may keep a session open: it has done what it shows once the screen shows what the lesson
-        // does, or (when keys are still to come) once the screen has stayed still for a while, however busy the machine.
-        const now = screen.join('\n');
-        if (now !== last) [last, since] = [now, Date.now()];
-        if (i === t.commands.length - 1) {
-          if (t.keys.length === 0 && now === t.expected.join('\n')) break;
-          if (Date.now() - since > (t.keys.length ? 3000 : 6000)) break;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.ok(await until(() => { try { return prompts() === 1; } catch { return false; } }, 10_000), 'no shell prompt');
+  for (const [i, line] of t.commands.entries()) {
+    // The prompt is on the screen before anything is typed: typed earlier, the terminal echoes it once itself and
+    // bash's readline draws it again after the prompt.
+    assert.ok(await until(() => terminal.screen().at(-1) === '$', 10_000), `no prompt before \`${line}\``);
+    const before = prompts();
+    terminal.sendKeys('-l', line);
+    terminal.sendKeys('Enter');
+    let answered = 0;
+    let last = '';
+    let since = Date.now();
+    for (const deadline = Date.now() + 30_000; prompts() === before;) {
+      assert.ok(Date.now() < deadline, `\`${line}\` did not finish:\n${terminal.screen().join('\n')}`);
+      const screen = terminal.screen();
+      const asked = screen.filter((row) => row.endsWith('password:')).length;
+      if (asked > answered && screen.at(-1)!.endsWith('password:')) {
+        terminal.sendKeys('-l', 'wonderland');
+        terminal.sendKeys('Enter');
+        answered += 1;
       }
+      // The last command may keep a session open: it has done what it shows once the screen shows what the lesson
+      // does, or (when keys are still to come) once the screen has stayed still for a while, however busy the machine.
+      const now = screen.join('\n');
+      if (now !== last) [last, since] = [now, Date.now()];
+      if (i === t.commands.length - 1) {
+        if (t.keys.length === 0 && now === t.expected.join('\n')) break;
+        if (Date.now() - since > (t.keys.length ? 3000 : 6000)) break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the interval of the poll, under its deadline
     }
-    for (const key of t.keys) {
-      const before = terminal.screen().join('\n');
-      terminal.sendKeys(...(key.startsWith('"') ? ['-l', key.slice(1, -1)] : [key]));
-      await until(() => terminal.screen().join('\n') !== before, 5_000);
-      let last = '';
-      await until(() => last === (last = terminal.screen().join('\n')), 5_000);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 500)); // anything more it prints comes now, and is compared
-    // The inner server's port, where the bastion names it, as the lesson names it.
-    const screen = terminal.screen().map((row) => (inner ? row.replaceAll(`localhost:${inner.port}`, 'localhost:2023') : row));
-    if (screen.at(-1) === '$') screen.pop();
-    return screen;
-  } finally {
-    terminal.close();
-    await inner?.stop();
-    await step.stop();
-    store?.kill('SIGKILL');
-    web.close();
   }
+  for (const key of t.keys) {
+    const before = terminal.screen().join('\n');
+    terminal.sendKeys(...(key.startsWith('"') ? ['-l', key.slice(1, -1)] : [key]));
+    await until(() => terminal.screen().join('\n') !== before, 5_000);
+    let last = '';
+    await until(() => last === (last = terminal.screen().join('\n')), 5_000);
+  }
+  // Not a wait for anything: what must not come (more than the lesson shows) has half a second to come, and is compared.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  // The inner server's port, where the bastion names it, as the lesson names it.
+  const screen = terminal.screen().map((row) => (inner ? row.replaceAll(`localhost:${inner.port}`, 'localhost:2023') : row));
+  if (screen.at(-1) === '$') screen.pop();
+  return screen;
 }
 
-describe('the transcripts of the lessons, typed into a real terminal', { concurrency: true, timeout: 180_000 }, () => {
+// Four at a time: mostly they wait for a terminal, but all at once they start some 25 steps together, and on a
+// machine of two busy cores the last would not be listening within startStep's 30 seconds.
+describe('the transcripts of the lessons, typed into a real terminal', { concurrency: 4, timeout: 180_000 }, () => {
   test('every console block of a lesson is played here, or by the test its marker names', () => {
     // test/beyond.test.ts reads the first two itself, test/two-factors.test.ts the others (a code must be typed).
     const elsewhere = /^(key login|screen: \d+x\d+|npm run totp|two factors)$/;

@@ -14,20 +14,49 @@ writeFileSync(join(dir, 'alice'), readFileSync(join(dir, 'key.pub')));
 const withKey = ['-i', join(dir, 'key'), '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR'];
 const keyLogin = { username: 'alice', privateKey: readFileSync(join(dir, 'key')) };
 
-/** The step's child processes (what it started and has not seen end). */
-function children(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+/** Whether an error reading /proc says that the process or thread is gone: it ended between the listing and the read. */
+const gone = (err: unknown) => ['ENOENT', 'ESRCH'].includes((err as NodeJS.ErrnoException).code ?? '');
+
+/** A file of /proc, or undefined when its process or thread has ended. */
+function readProc(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if (gone(err)) return undefined;
+    throw err;
+  }
 }
 
+/**
+ * The programs the step runs for its clients: its child processes, less tsx's compiler. tsx starts esbuild (a
+ * service, which stays until the step ends) whenever a file it loads is not in its cache yet: on a fresh clone, or
+ * once a file has changed. Threads of the step come and go as this reads (node-pty waits for each program in a
+ * thread of its own), and so do children: what ended as it was read is left out.
+ */
+function children(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`)
+    .flatMap((task) => (readProc(`/proc/${pid}/task/${task}/children`) ?? '').trim().split(/\s+/).filter(Boolean).map(Number))
+    .filter((child) => {
+      const command = readProc(`/proc/${child}/cmdline`);
+      return command !== undefined && !/(^|\/)esbuild\0--service=/.test(command);
+    });
+}
+
+/** The processes `pid` started, at any depth, as ps lists them: pid, state (a `+` says "in the foreground of its terminal") and command line. */
+function under(pid: number): { pid: number; stat: string; args: string }[] {
+  const rows = execFileSync('ps', ['-eo', 'pid,ppid,stat,args'], { encoding: 'utf8' }).split('\n').slice(1)
+    .map((row) => /^\s*(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/.exec(row)).filter((match) => match !== null);
+  const parent = new Map(rows.map(([, child, ppid]) => [Number(child), Number(ppid)]));
+  const isUnder = (child: number): boolean => {
+    const up = parent.get(child);
+    return up === pid || (up !== undefined && up > 1 && isUnder(up));
+  };
+  return rows.filter(([, child]) => isUnder(Number(child))).map(([, child, , stat, args]) => ({ pid: Number(child), stat: stat!, args: args! }));
+}
 
 /** The `sleep 30N` processes that `pid` started, at any depth: the pids, not every sleep on the machine. */
 function sleepsUnder(pid: number): number[] {
-  const rows = execFileSync('ps', ['-eo', 'pid,ppid,args'], { encoding: 'utf8' }).split('\n').slice(1)
-    .map((row) => /^\s*(\d+)\s+(\d+)\s(.*)$/.exec(row)).filter((match) => match !== null);
-  const parent = new Map(rows.map(([, child, ppid]) => [Number(child), Number(ppid)]));
-  const under = (child: number): boolean => child === pid || (child > 1 && parent.has(child) && under(parent.get(child)!));
-  return rows.filter(([, child, , args]) => /^sleep 30[0-2]$/.test(args!) && under(Number(child))).map(([, child]) => Number(child));
+  return under(pid).filter(({ args }) => /^sleep 30[0-2]$/.test(args)).map((each) => each.pid);
 }
 
 /** Which of `pids` are still those sleeps, with their parents and session leaders (ps): whose they are now. */
@@ -39,6 +68,23 @@ function leftover(pids: number[]): string {
   return sleeps.length === 0 ? '' : [rows[0], ...rows.slice(1).filter((row) => related.has(fields(row)[0]!))].join('\n');
 }
 
+/**
+ * Runs `command` through ssh2's client, and `answer`s what it has printed so far at each chunk (to type or signal
+ * once it is ready); resolves with all it printed and how it ended.
+ */
+function converse(client: ssh2.Client, command: string, options: ssh2.ExecOptions,
+  answer: (out: string, channel: ssh2.ClientChannel) => unknown) {
+  return new Promise<{ out: string; err: string; code: number | null; signal?: string }>((resolve, reject) =>
+    client.exec(command, options, (err, channel) => {
+      if (err) return reject(err);
+      const result = { out: '', err: '', code: null as number | null, signal: undefined as string | undefined };
+      channel.on('data', (chunk: Buffer) => answer(result.out += chunk, channel));
+      channel.stderr.on('data', (chunk: Buffer) => (result.err += chunk));
+      channel.on('exit', (code: number | null, name?: string) => Object.assign(result, { code, signal: name }));
+      channel.on('close', () => resolve(result));
+    }));
+}
+
 describe('step 14: a real shell', { timeout: 120_000 }, () => {
   const step = useStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: dir, SHELL: '/bin/sh', HOME: dir } }); // a home with files in it
 
@@ -46,7 +92,12 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
     await atPrompt(['ssh', ...sshOptions, ...withKey, '-p', String(step().port), 'alice@localhost'], {}, async (terminal) => {
       assert.ok((await terminal.typeLine('echo $((6*7)); stty size', '30 100')).includes('42'));
       terminal.resize(120, 40);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // ssh tells the step, which sizes the pty: the shell's terminal is 40x120 before `stty size` is typed.
+      const [shell, ...more] = children(step().pid);
+      assert.deepEqual(more, []);
+      const tty = readlinkSync(`/proc/${shell}/fd/0`);
+      await waitFor('the new size to reach the shell\'s terminal', () =>
+        execFileSync('stty', ['-F', tty, 'size'], { encoding: 'utf8' }) === '40 120\n' || undefined);
       await terminal.typeLine('stty size', '40 120');
       assert.equal(await terminal.exitWith(3), 3);
     });
@@ -66,10 +117,16 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       });
       assert.deepEqual(screen.slice(-3, -1), ['intr = ^G', '-echoctl']);
       terminal.sendKeys('-l', 'sleep 100');
-      terminal.sendKeys('Enter', 'C-g');
+      terminal.sendKeys('Enter');
+      // Ctrl-G once sleep is the terminal's foreground job: pressed before, it interrupts the shell instead (which
+      // prints "ended by 130" too), or the shell as it starts sleep, which then runs its 100 seconds.
+      const sleeping = await waitFor('sleep in the foreground', () =>
+        under(step().pid).find(({ args, stat }) => args === 'sleep 100' && stat.includes('+')));
+      terminal.sendKeys('C-g');
       terminal.sendKeys('-l', 'echo "ended by $?"');
       terminal.sendKeys('Enter');
-      await waitFor('sleep to end', () => terminal.screen().includes('ended by 130') || undefined, 5000);
+      await waitFor('sleep to end', () => terminal.screen().includes('ended by 130') || undefined);
+      assert.ok(!under(step().pid).some(({ pid }) => pid === sleeping.pid), 'sleep was interrupted');
       terminal.sendKeys('-l', 'exit');
       terminal.sendKeys('Enter');
       assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 0);
@@ -101,19 +158,15 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       const eof = await execute(client, 'cat', { pty: { term: 'xterm' } }, 'typed\n');
       assert.deepEqual([eof.out, eof.code], ['typed\r\ntyped\r\n', 0]); // the terminal's echo, then cat's copy
       // The client's own EOF character, here Ctrl-B, once the program has started (and the modes are set).
-      const own = await new Promise<{ out: string; code: number | null }>((resolve, reject) =>
-        client.exec('echo ready; cat', { pty: { term: 'xterm', modes: { VEOF: 2, ECHO: 0 } } }, (err, channel) => {
-          if (err) return reject(err);
-          const result = { out: '', code: null as number | null };
-          channel.on('data', (chunk: Buffer) => (result.out += chunk) === 'ready\r\n' && channel.end('typed\n'));
-          channel.on('exit', (code: number | null) => (result.code = code));
-          channel.on('close', () => resolve(result));
-        }));
-      assert.deepEqual(own, { out: 'ready\r\ntyped\r\n', code: 0 });
+      const own = await converse(client, 'echo ready; cat', { pty: { term: 'xterm', modes: { VEOF: 2, ECHO: 0 } } },
+        (out, channel) => out === 'ready\r\n' && channel.end('typed\n'));
+      assert.deepEqual(own, { out: 'ready\r\ntyped\r\n', err: '', code: 0, signal: undefined });
       const env = await execute(client, 'echo "$LANG|$LC_ALL|$EVIL"', { env: { LANG: 'C.UTF-8', LC_ALL: 'C', EVIL: 'yes' } });
       assert.equal(env.out, 'C.UTF-8|C|\n');
-      const trapped = await execute(client, 'trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.1; done', {}, undefined, 'INT');
-      assert.deepEqual([trapped.out, trapped.code], ['ready\ngot INT\n', 7]);
+      // The signal once the trap is set: the shell says so.
+      const trapped = await converse(client, 'trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.1; done', {},
+        (out, channel) => out === 'ready\n' && channel.signal('INT'));
+      assert.deepEqual(trapped, { out: 'ready\ngot INT\n', err: '', code: 7, signal: undefined });
       const killed = await execute(client, 'kill -TERM $$');
       assert.deepEqual([killed.code, killed.signal], [null, 'SIGTERM']); // ssh2's client names it with SIG
     } finally {
@@ -145,22 +198,24 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
     await new Promise<void>((resolve, reject) => client.once('ready', resolve).on('error', reject)
       .connect({ host: '127.0.0.1', port: step().port, ...keyLogin }));
     try {
-      // In a pty, with echo off and raw input: what arrives is printed back as hex.
-      const bytes = await new Promise<string>((resolve, reject) => client.exec('stty raw -echo; head -c 4 | od -An -tx1',
-        { pty: { term: 'xterm', cols: 80, rows: 24 } }, (err, channel) => {
-          if (err) return reject(err);
-          let out = '';
-          channel.on('data', (chunk: Buffer) => (out += chunk));
-          channel.on('close', () => resolve(out.replace(/\s+/g, ' ').trim()));
-          setTimeout(() => channel.write(Buffer.from('é€')), 500);
-        }));
-      assert.equal(bytes, 'c3 a9 e2 82');
+      // In a pty, with echo off and raw input (typed once the terminal is so): what arrives is printed back as hex.
+      const bytes = await converse(client, 'stty raw -echo; echo ready; head -c 4 | od -An -tx1',
+        { pty: { term: 'xterm', cols: 80, rows: 24 } }, (out, channel) => out === 'ready\n' && channel.write(Buffer.from('é€')));
+      assert.deepEqual(bytes, { out: 'ready\n c3 a9 e2 82\n', err: '', code: 0, signal: undefined }); // raw: no CR added
       const before = residentMiB(step().pid);
       const peak = await peakDuring(step().pid, async () => {
         const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
           client.exec('yes', { pty: { term: 'xterm', cols: 80, rows: 24 } }, (err, c) => (err ? reject(err) : resolve(c))));
         channel.pause(); // and never read: the window ssh2 gave runs out, and then the step must stop reading `yes`
-        await new Promise((resolve) => setTimeout(resolve, 6000));
+        const yes = await waitFor('yes', () => under(step().pid).find(({ args }) => args === 'yes'));
+        // Stopped: `yes` has written nothing for half a second, its terminal full. A step that read on never gets here.
+        let [written, since] = [-1, Date.now()];
+        await waitFor('`yes` to be stopped', () => {
+          const now = Number(/^wchar: (\d+)$/m.exec(readProc(`/proc/${yes.pid}/io`) ?? '')?.[1]);
+          const asleep = / S /.test(readProc(`/proc/${yes.pid}/stat`)?.replace(/^.*\)/s, '') ?? ''); // blocked, not waiting for a CPU
+          if (now !== written || !asleep) [written, since] = [now, Date.now()];
+          return Date.now() - since >= 500 || undefined;
+        });
         channel.close();
       });
       assert.ok(peak - before < 30, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
