@@ -9,7 +9,7 @@ import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import ssh2 from 'ssh2';
-import { atPrompt, execute, processTree, root, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
+import { atPrompt, execute, processTree, root, stalled, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
@@ -58,27 +58,6 @@ function commandLine(pid: number): string {
   } catch {
     return '';
   }
-}
-
-/**
- * Waits until process `pid` has stopped writing: asleep, with no byte written since the last look (waitFor's 50 ms).
- * Resolves with the bytes it wrote; fails at waitFor's deadline if it writes on, or at once if it ends.
- */
-function stalled(what: string, pid: number): Promise<number> {
-  let last = -1;
-  return waitFor(what, () => {
-    let io: string, stat: string;
-    try {
-      [io, stat] = [readFileSync(`/proc/${pid}/io`, 'utf8'), readFileSync(`/proc/${pid}/stat`, 'utf8')];
-    } catch {
-      throw new Error(`${what}: process ${pid} ended first`);
-    }
-    const written = Number(/^wchar: (\d+)$/m.exec(io)![1]);
-    const asleep = stat.slice(stat.lastIndexOf(')') + 2).startsWith('S');
-    const stopped = asleep && written === last;
-    last = written;
-    return stopped ? written : undefined;
-  });
 }
 
 /** The recordings' files, oldest first (their names begin with when they started). */

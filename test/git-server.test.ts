@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, residentMiB, socketOf } from './hostile.ts';
-import { count, processTree, ssh, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { count, processTree, ssh, stalled, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
 
 const dir = temporaryDir();
 const repos = join(dir, 'repos');
@@ -96,28 +96,6 @@ function commandLine(pid: number): string {
   } catch {
     return '';
   }
-}
-
-/**
- * Waits until process `pid` has written at least `least` bytes and then stopped: asleep, with no byte written since
- * the last look (waitFor's 50 ms). Resolves with the bytes it wrote; fails at the deadline if it writes on, or at once
- * if it ends.
- */
-function stalled(what: string, pid: number, least: number, ms?: number): Promise<number> {
-  let last = -1;
-  return waitFor(what, () => {
-    let io: string, stat: string;
-    try {
-      [io, stat] = [readFileSync(`/proc/${pid}/io`, 'utf8'), readFileSync(`/proc/${pid}/stat`, 'utf8')];
-    } catch {
-      throw new Error(`${what}: process ${pid} ended first`);
-    }
-    const written = Number(/^wchar: (\d+)$/m.exec(io)![1]);
-    const asleep = stat.slice(stat.lastIndexOf(')') + 2).startsWith('S');
-    const stopped = asleep && written >= least && written === last;
-    last = written;
-    return stopped ? written : undefined;
-  }, ms);
 }
 
 describe('step 19: a git server', { timeout: 600_000 }, () => {

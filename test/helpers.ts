@@ -314,6 +314,28 @@ export async function waitFor<T>(what: string, check: () => T | undefined, ms = 
   }
 }
 
+/**
+ * Waits until process `pid` has written at least `least` bytes and then stopped: asleep, with no byte written since
+ * the last look (waitFor's 50 ms). Resolves with the bytes it wrote; fails at the deadline if it writes on, or at once
+ * if it ends.
+ */
+export function stalled(what: string, pid: number, least = 0, ms?: number): Promise<number> {
+  let last = -1;
+  return waitFor(what, () => {
+    let io: string, stat: string;
+    try {
+      [io, stat] = [readFileSync(`/proc/${pid}/io`, 'utf8'), readFileSync(`/proc/${pid}/stat`, 'utf8')];
+    } catch {
+      throw new Error(`${what}: process ${pid} ended first`);
+    }
+    const written = Number(/^wchar: (\d+)$/m.exec(io)![1]);
+    const asleep = stat.slice(stat.lastIndexOf(')') + 2).startsWith('S');
+    const stopped = asleep && written >= least && written === last;
+    last = written;
+    return stopped ? written : undefined;
+  }, ms);
+}
+
 /** A real terminal: a tmux server of its own, with one window of the given size running `command`. */
 export class Terminal {
   private readonly dir = temporaryDir();

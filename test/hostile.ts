@@ -102,6 +102,7 @@ export async function ptyStorm(client: ssh2.Client, count: number): Promise<void
   proto.shell(0, false);
   for (let i = 0; i < count; i++) {
     proto.windowChange(0, 0xffffffff - i, 0xffffffff - i, 0, 0);
+    // Pacing, not waiting for anything: ten at a time, a thousand a second.
     if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
