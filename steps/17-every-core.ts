@@ -56,7 +56,7 @@ const workers = Number(process.env.WORKERS) || availableParallelism();
 /** The primary serves no one: it starts the workers, replaces one that dies, and all of them on SIGHUP. */
 function supervise(): void {
   let stopping = false;
-  const retiring = new Set<Worker>(); // told to stop, and not to be replaced
+  const retiring = new Set<Worker>(); // replaced, or being replaced: not to be replaced again when they end
   const start = (): Worker => {
     const worker = cluster.fork();
     let listening = false;
@@ -64,6 +64,8 @@ function supervise(): void {
     // A worker that is leaving asks whether a connection is still on its way to it (shared/server/listen.ts): by
     // now the primary hands it none, and this answer comes after any it handed before.
     worker.on('message', (message) => message === 'handed over?' && worker.send('all handed over'));
+    // A message to a worker that has just ended fails: unheard, that 'error' would end the primary, and every worker.
+    worker.on('error', (err) => console.log(`worker ${worker.process.pid}: ${err.message}`));
     worker.once('exit', (code, signal) => {
       if (stopping || retiring.delete(worker)) return;
       if (!listening) process.exit(1); // it could not even start (it said why), and would only fail again
@@ -72,20 +74,29 @@ function supervise(): void {
     });
     return worker;
   };
-  const running = () => Object.values(cluster.workers ?? {}).filter((worker) => worker !== undefined);
+  // The workers there are, less one that has just ended (Node lists it until its channel closes too).
+  const running = () => Object.values(cluster.workers ?? {}).filter((worker) => worker !== undefined)
+    .filter((worker) => !worker.isDead());
   console.log(`primary ${process.pid}: ${workers} worker(s); kill -HUP ${process.pid} replaces them one at a time`);
   // One first: if it cannot listen (the port is taken), it says so once, and the step stops.
   start().once('listening', () => {
     for (let i = 1; i < workers && !stopping; i++) start();
   });
 
-  process.on('SIGHUP', async () => {
-    console.log(`SIGHUP: replacing ${workers} worker(s), one at a time`);
-    for (const old of running().filter((worker) => !retiring.has(worker))) {
-      await once(start(), 'listening');
-      retiring.add(old);
-      old.send('retire'); // it takes no one new, and serves its sessions until they end (shared/server/listen.ts)
-    }
+  // One restart at a time: a SIGHUP during one (a second deploy, say) starts another once it has ended.
+  let restarts = Promise.resolve();
+  process.on('SIGHUP', () => {
+    restarts = restarts.then(async () => {
+      console.log(`SIGHUP: replacing ${workers} worker(s), one at a time`);
+      for (const old of running().filter((worker) => !retiring.has(worker))) {
+        if (stopping) return;
+        if (old.isDead()) continue; // it ended during the restart, and was replaced then
+        retiring.add(old); // from now on: should it end before the new one listens, that one replaces it
+        await once(start(), 'listening');
+        // It takes no one new, and serves its sessions until they end (shared/server/listen.ts).
+        if (old.isConnected()) old.send('retire');
+      }
+    });
   });
   const stop = (signal: NodeJS.Signals) => {
     stopping = true;
