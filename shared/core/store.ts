@@ -3,7 +3,7 @@
 // and the step does what it would do alone until the store answers again (ioredis reconnects by itself).
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { explain } from './errors.ts';
 
 /** How long one call may take before the store counts as unreachable, in milliseconds. */
@@ -98,9 +98,10 @@ export class Store extends EventEmitter {
     try {
       return await run();
     } catch (err) {
-      // An error the script itself raised is the script's; a lost connection or a timeout is the store's.
-      if (/timed out|writeable|Connection is closed/i.test((err as Error).message)) this.down(err as Error);
-      else console.log(`store ${this.shown}: ${(err as Error).message}`);
+      // An error the store answers with (a script's own) is logged as it is. Any other is the connection's: lost, not
+      // answered in time, or lost with this call on its way (ioredis: `Reached the max retries per request limit`).
+      if (err instanceof ReplyError) console.log(`store ${this.shown}: ${(err as Error).message}`);
+      else this.down(err as Error);
       return undefined;
     }
   }
