@@ -9,7 +9,7 @@ import { readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { peakDuring, remoteForwardBurst, residentMiB } from './hostile.ts';
-import { count, freePort, quiet, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
+import { count, freePort, guarded, quiet, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
 
 const BODY = randomBytes(20 * 1024 * 1024);
 
@@ -61,21 +61,21 @@ function accepts(port: number): Promise<boolean> {
 
 /** OpenSSH's ssh with ARGS (-N and forwarding options), running until `stop()`; what it prints on stderr, so far. */
 function forwardingSsh(port: number, args: string[]) {
-  const child: ChildProcess = spawn('ssh', [...sshOptions, '-N', '-p', String(port), ...args, 'alice@localhost'], {
+  const child: ChildProcess = guarded(spawn('ssh', [...sshOptions, '-N', '-p', String(port), ...args, 'alice@localhost'], {
     env: { ...process.env, ...sshEnv('wonderland') },
     stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  }));
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
   const exited = once(child, 'exit');
   return { stderr: () => stderr, stop: async () => (child.kill(), await exited) };
 }
 
-/** Polls `check` every 100 ms until it resolves to true; fails after 20 s. */
+/** Polls `check` until it resolves to true; fails after 20 s. (The 50 ms is the time between two tries, not a wait.) */
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {
   for (const deadline = Date.now() + 20_000; !(await check());) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -115,12 +115,13 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
     try {
       await until('ssh -D to listen', () => taken(local));
       // Not spawnSync: the web server is in this process, and must answer while curl waits.
-      const curl = spawn('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${local}`, `http://localhost:${webPort}/`]);
-      let stdout = '';
+      const curl = guarded(spawn('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${local}`, `http://localhost:${webPort}/`],
+        { stdio: ['ignore', 'pipe', 'pipe'] }));
+      let [stdout, stderr] = ['', ''];
       curl.stdout.on('data', (chunk) => (stdout += chunk));
+      curl.stderr.on('data', (chunk) => (stderr += chunk));
       const [status] = await once(curl, 'close');
-      assert.equal(stdout, 'hello\n');
-      assert.equal(status, 0);
+      assert.deepEqual({ stdout, stderr, status }, { stdout: 'hello\n', stderr: '', status: 0 });
     } finally {
       await client.stop();
     }
@@ -205,6 +206,8 @@ describe('step 11 attacked', { timeout: 120_000 }, () => {
         const channel = await forwardOut(client, 'localhost', webPort);
         channel.write('GET /slow HTTP/1.0\r\n\r\n');
         channel.pause(); // and never read: only the window ssh2 gives is sent
+        // A wait, not a condition: time for the step to take in all 100 MiB, were it to read on (a loopback carries
+        // that in well under a second); what is checked is that it does not.
         await new Promise((resolve) => setTimeout(resolve, 3000));
       });
       assert.ok(peak - before < 40, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
@@ -296,8 +299,8 @@ describe('step 11 attacked', { timeout: 120_000 }, () => {
       }
       const closed = await freePort();
       await assert.rejects(forwardOut(client, 'localhost', closed), 'nothing listens there');
-      // The refusals above freed their places: 20 open again at once.
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      // The refusals above freed their places, each before it was answered (shared/server/limits.ts): 20 open again
+      // at once.
       const again = await Promise.all(Array.from({ length: 20 }, () => forwardOut(client, 'localhost', webPort)));
       for (const channel of again) channel.destroy();
     } finally {

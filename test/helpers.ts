@@ -579,7 +579,10 @@ export async function startHaproxy(dir: string, servers: string[]): Promise<{ po
     ...servers.map((server, i) => `  server step${i} ${server} send-proxy-v2 check inter 300ms fall 1 rise 2`),
     '',
   ].join('\n'));
-  const child = spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // What it prints is not kept, but it is read: a pipe nobody reads would fill up and stop it.
+  const child = guarded(spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  child.stdout.resume();
+  child.stderr.resume();
   running.add(child);
   child.once('exit', () => running.delete(child));
   return { port, process: child };
