@@ -86,6 +86,14 @@ if (process.env.NODE_TEST_CONTEXT) {
       return now.length === 0 ? now : undefined;
     }, 5_000).catch(() => descendants());
     const leftovers = [...open, ...left];
+    // Named, then ended, so that they cannot trouble the files after this one.
+    for (const each of left) {
+      try {
+        process.kill(Number(each.split(' ')[0]), 'SIGKILL');
+      } catch {
+        // it ended meanwhile
+      }
+    }
     if (leftovers.length) assert.fail(`this file left running: ${leftovers.join('; ')}`);
   });
 }
