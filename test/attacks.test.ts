@@ -229,6 +229,8 @@ describe('memory, whatever a client sends or withholds', { timeout: 240_000 }, (
       for (let i = 0; i < 3; i++) clients.push(await ssh2Login(step.port));
       const refused = new ssh2.Client();
       await new Promise((resolve) => refused.on('error', resolve).connect({ host: '127.0.0.1', port: step.port, username: 'bob', password: 'builder' }));
+      // The step's log line reaches this process after the client has seen the connection end: waited for, then counted.
+      await waitFor('the refusal in the log', () => count(step, / refused: 3 connections are logged in/gm) > 0 || undefined);
       assert.equal(count(step, / refused: 3 connections are logged in \(MAX_CONNECTIONS\)$/gm), 1);
       clients.pop()!.end();
       await waitFor('a place to free up', () => count(step, / connection closed$/gm) === 1 || undefined);
