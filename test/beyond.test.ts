@@ -216,11 +216,16 @@ describe('step 10: window-change', { timeout: 60_000 }, () => {
   const step = useStep('10-window-change.ts');
   const border = (width: number) => `+${'-'.repeat(width - 2)}+`;
   const sizeLine = (cols: number, rows: number) => `This terminal is ${cols} columns wide and ${rows} rows tall.`;
-  /** The screen once it shows the app drawn for a `cols` x `rows` terminal, checked row by row. */
+  /**
+   * The screen once it shows the app drawn for a `cols` x `rows` terminal, checked row by row. The app draws its rows
+   * top to bottom, and the terminal may show a drawing half made: it is whole once its last row is there.
+   */
   const drawnFor = async (terminal: Terminal, cols: number, rows: number) => {
-    const screen = await waitFor(`a ${cols}x${rows} screen`, () => {
+    const screen = await waitFor(`a ${cols}x${rows} screen, drawn to its last row`, () => {
       const rowsNow = terminal.screen();
-      return rowsNow.some((row) => row.includes(sizeLine(cols, rows))) ? rowsNow : undefined;
+      const drawn = rowsNow.some((row) => row.includes(sizeLine(cols, rows))) && rowsNow.length >= rows
+        && rowsNow[rows - 1] === border(cols);
+      return drawn ? rowsNow : undefined;
     });
     assert.equal(screen.length, rows, 'the box fills every row');
     assert.equal(screen[0], border(cols));

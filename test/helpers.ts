@@ -369,6 +369,13 @@ export class Terminal {
     return rows;
   }
 
+  /** The screen and every row scrolled off it above, in one capture, as screen() gives rows. */
+  history(): string[] {
+    const rows = withoutKnownHostsWarning(this.tmux('capture-pane', '-p', '-S', '-')).split('\n');
+    while (rows.length && rows[rows.length - 1]!.trim() === '') rows.pop();
+    return rows;
+  }
+
   /** The command's exit status once it has ended, else undefined. */
   exitStatus(): number | undefined {
     try {

@@ -141,6 +141,9 @@ async function playWith(t: Transcript, home: string, inside: string, authorizedK
   stops.push(() => terminal.close());
   const prompts = () => readFileSync(join(home, 'prompts'), 'utf8').length;
   assert.ok(await until(() => { try { return prompts() === 1; } catch { return false; } }, 10_000), 'no shell prompt');
+  // Password prompts answered so far, counted over the whole session: a prompt stays on the screen after its answer,
+  // and one a command before this one answered is not asking again.
+  let answered = 0;
   for (const [i, line] of t.commands.entries()) {
     // The prompt is on the screen before anything is typed: typed earlier, the terminal echoes it once itself and
     // bash's readline draws it again after the prompt.
@@ -148,21 +151,20 @@ async function playWith(t: Transcript, home: string, inside: string, authorizedK
     const before = prompts();
     terminal.sendKeys('-l', line);
     terminal.sendKeys('Enter');
-    let answered = 0;
     let last = '';
     let since = Date.now();
     for (const deadline = Date.now() + 30_000; prompts() === before;) {
       assert.ok(Date.now() < deadline, `\`${line}\` did not finish:\n${terminal.screen().join('\n')}`);
-      const screen = terminal.screen();
-      const asked = screen.filter((row) => row.endsWith('password:')).length;
-      if (asked > answered && screen.at(-1)!.endsWith('password:')) {
+      const seen = terminal.history(); // one capture: its last row is the screen's last row
+      const asked = seen.filter((row) => row.endsWith('password:')).length;
+      if (asked > answered && seen.at(-1)!.endsWith('password:')) {
         terminal.sendKeys('-l', 'wonderland');
         terminal.sendKeys('Enter');
         answered += 1;
       }
       // The last command may keep a session open: it has done what it shows once the screen shows what the lesson
       // does, or (when keys are still to come) once the screen has stayed still for a while, however busy the machine.
-      const now = screen.join('\n');
+      const now = terminal.screen().join('\n');
       if (now !== last) [last, since] = [now, Date.now()];
       if (i === t.commands.length - 1) {
         if (t.keys.length === 0 && now === t.expected.join('\n')) break;
