@@ -55,6 +55,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
   const statPaths: string[] = [];
   const sftpErrors: string[] = [];
   const ptys: PseudoTtyInfo[] = [];
+  const envs: string[] = [];
   const signedLogins: PublicKeyAuthContext[] = [];
   let port = 0;
   const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms }, (connection) => {
@@ -75,6 +76,7 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
         if (command === 'burst') channel.write('a'), channel.write('b'), channel.exit(0), channel.end();
       });
       session.on('pty', (acceptPty, reject, info) => (ptys.push(info), acceptPty?.()));
+      session.on('env', (acceptEnv, reject, { key }) => (envs.push(key), acceptEnv?.()));
       // An SFTP server that answers nothing until told to, and says how many requests it has been given.
       session.on('sftp', (acceptSftp) => {
         const sftp = acceptSftp();
@@ -139,6 +141,34 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     // The connection goes on: a new session still runs its command.
     await exec(client, 'third');
     assert.deepEqual(execs.slice(count - 1).map((e) => e.command), ['first', 'third']);
+    client.end();
+  });
+
+  test('session-requests-after-start: env and pty-req on a session whose program runs are refused, not left unanswered', async () => {
+    const { client } = await login();
+    const channel = await exec(client, 'running');
+    // The client's own number for the channel, which the server's answers name; each answer takes the next callback.
+    const answers = (channel as unknown as { _callbacks: ((failed: boolean) => void)[] })._callbacks;
+    const answer = () => new Promise<string>((resolve) => answers.push((failed) => resolve(failed ? 'failure' : 'success')));
+    const envAnswer = answer();
+    (raw(client) as unknown as { env(chan: number, key: string, val: string, wantReply: boolean): void })
+      .env(remoteId(channel), 'LATE', 'value', true);
+    const ptyAnswer = answer();
+    (raw(client) as unknown as { pty(chan: number, rows: number, cols: number, height: number, width: number,
+      term: string, modes: null, wantReply: boolean): void }).pty(remoteId(channel), 24, 80, 0, 0, 'xterm', null, true);
+    // Unpatched, neither is ever answered, and the deadline passes.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000);
+    });
+    const [envSaid, ptySaid] = await Promise.race([Promise.all([envAnswer, ptyAnswer]), deadline]).finally(() => clearTimeout(timer));
+    assert.deepEqual([envSaid, ptySaid], ['failure', 'failure']);
+    assert.ok(!envs.includes('LATE'), 'the listener is not asked');
+    // Before the program starts, the same request is the listener's to answer.
+    const fresh = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+      client.exec('with env', { env: { EARLY: 'value' } }, (err, c) => (err ? reject(err) : resolve(c))));
+    assert.ok(envs.includes('EARLY'));
+    fresh.close();
     client.end();
   });
 
