@@ -10,6 +10,7 @@ import { readHostKeys } from '../shared/server/host-keys.ts';
 import { keyMayLogIn } from '../shared/login/key-login.ts';
 import { listen } from '../shared/server/listen.ts';
 import { log } from '../shared/core/log.ts';
+import { setClientEnv } from '../shared/channels/client-env.ts';
 import { deliver, signalName } from '../shared/channels/signals.ts';
 import { endOfInput, sttyArguments } from '../shared/channels/terminal-modes.ts';
 
@@ -21,8 +22,6 @@ const spawnPty = await import('@lydell/node-pty').then((module) => module.spawn,
 });
 /** The shell everyone gets: the one of the user running the step. */
 const shell = process.env.SHELL || '/bin/sh';
-/** The only variables a client may set, as sshd's `AcceptEnv LANG LC_*`. */
-const acceptEnv = (name: string) => name === 'LANG' || name.startsWith('LC_');
 
 /** Tells `ssh` how the program ended, by its status or its signal, and closes the channel. */
 function ended(channel: ServerChannel, status: number | null, signal: string | null): void {
@@ -52,9 +51,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       accept?.(); // undefined when the client wants no reply
     });
     session.on('env', (accept, reject, { key, val }) => {
-      if (!acceptEnv(key)) return reject?.();
-      env[key] = val;
-      accept?.();
+      // LANG and LC_* alone, as sshd's AcceptEnv; a few, and short (a client could send thousands).
+      if (setClientEnv(env, key, val)) accept?.();
+      else reject?.();
     });
     session.on('window-change', (accept, reject, { cols, rows }) => {
       accept?.();

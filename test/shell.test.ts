@@ -163,6 +163,15 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       assert.deepEqual(own, { out: 'ready\r\ntyped\r\n', err: '', code: 0, signal: undefined });
       const env = await execute(client, 'echo "$LANG|$LC_ALL|$EVIL"', { env: { LANG: 'C.UTF-8', LC_ALL: 'C', EVIL: 'yes' } });
       assert.equal(env.out, 'C.UTF-8|C|\n');
+      // A client sending many variables, or long ones, gets the first 32 and no more than 8 KiB in all (the 9 KB one
+      // is refused, and the short ones after it still taken): the rest is refused, not kept.
+      const many = Object.fromEntries([
+        ...Array.from({ length: 20 }, (unused, i) => [`LC_A${i}`, 'x']),
+        ['LC_LONG', 'y'.repeat(9000)],
+        ...Array.from({ length: 30 }, (unused, i) => [`LC_B${i}`, 'x']),
+      ]);
+      const bounded = await execute(client, 'env | grep -c ^LC_; echo "${#LC_LONG} $LC_B11|$LC_B12"', { env: many });
+      assert.equal(bounded.out, '32\n0 x|\n');
       // The signal once the trap is set: the shell says so.
       const trapped = await converse(client, 'trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.1; done', {},
         (out, channel) => out === 'ready\n' && channel.signal('INT'));
