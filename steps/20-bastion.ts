@@ -10,15 +10,13 @@ import { keyMayLogIn } from '../shared/login/key-login.ts';
 import { hostKeyProblem } from '../shared/login/known-hosts.ts';
 import { listen } from '../shared/server/listen.ts';
 import { log } from '../shared/core/log.ts';
+import { setClientEnv } from '../shared/channels/client-env.ts';
 import { target } from '../shared/core/options.ts';
 import { ForwardedAgent } from '../shared/channels/forwarded-agent.ts';
-import { startRecording } from '../shared/channels/session-recording.ts';
+import { recordingsFull, startRecording } from '../shared/channels/session-recording.ts';
 import { serveRecordings } from '../shared/channels/recordings-page.ts';
 
 const { Client, Server } = ssh2;
-
-/** The only variables a client may set, as sshd's `AcceptEnv LANG LC_*`: they are passed on to the inner server. */
-const acceptEnv = (name: string) => name === 'LANG' || name.startsWith('LC_');
 
 /** Tells `ssh` how the program ended, by its status or its signal, and closes the channel. */
 function ended(channel: ServerChannel, status: number | null, signal: string | null): void {
@@ -54,9 +52,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       accept?.();
     });
     session.on('env', (accept, reject, { key, val }) => {
-      if (!acceptEnv(key)) return reject?.();
-      env[key] = val;
-      accept?.();
+      // LANG and LC_* alone, as sshd's AcceptEnv, passed on to the inner server; a few, and short.
+      if (setClientEnv(env, key, val)) accept?.();
+      else reject?.();
     });
     session.on('window-change', (accept, reject, { cols, rows, width, height }) => {
       accept?.();
@@ -77,6 +75,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         ended(channel, status, null);
       };
       if (!agent) return say(`This bastion logs you in to ${target.shown} with your own key: connect with ssh -A.`, 1);
+      // A session that cannot be recorded is not started.
+      const full = recordingsFull();
+      if (full) return (log(info, `${user}'s session refused: ${full}`), say('bastion: no session can be recorded now', 1));
       const connection = new Client();
       let refused: string | undefined; // why the inner server's host key was refused
       channel.on('close', () => connection.end()); // the user has gone: so has their inner session

@@ -9,7 +9,7 @@ import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import ssh2 from 'ssh2';
-import { atPrompt, execute, processTree, root, stalled, sshOptions, startStep, temporaryDir, useStep, waitFor, type Step } from './helpers.ts';
+import { atPrompt, execute, logged, processTree, root, sshOptions, stalled, startStep, type Step, temporaryDir, useStep, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
@@ -62,8 +62,9 @@ function commandLine(pid: number): string {
 
 /** The recordings' files, oldest first (their names begin with when they started). */
 const casts = () => (existsSync(recordings) ? readdirSync(recordings).sort() : []);
-/** What a recording holds so far: '' until the bastion has made its file (it opens it as it logs its name). */
-const recorded = (name: string) => (existsSync(join(recordings, name)) ? readFileSync(join(recordings, name), 'utf8') : '');
+/** What a recording in `folder` holds so far: '' until the bastion has made its file (it opens it as it logs its name). */
+const recordedIn = (folder: string, name: string) => (existsSync(join(folder, name)) ? readFileSync(join(folder, name), 'utf8') : '');
+const recorded = (name: string) => recordedIn(recordings, name);
 
 describe('step 20: a bastion', { timeout: 180_000 }, () => {
   let inner: Step;
@@ -367,6 +368,66 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     } finally {
       await browser.close();
     }
+  });
+
+  test('audit evasion: long titles and TERMs are listed, cut; NUL bytes cost nothing; RECORDING_MAX and RECORDINGS_MAX hold', async () => {
+    const folder = join(dir, 'bounded-recordings');
+    const bounded = await startStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
+      KNOWN_HOSTS: knownHosts, RECORDINGS_DIR: folder, RECORDINGS_PORT: '0', TARGET: target(), RECORDING_MAX: '1',
+      RECORDINGS_MAX: '6' } });
+    const client = await login(bounded.port);
+    try {
+      // A 17 KiB command (the title) and a 17 KiB terminal name: each header was over the 16 KiB the page reads.
+      const long = `: ${'x'.repeat(17 * 1024)}; echo long`;
+      assert.equal((await execute(client, long)).out, 'long\n');
+      const term = await execute(client, 'echo term', { pty: { term: 't'.repeat(17 * 1024), cols: 80, rows: 24, width: 0, height: 0 } });
+      assert.equal(term.out, 'term\r\n');
+      // A megabyte of NUL bytes, which a terminal ignores: six bytes each in JSON, until they were left out.
+      assert.equal((await execute(client, 'head -c 1000000 /dev/zero; echo zeros')).out.length, 1_000_006);
+      // Over RECORDING_MAX (1 MiB): the user gets it all, the recording its first MiB and a marker.
+      assert.equal((await execute(client, 'head -c 2000000 /dev/zero | tr "\\0" y')).out.length, 2_000_000);
+      await logged(bounded, /recording \S+\.cast: recording cut at 1 MiB \(RECORDING_MAX\): the rest of the session is not recorded$/m);
+      const files = () => readdirSync(folder).sort();
+      // Each recording once the bastion has written its last event (the files are written as the output passes).
+      const written = await waitFor('the four recordings, written', () => {
+        const all = files().map((name) => recordedIn(folder, name));
+        const find = (text: string) => all.find((each) => each.includes(text));
+        const found = [find('"o","long\\n"]'), find('"o","term\\r\\n"]'), find('zeros'), find('"m","recording cut at')];
+        return all.length === 4 && found.every(Boolean) ? found as string[] : undefined;
+      });
+      for (const each of written) assert.ok(each.indexOf('\n') < 1024, `a header of ${each.indexOf('\n')} bytes`);
+      const [, , zeros, cut] = written;
+      assert.ok(zeros!.length < 2000 && zeros!.includes('zeros'), `${zeros!.length} bytes recorded of NUL bytes and "zeros"`);
+      assert.ok(cut!.length <= 1024 * 1024 + 200, `${cut!.length} bytes`);
+      assert.deepEqual(JSON.parse(cut!.trimEnd().split('\n').at(-1)!).slice(1),
+        ['m', 'recording cut at 1 MiB (RECORDING_MAX): the rest of the session is not recorded']);
+      // A recording whose header is no JSON, and one that cannot be read at all: still listed, each with why.
+      writeFileSync(join(folder, '2026-01-02T03-04-05Z-mallory-0123abcd.cast'), `{${'"'.repeat(20_000)}\n`);
+      mkdirSync(join(folder, '2026-01-02T03-04-06Z-mallory-4567cdef.cast'));
+      // Six kept, RECORDINGS_MAX: a session that could not be recorded is refused.
+      assert.deepEqual(await execute(client, 'echo unrecorded'), { out: '', err: 'bastion: no session can be recorded now\n', code: 1, signal: undefined });
+      await logged(bounded, /alice's session refused: the recordings folder holds 6 recordings \(RECORDINGS_MAX\): none can be added$/m);
+      const [, base, token] = /recordings: (http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]{32})/.exec(bounded.output())!;
+      const get = (path: string) => fetch(`${base}${path}`, { headers: { cookie: `token=${token}` } });
+      const list = await (await get('/')).text();
+      const rows = list.split('\n').filter((line) => line.startsWith('<tr><td'));
+      assert.equal(rows.length, 6, list.slice(0, 2000));
+      assert.equal(rows.filter((row) => row.includes('…</a>')).length, 1, 'the long command, cut');
+      assert.equal(rows.filter((row) => row.includes(' s (cut)</td>')).length, 1, 'the recording RECORDING_MAX cut');
+      assert.ok(rows.some((row) => row.startsWith('<tr><td>mallory</td><td>2026-01-02T03:04:05.000Z</td>')
+        && row.includes('(its header cannot be read)')), 'the header that is no JSON');
+      assert.ok(rows.some((row) => row.includes('2026-01-02T03-04-06Z-mallory-4567cdef.cast: cannot be read (it is a folder, not a file)')));
+      for (const name of files()) {
+        const play = await get(`/play/${name}`);
+        assert.equal(play.status, 200, name);
+        if (name.endsWith('4567cdef.cast')) assert.match(await play.text(), /This recording cannot be read: it is a folder, not a file\./);
+        else await play.arrayBuffer();
+      }
+    } finally {
+      client.end();
+      await bounded.stop();
+    }
+    assert.doesNotMatch(bounded.output(), /^internal error/m);
   });
 
   test('a bastion killed mid-session has already written what the session printed', async () => {

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fail } from '../core/errors.ts';
+import { explain, fail } from '../core/errors.ts';
 import { recordingName, recordingsDir } from './session-recording.ts';
 
 const player = fileURLToPath(new URL('../../node_modules/asciinema-player/dist/bundle/', import.meta.url));
@@ -34,17 +34,32 @@ function readPart(file: string, position: number, length: number): string {
   }
 }
 
-/** A recording's user, title, start and length in seconds (the time of its last event), from its first and last lines. */
+/**
+ * A recording's user, title, start, length in seconds (the time of its last event) and whether RECORDING_MAX cut
+ * it, from its first and last lines. A header that cannot be read (not JSON, or longer than 16 KiB) does not hide
+ * the recording: its name says whose it is and when it started.
+ */
 export function summary(name: string) {
   const file = join(recordingsDir, name);
-  const header = JSON.parse(readPart(file, 0, 16384).split('\n')[0]!) as { timestamp?: number; title?: string; env?: { USER?: string } };
+  const head = readPart(file, 0, 16384).split('\n')[0]!;
+  let header: { timestamp?: number; title?: string; env?: { USER?: string } } = {};
+  try {
+    header = JSON.parse(head) as typeof header;
+  } catch {} // the name says the rest
+  const [, day, hours, minutes, seconds, named] = /^(\d{4}-\d\d-\d\d)T(\d\d)-(\d\d)-(\d\d)Z-(.+)-[0-9a-f]{8}\.cast$/.exec(name)!;
   const size = statSync(file).size;
   const tail = readPart(file, Math.max(0, size - 65536), 65536).split('\n').filter((line) => line.startsWith('['));
   let length = 0;
   try {
     length = Number((JSON.parse(tail.at(-1) ?? '[0]') as [number])[0]) || 0;
   } catch {} // a last line being written: the one before it would do, but 0 is near enough for a list
-  return { user: String(header.env?.USER ?? '?'), title: String(header.title ?? ''), start: new Date((header.timestamp ?? 0) * 1000), length };
+  return {
+    user: String(header.env?.USER ?? named),
+    title: typeof header.title === 'string' ? header.title : `${name} (its header cannot be read)`,
+    start: header.timestamp === undefined ? new Date(`${day}T${hours}:${minutes}:${seconds}Z`) : new Date(header.timestamp * 1000),
+    length,
+    cut: tail.some((line) => line.includes('"m","recording cut at ')),
+  };
 }
 
 function page(response: ServerResponse, title: string, body: string, head = ''): void {
@@ -90,13 +105,14 @@ export function serveRecordings(): void {
       asked = decodeURIComponent(url.pathname.replace(/^\/(play|recordings)\//, ''));
     } catch {} // a malformed %-escape names nothing
     if (url.pathname === '/') {
-      const rows = names.flatMap((name) => {
+      // Every recording has its row: one that cannot be read says so, and why.
+      const rows = names.map((name) => {
         try {
-          const { user, title, start, length } = summary(name);
-          return [`<tr><td>${escapeHtml(user)}</td><td>${start.toISOString()}</td><td>${length.toFixed(1)} s</td>`
-            + `<td><a href="/play/${encodeURIComponent(name)}">${escapeHtml(title || name)}</a></td></tr>`];
-        } catch {
-          return []; // a file that is not a recording after all
+          const { user, title, start, length, cut } = summary(name);
+          return `<tr><td>${escapeHtml(user)}</td><td>${start.toISOString()}</td><td>${length.toFixed(1)} s${cut ? ' (cut)' : ''}</td>`
+            + `<td><a href="/play/${encodeURIComponent(name)}">${escapeHtml(title || name)}</a></td></tr>`;
+        } catch (err) {
+          return `<tr><td colspan="3">?</td><td>${escapeHtml(name)}: cannot be read (${escapeHtml(explain(err))})</td></tr>`;
         }
       });
       return page(response, 'Recorded sessions', rows.length
@@ -104,7 +120,13 @@ export function serveRecordings(): void {
         : '<p>No session recorded yet.</p>');
     }
     if (url.pathname.startsWith('/play/') && names.includes(asked)) {
-      const { user, title, length } = summary(asked);
+      let about: ReturnType<typeof summary>;
+      try {
+        about = summary(asked);
+      } catch (err) {
+        return page(response, asked, `<p><a href="/">All sessions</a></p>\n<p>This recording cannot be read: ${escapeHtml(explain(err))}.</p>`);
+      }
+      const { user, title, length } = about;
       return page(response, title || `${user}: ${asked}`, `<p><a href="/">All sessions</a></p>
 <div id="player" data-src="/recordings/${encodeURIComponent(asked)}" data-end="${length}"></div>
 <script src="/player.js"></script><script src="/play.js"></script>`, '<link rel="stylesheet" href="/player.css">');

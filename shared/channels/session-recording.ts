@@ -1,12 +1,13 @@
 // Sessions recorded as asciicast v2 files (what `asciinema rec` writes, and `asciinema play` and asciinema-player
 // replay): a line of JSON for the header, then a line for each event, `[seconds, "o", text]` for output and
 // `[seconds, "r", "COLSxROWS"]` for a resize. One file a session, in RECORDINGS_DIR, readable by the step's user alone.
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, type WriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { explain, fail, shown } from '../core/errors.ts';
+import { limits } from '../core/options.ts';
 
 /** Where the recordings are: `RECORDINGS_DIR`, else `recordings/` beside `steps/` (git ignores it); made at start. */
 export const recordingsDir = process.env.RECORDINGS_DIR || fileURLToPath(new URL('../../recordings/', import.meta.url));
@@ -18,6 +19,26 @@ try {
 
 /** A recording's file name: when it started, whose it is, and a random part: `2026-12-04T01-02-03Z-alice-1a2b3c4d.cast`. */
 export const recordingName = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{8}\.cast$/;
+
+/** The longest title, user and terminal name a header keeps: a header stays under 1 KiB, whatever the client sent. */
+const HEADER_TEXT_MAX = 200;
+const cut = (text: string) => (text.length > HEADER_TEXT_MAX ? `${text.slice(0, HEADER_TEXT_MAX - 1)}…` : text);
+
+/**
+ * Why no session may start now, if none may: RECORDINGS_DIR holds RECORDINGS_MAX recordings already (a session that
+ * cannot be recorded is not started), or cannot be read. Asked as each session starts: sessions starting together
+ * may each pass it, and go a few past the bound.
+ */
+export function recordingsFull(): string | undefined {
+  let kept: number;
+  try {
+    kept = readdirSync(recordingsDir).filter((name) => recordingName.test(name)).length;
+  } catch (err) {
+    return `the recordings folder cannot be read: ${explain(err)}`;
+  }
+  if (kept >= limits.recordingsMax) return `the recordings folder holds ${kept} recordings (RECORDINGS_MAX): none can be added`;
+  return undefined;
+}
 
 /** What the header says of a session. */
 export interface Recorded {
@@ -32,35 +53,46 @@ export interface Recorded {
 /**
  * Starts the recording of one session: returns what to call with its output (bytes, as the terminal gets them),
  * with each resize, and at its end. Each event is written as it happens (the file is appended to, not kept in
- * memory); input is not recorded (see the lesson). A file that cannot be written is logged once, and the session
- * goes on unrecorded.
+ * memory); input is not recorded (see the lesson). The header's texts are cut short, NUL bytes (which a terminal
+ * ignores) are left out, and past RECORDING_MAX MiB the recording ends with a marker that says so; `note` is told
+ * that, and a file that cannot be written (the session then goes on unrecorded).
  */
-export function startRecording(session: Recorded, logError: (message: string) => void) {
+export function startRecording(session: Recorded, note: (message: string) => void) {
   const started = new Date();
   const user = /^[A-Za-z0-9_.-]{1,64}$/.test(session.user) ? session.user : 'unnamed';
   const name = `${started.toISOString().slice(0, 19).replaceAll(':', '-')}Z-${user}-${randomBytes(4).toString('hex')}.cast`;
   const file: WriteStream = createWriteStream(join(recordingsDir, name), { flags: 'wx', mode: 0o600 });
-  file.on('error', (err) => logError(`recording ${name}: ${explain(err)}`));
+  file.on('error', (err) => note(`recording ${name}: ${explain(err)}`));
   const header = {
     version: 2, width: session.width, height: session.height, timestamp: Math.floor(started.getTime() / 1000),
-    title: session.title, env: { USER: session.user, ...(session.term ? { TERM: session.term } : {}) },
+    title: cut(session.title), env: { USER: cut(session.user), ...(session.term ? { TERM: cut(session.term) } : {}) },
   };
-  file.write(`${JSON.stringify(header)}\n`);
+  const most = limits.recordingMax * 1024 * 1024;
+  let written = 0;
+  const write = (line: string) => {
+    written += Buffer.byteLength(line);
+    file.write(line);
+  };
+  write(`${JSON.stringify(header)}\n`);
   const text = new StringDecoder('utf8'); // a character cut between two reads waits for its end
   const event = (code: string, data: string) => {
     if (file.destroyed || file.writableEnded) return;
     const seconds = Math.round((Date.now() - started.getTime()) / 1000 * 1e6) / 1e6;
-    file.write(`${JSON.stringify([seconds, code, data])}\n`);
+    const line = `${JSON.stringify([seconds, code, data])}\n`;
+    if (written + Buffer.byteLength(line) <= most) return write(line);
+    const why = `recording cut at ${limits.recordingMax} MiB (RECORDING_MAX): the rest of the session is not recorded`;
+    file.end(`${JSON.stringify([seconds, 'm', why])}\n`);
+    note(`recording ${name}: ${why}`);
   };
   return {
     name,
     output: (data: Buffer) => {
-      const chunk = text.write(data);
+      const chunk = text.write(data).replaceAll('\0', '');
       if (chunk) event('o', chunk);
     },
     resize: (cols: number, rows: number) => event('r', `${cols}x${rows}`),
     end: () => {
-      const rest = text.end();
+      const rest = text.end().replaceAll('\0', '');
       if (rest) event('o', rest);
       if (!file.destroyed) file.end();
     },

@@ -63,6 +63,10 @@ Environment:
                           default: keys/known_hosts)
   RECORDINGS_DIR          the folder of the recorded sessions (step 20; default: recordings/)
   RECORDINGS_PORT         the port of the recordings page, on 127.0.0.1 (step 20; default: 2080)
+  RECORDING_MAX           the largest recording of one session, in MiB, past which the rest of it is
+                          not recorded, and the recording and the log say so (step 20; default: 64)
+  RECORDINGS_MAX          the recordings the folder may hold, past which new sessions are refused
+                          (step 20; default: 10000)
   STORE_URL               the Valkey or Redis server the machines of a fleet share their state in,
                           redis://HOST:PORT (step 21; default: redis://127.0.0.1:6379)
   MACHINE                 this machine's name in the fleet, as /who shows it (step 21; default:
@@ -155,6 +159,8 @@ export const limits = {
   maxRemoteForwards: setting('MAX_REMOTE_FORWARDS', 10, 1),
   sftpMaxHandles: setting('SFTP_MAX_HANDLES', 100, 1),
   gitMaxPush: setting('GIT_MAX_PUSH', 1024, 1, 1_000_000),
+  recordingMax: setting('RECORDING_MAX', 64, 1, 1_000_000),
+  recordingsMax: setting('RECORDINGS_MAX', 10_000, 1),
   chatLineMax: setting('CHAT_LINE_MAX', 300, 1),
   chatRate: setting('CHAT_RATE', 10, 1),
   chatQueueMax: setting('CHAT_QUEUE_MAX', 65536, 1024),
