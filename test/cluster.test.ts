@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, ssh, sshEnv, sshOptions, startHaproxy, startStep, temporaryDir, Terminal, useStep, waitFor, type Step } from './helpers.ts';
+import { count, logged, ssh, sshEnv, sshOptions, startHaproxy, startStep, type Step, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 
 /**
  * How long a session of these tests has to log in, set apart from ssh2's default. A connection lost on its way to a
@@ -94,7 +94,7 @@ describe('step 17: every core', { timeout: 180_000 }, () => {
   const step = useStep('17-every-core.ts', { env: { WORKERS: '2', DRAIN_TIMEOUT: '20' } });
 
   test('two workers share the port; one that dies is replaced', async () => {
-    assert.match(step().output(), new RegExp(`^primary ${step().pid}: 2 worker\\(s\\); kill -HUP ${step().pid} replaces them one at a time$`, 'm'));
+    await logged(step(), new RegExp(`^primary ${step().pid}: 2 worker\\(s\\); kill -HUP ${step().pid} replaces them one at a time$`, 'm'));
     // The first worker listens alone, then the second starts: a port that is taken is then said once.
     const listening = () => count(step(), /^listening on /gm);
     await waitFor('two workers listening', () => (workersOf(step().pid).length === 2 && listening() === 2) || undefined);
@@ -216,7 +216,7 @@ describe('step 17: a rolling restart keeps the sessions it promises to keep', { 
       await waitFor('the bound', () => terminal.exitStatus() !== undefined || undefined, 10_000);
       assert.equal(terminal.exitStatus(), 255);
       assert.equal(terminal.screen().at(-1), 'Connection to localhost closed by remote host.');
-      assert.match(step().output(), /^RETIRE_TIMEOUT: closing the listener and 1 connection\(s\)$/m);
+      await logged(step(), /^RETIRE_TIMEOUT: closing the listener and 1 connection\(s\)$/m);
     } finally {
       terminal.close();
     }

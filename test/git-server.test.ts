@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, residentMiB, socketOf } from './hostile.ts';
-import { count, processTree, ssh, stalled, ssh2Login, sshEnv, sshOptions, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { count, logged, processTree, ssh, ssh2Login, sshEnv, sshOptions, stalled, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
 
 const dir = temporaryDir();
 const repos = join(dir, 'repos');
@@ -113,7 +113,7 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
     const pushed = await git(work, ['push', url('alice', 'alice/hello.git'), 'main']);
     assert.equal(pushed.status, 0, pushed.stderr);
     assert.match(pushed.stderr, /^ \* \[new branch\] +main -> main$/m);
-    assert.match(step().output(), / alice made the repository alice\/hello\.git$/m);
+    await logged(step(), / alice made the repository alice\/hello\.git$/m);
     assert.ok(existsSync(join(repos, 'alice', 'hello.git', 'HEAD')));
     assert.equal(localGit(join(repos, 'alice', 'hello.git'), 'symbolic-ref', 'HEAD'), 'refs/heads/main');
 
@@ -218,7 +218,7 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
     assert.equal(collaborator.status, 0, collaborator.stderr);
     assert.equal(localGit(join(repos, 'alice', 'private.git'), 'rev-parse', 'main'),
       localGit(join(clones, 'private'), 'rev-parse', 'HEAD'));
-    assert.match(step().output(), /git-access line 3: skipped, not OWNER\/NAME\.git followed by public or user names$/m);
+    await logged(step(), /git-access line 3: skipped, not OWNER\/NAME\.git followed by public or user names$/m);
     writeFileSync(accessFile, '');
   });
 

@@ -284,6 +284,20 @@ export function count(step: Step, pattern: RegExp): number {
   return step.output().match(pattern)?.length ?? 0;
 }
 
+/**
+ * Waits until the step's output (from `from` on, a length of it read earlier) matches `pattern`, and resolves with
+ * the match. A line the step logs before it answers a client may still reach this process after the answer: the two
+ * come through different pipes. Fails at the deadline, with the output.
+ */
+export async function logged(step: Step, pattern: RegExp, from = 0): Promise<RegExpExecArray> {
+  const once = new RegExp(pattern.source, pattern.flags.replace('g', ''));
+  try {
+    return await waitFor(`the log line ${pattern}`, () => once.exec(step.output().slice(from)) ?? undefined);
+  } catch {
+    return assert.fail(`the step never logged ${pattern}; it logged:\n${step.output().slice(from)}`);
+  }
+}
+
 /** Waits until the step has logged the close of every connection it logged as opened. */
 export function quiet(step: Step): Promise<true> {
   return waitFor('every connection to close', () =>

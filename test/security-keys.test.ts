@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { code, PERIOD, toBase32 } from '../shared/login/totp.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
-import { count, debianTesting, debianTestingHome, inDebianTesting, sshEnv, startStep, temporaryDir, waitFor, type SshResult, type Step } from './helpers.ts';
+import { count, debianTesting, debianTestingHome, inDebianTesting, logged, sshEnv, type SshResult, startStep, type Step, temporaryDir, waitFor } from './helpers.ts';
 import { SecurityKeyAgent, softwareSecurityKey } from './security-key-token.ts';
 
 const skDummy = join(process.env.CONCH_STEPS_CACHE || '/var/tmp/conch-steps', 'sk-dummy', 'sk-dummy.so');
@@ -115,17 +115,16 @@ describe('FIDO security keys, made and used by OpenSSH with its software token (
         test(`OpenSSH ${client}: a key made with no-touch-required logs in only where its line says so; verify-required wants a verified user`, async () => {
           assert.equal((await login(step, 'alice', 'notouch', client)).status, 0);
           assert.equal((await login(step, 'alice', 'verified', client)).status, 0);
-          assert.match(step.output(), /authenticated as alice with a security key \(not touched \(no user presence\), not user-verified, counter 305419896\)$/m);
-          assert.match(step.output(), /authenticated as alice with a security key \(touched, user verified, counter 305419896\)$/m);
+          await logged(step, /authenticated as alice with a security key \(not touched \(no user presence\), not user-verified, counter 305419896\)$/m);
+          await logged(step, /authenticated as alice with a security key \(touched, user verified, counter 305419896\)$/m);
           const before = step.output().length;
           for (const name of ['notouch', 'ed25519']) {
             const refused = await login(step, 'bob', name, client);
             assert.equal(refused.status, 255);
             assert.match(refused.stderr, /Permission denied \(publickey/);
           }
-          const logged = step.output().slice(before);
-          assert.match(logged, /:\d+ security key SHA256:\S+ refused; its signature: not touched \(no user presence\), not user-verified, counter 305419896$/m);
-          assert.match(logged, /:\d+ security key SHA256:\S+ refused; its signature: touched, not user-verified, counter 305419896$/m);
+          await logged(step, /:\d+ security key SHA256:\S+ refused; its signature: not touched \(no user presence\), not user-verified, counter 305419896$/m, before);
+          await logged(step, /:\d+ security key SHA256:\S+ refused; its signature: touched, not user-verified, counter 305419896$/m, before);
         });
       }
     });
@@ -182,20 +181,20 @@ describe('FIDO security keys, made and used by OpenSSH with its software token (
         for (const name of ['c-ed25519', 'c-ecdsa', 'c-notouch']) {
           assert.deepEqual(await login(step, 'alice', name, client), { stdout: 'hi\n', stderr: '', status: 0 }, name);
         }
-        for (const name of ['ed25519', 'ecdsa', 'notouch']) assert.match(step.output(), new RegExp(`certificate "c-${name}" \\(serial 0\\) of CA`));
-        assert.match(step.output(), /authenticated as alice with a security key \(touched, not user-verified, counter 305419896\)$/m);
-        assert.match(step.output(), /authenticated as alice with a security key \(not touched \(no user presence\), not user-verified, counter 305419896\)$/m);
+        for (const name of ['ed25519', 'ecdsa', 'notouch']) await logged(step, new RegExp(`certificate "c-${name}" \\(serial 0\\) of CA`));
+        await logged(step, /authenticated as alice with a security key \(touched, not user-verified, counter 305419896\)$/m);
+        await logged(step, /authenticated as alice with a security key \(not touched \(no user presence\), not user-verified, counter 305419896\)$/m);
         for (const [name, signed] of [['c-notouch-bare', 'not touched \\(no user presence\\), not user-verified'], ['c-unverified', 'touched, not user-verified']]) {
           const before = step.output().length;
           const refused = await login(step, 'alice', name!, client);
           assert.equal(refused.status, 255, name);
-          assert.match(step.output().slice(before), new RegExp(`:\\d+ security key SHA256:\\S+ refused; its signature: ${signed}, counter 305419896$`, 'm'), name);
+          await logged(step, new RegExp(`:\\d+ security key SHA256:\\S+ refused; its signature: ${signed}, counter 305419896$`, 'm'), before);
           assert.doesNotMatch(step.output().slice(before), / authenticated as /);
         }
         // verify-required, and the user verified by the token: in.
         const before = step.output().length;
         assert.deepEqual(await login(step, 'alice', 'c-verified', client), { stdout: 'hi\n', stderr: '', status: 0 });
-        assert.match(step.output().slice(before), /authenticated as alice with a security key \(touched, user verified, counter 305419896\)$/m);
+        await logged(step, /authenticated as alice with a security key \(touched, user verified, counter 305419896\)$/m, before);
       });
     }
   });
@@ -248,11 +247,11 @@ describe('FIDO security keys: what no token would sign, through ssh2\'s client',
       }
       // (The step's last lines may still be on their way.)
       await waitFor('the refusals', () => ((step.output().slice(before).match(/ refused for alice: the signature does not hold$/gm) ?? []).length >= 4) || undefined);
-      const logged = step.output().slice(before);
-      assert.match(logged, /refused; its signature: not touched \(no user presence\), not user-verified, counter 11$/m);
-      assert.match(logged, /refused; its signature: touched, not user-verified, counter 12$/m);
-      assert.match(logged, /refused; its signature: malformed$/m);
-      assert.equal((logged.match(/ refused for alice: the signature does not hold$/gm) ?? []).length, 4);
+      const said = step.output().slice(before);
+      assert.match(said, /refused; its signature: not touched \(no user presence\), not user-verified, counter 11$/m);
+      assert.match(said, /refused; its signature: touched, not user-verified, counter 12$/m);
+      assert.match(said, /refused; its signature: malformed$/m);
+      assert.equal((said.match(/ refused for alice: the signature does not hold$/gm) ?? []).length, 4);
     });
 
     test(`${kind}: a counter that goes backwards is refused and logged; then the key logs in again at a higher one`, async () => {
@@ -260,7 +259,7 @@ describe('FIDO security keys: what no token would sign, through ssh2\'s client',
       const before = step.output().length;
       assert.match(await attempt(token, (data) => token.sign(data, 0x01, 999)), /All configured authentication methods failed/);
       await waitFor('the line', () => / its counter went backwards/.test(step.output().slice(before)) || undefined);
-      assert.match(step.output().slice(before), /:\d+ security key SHA256:\S+: its counter went backwards \(999 after 1000\), as a copy of the key's would: refused$/m);
+      await logged(step, /:\d+ security key SHA256:\S+: its counter went backwards \(999 after 1000\), as a copy of the key's would: refused$/m, before);
       assert.equal(await attempt(token, (data) => token.sign(data, 0x01, 1000)), 'ok'); // the same count again: a token that keeps none
       assert.equal(await attempt(token, (data) => token.sign(data, 0x01, 1001)), 'ok');
     });

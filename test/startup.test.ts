@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { newHostKey } from '../shared/server/host-keys.ts';
-import { lines, runStep, ssh, startStep, temporaryDir } from './helpers.ts';
+import { lines, logged, runStep, ssh, startStep, temporaryDir } from './helpers.ts';
 
 /** The `host key:` lines a step printed, without the prefix. */
 function printedFingerprints(output: string): string[] {
@@ -167,7 +167,7 @@ describe('options and listening', { timeout: 60_000 }, () => {
   test('PORT and HOST choose where to listen when no option does', async () => {
     const step = await startStep('01-no-login.ts', { args: [], env: { HOST: '127.0.0.2' } });
     await step.stop();
-    assert.match(step.output(), /^listening on 127\.0\.0\.2:\d+$/m);
+    await logged(step, /^listening on 127\.0\.0\.2:\d+$/m);
   });
 
   test('a port in use is one line and status 1', async () => {
@@ -202,14 +202,14 @@ describe('options and listening', { timeout: 60_000 }, () => {
     }
     const peers = [...step.output().matchAll(/^(\S+) connection opened$/gm)].map((m) => m[1]);
     assert.equal(peers.length, 2);
-    for (const peer of peers) assert.match(step.output(), new RegExp(`^setNoDelay\\(true\\) for ${peer!.replaceAll('.', '\\.')}$`, 'm'));
+    for (const peer of peers) await logged(step, new RegExp(`^setNoDelay\\(true\\) for ${peer!.replaceAll('.', '\\.')}$`, 'm'));
   });
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     test(`${signal} closes the listener and exits 0, also through the tsx command`, async () => {
       const step = await startStep('03-trivial-channel.ts', { viaTsxCommand: true });
       assert.equal(await step.stop(signal), 0);
-      assert.match(step.output(), new RegExp(`^${signal}: closing the listener`, 'm'));
+      await logged(step, new RegExp(`^${signal}: closing the listener`, 'm'));
       const refused = await new Promise<boolean>((resolve) => {
         const probe = createServer();
         // The port is free again: the listener is closed.
