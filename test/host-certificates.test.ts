@@ -12,12 +12,13 @@ const keys = join(dir, 'keys');
 execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'host CA', '-f', join(dir, 'ca')]);
 execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'another CA', '-f', join(dir, 'other-ca')]);
 
-/** `npm run host-cert -- ARGS`, as a reader runs it: what it printed, and its exit status. */
-function hostCert(args: string[]) {
+/** `npm run host-cert -- ARGS` for the keys in `folder`, as a reader runs it: what it printed, and its exit status. */
+function hostCertIn(folder: string, args: string[]) {
   const run = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'shared', 'server', 'host-cert.ts'), ...args],
-    { cwd: root, env: { ...process.env, HOST_KEYS_DIR: keys }, encoding: 'utf8' });
+    { cwd: root, env: { ...process.env, HOST_KEYS_DIR: folder }, encoding: 'utf8' });
   return { stdout: run.stdout, stderr: run.stderr, status: run.status };
 }
+const hostCert = (args: string[]) => hostCertIn(keys, args);
 
 /** OpenSSH with nothing in known_hosts but `line`, strict checking on, and the password through SSH_ASKPASS. */
 function ssh(port: number, line: string, args: string[] = []) {
@@ -45,17 +46,21 @@ describe('host certificates: npm run host-cert, then any step serves them', { ti
     const signed = hostCert([join(dir, 'ca')]);
     assert.equal(signed.status, 0, signed.stderr);
     const caLine = execFileSync('cut', ['-d', ' ', '-f', '1,2', join(dir, 'ca.pub')], { encoding: 'utf8' }).trim();
+    // A year, unless told otherwise: ssh-keygen's -V +52w, from the minute it signed.
+    const until = /valid until (\S+)\)$/.exec(lines(signed.stdout)[0]!)?.[1] ?? '';
+    const year = Date.parse(until) - Date.now();
+    assert.ok(year > 363 * 86_400_000 && year <= 364 * 86_400_000, `valid until ${until}`);
     assert.deepEqual(lines(signed.stdout), [
-      `signed ${keys}/ssh_host_ed25519_key.pub: ${keys}/ssh_host_ed25519_key-cert.pub (names: localhost)`,
-      `signed ${keys}/ssh_host_rsa_key.pub: ${keys}/ssh_host_rsa_key-cert.pub (names: localhost)`,
+      `signed ${keys}/ssh_host_ed25519_key.pub: ${keys}/ssh_host_ed25519_key-cert.pub (names: localhost; valid until ${until})`,
+      `signed ${keys}/ssh_host_rsa_key.pub: ${keys}/ssh_host_rsa_key-cert.pub (names: localhost; valid until ${until})`,
       'Clients trust every machine so signed with this line in their known_hosts:',
       `@cert-authority localhost,[localhost]:* ${caLine}`,
     ]);
     const step = await startStep('03-trivial-channel.ts', { env: { HOST_KEYS_DIR: keys } });
     try {
-      assert.deepEqual(lines(step.output()).filter((line) => line.startsWith('host certificate: ')), [
-        `host certificate: ssh-ed25519-cert-v01@openssh.com (${keys}/ssh_host_ed25519_key-cert.pub)`,
-        `host certificate: ssh-rsa-cert-v01@openssh.com (${keys}/ssh_host_rsa_key-cert.pub)`,
+      assert.deepEqual(lines(step.output()).filter((line) => line.startsWith('host certificate')), [
+        `host certificate: ssh-ed25519-cert-v01@openssh.com (${keys}/ssh_host_ed25519_key-cert.pub), for localhost, valid until ${until}`,
+        `host certificate: ssh-rsa-cert-v01@openssh.com (${keys}/ssh_host_rsa_key-cert.pub), for localhost, valid until ${until}`,
       ]);
       const trusted = lines(signed.stdout).at(-1)!;
       // Step 03 never sends an exit status, so ssh ends with 255; it logged in, and asked nothing.
@@ -73,6 +78,44 @@ describe('host certificates: npm run host-cert, then any step serves them', { ti
     } finally {
       await step.stop();
     }
+  });
+
+  test('a certificate that has expired, is not valid yet, or names no host is not served, and the step says why', async () => {
+    const expired = join(dir, 'expired');
+    execFileSync('mkdir', ['-p', expired]);
+    await (await startStep('03-trivial-channel.ts', { env: { HOST_KEYS_DIR: expired } })).stop(); // makes the keys
+    const sign = (key: string, args: string[]) => execFileSync('ssh-keygen', ['-q', '-s', join(dir, 'ca'), '-h', '-I', 'test',
+      ...args, join(expired, `${key}.pub`)], { stdio: 'ignore' });
+    const weeks = (n: number) => n * 7 * 86_400_000;
+    const signing = Date.now() - 1000; // ssh-keygen counts whole seconds
+    sign('ssh_host_ed25519_key', ['-n', 'localhost', '-V', '20200101:20200102']);
+    sign('ssh_host_rsa_key', ['-n', 'localhost', '-V', '+100w:+101w']);
+    const signed = Date.now();
+    const step = await startStep('03-trivial-channel.ts', { env: { HOST_KEYS_DIR: expired } });
+    try {
+      const said = lines(step.output()).filter((line) => line.startsWith('host certificate'));
+      assert.equal(said.length, 2);
+      assert.equal(said[0], `host certificate ${expired}/ssh_host_ed25519_key-cert.pub not served: it expired at `
+        + `${new Date(2020, 0, 2).toISOString().replace('.000Z', 'Z')}; sign the key again (npm run host-cert -- CA_KEY)`);
+      const [, from] = new RegExp(`^host certificate ${expired}/ssh_host_rsa_key-cert.pub not served: it is not valid before (\\S+); `
+        + 'sign the key again \\(npm run host-cert -- CA_KEY\\)$').exec(said[1]!) ?? [];
+      assert.ok(Date.parse(from!) >= signing + weeks(100) && Date.parse(from!) <= signed + weeks(100), said[1]);
+      // The key alone is served: a client that knows it logs in.
+      const keyLine = `localhost ${execFileSync('cut', ['-d', ' ', '-f', '1,2', join(expired, 'ssh_host_ed25519_key.pub')], { encoding: 'utf8' }).trim()}`;
+      assert.equal((await ssh(step.port, keyLine)).stdout, 'This session is very simple. Goodbye!\r\n');
+    } finally {
+      await step.stop();
+    }
+    sign('ssh_host_ed25519_key', []);
+    const nameless = await startStep('03-trivial-channel.ts', { env: { HOST_KEYS_DIR: expired } });
+    await nameless.stop();
+    assert.ok(lines(nameless.output()).includes(`host certificate ${expired}/ssh_host_ed25519_key-cert.pub not served: it names no host; `
+      + 'sign the key again (npm run host-cert -- CA_KEY)'));
+    // --valid: as long as asked.
+    const hour = hostCertIn(expired, [join(dir, 'ca'), '--valid', '+1h', 'localhost']);
+    const until = Date.parse(/valid until (\S+)\)$/.exec(lines(hour.stdout)[0]!)![1]!) - Date.now();
+    assert.ok(until > 58 * 60_000 && until <= 60 * 60_000, `${until} ms`);
+    assert.equal(hostCertIn(expired, [join(dir, 'ca'), '--valid', 'a year']).status, 1);
   });
 
   test('a certificate that is no longer its key\'s stops the step with one line that says what to do', async () => {

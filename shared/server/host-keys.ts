@@ -47,10 +47,39 @@ export function readHostKeys(): HostKey[] {
   return [{ key: ed25519, ...withCertificate(edCertificate) }, signingAs('rsa-sha2-512'), signingAs('rsa-sha2-256')];
 }
 
+/** The names a host certificate is for, and when it is valid: from `validAfter` up to `validBefore` (seconds). */
+export function certificateTerms(line: string): { names: string[]; validAfter: bigint; validBefore: bigint } {
+  const blob = Buffer.from(line.split(' ')[1] ?? '', 'base64');
+  let at = 0;
+  const string = () => {
+    const length = blob.readUInt32BE(at);
+    if (at + 4 + length > blob.length) throw new RangeError('the certificate is cut short');
+    at += 4 + length;
+    return blob.subarray(at - length, at);
+  };
+  // Its type, a nonce, the key (one field for Ed25519, two for RSA and ECDSA), serial, type and key ID, then its names.
+  const fields = string().toString().startsWith('ssh-ed25519') ? 1 : 2;
+  for (let i = 0; i < 1 + fields; i++) string();
+  at += 12;
+  string();
+  const packed = string();
+  const names: string[] = [];
+  for (let i = 0; i < packed.length; i += 4 + packed.readUInt32BE(i)) {
+    names.push(packed.subarray(i + 4, i + 4 + packed.readUInt32BE(i)).toString());
+  }
+  return { names, validAfter: blob.readBigUInt64BE(at), validBefore: blob.readBigUInt64BE(at + 8) };
+}
+
+/** A certificate's time as a date, or "for ever" for the largest (ssh-keygen's default: no end). */
+export const certificateTime = (seconds: bigint) =>
+  (seconds >= 2n ** 63n ? 'for ever' : new Date(Number(seconds) * 1000).toISOString().replace('.000Z', 'Z'));
+
 /**
  * The host certificate beside the key file (`KEY-cert.pub`), or undefined if there is none. One that is not the
  * key's (the key was made again since it was signed) stops the step with a line that says what to do: ssh2 would
- * refuse it as the server is made, with a stack trace.
+ * refuse it as the server is made, with a stack trace. One that has expired, is not valid yet or names no host is
+ * not served, and a line says why: OpenSSH would refuse it, and take the key alone only if it knows the key. The
+ * names it is for, and its end, are printed: a client that connects by another name refuses it too.
  */
 function readCertificate(keyPath: string, key: ParsedKey): string | undefined {
   const path = `${keyPath}-cert.pub`;
@@ -67,7 +96,26 @@ function readCertificate(keyPath: string, key: ParsedKey): string | undefined {
     fail(`host certificate ${shown(path)} cannot be served: ${(err as Error).message}; sign the key again `
       + '(npm run host-cert -- CA_KEY), or move the certificate away');
   }
-  if (!cluster.isWorker) console.log(`host certificate: ${line.split(' ')[0]} (${shown(path)})`);
+  let terms: ReturnType<typeof certificateTerms>;
+  try {
+    terms = certificateTerms(line);
+  } catch (err) {
+    return fail(`host certificate ${shown(path)} cannot be read: ${(err as Error).message}; sign the key again `
+      + '(npm run host-cert -- CA_KEY), or move the certificate away');
+  }
+  const { names, validAfter, validBefore } = terms;
+  const now = BigInt(Math.floor(Date.now() / 1000));
+  const why = now >= validBefore ? `it expired at ${certificateTime(validBefore)}`
+    : now < validAfter ? `it is not valid before ${certificateTime(validAfter)}`
+      : names.length === 0 ? 'it names no host' : undefined;
+  if (why) {
+    if (!cluster.isWorker) console.log(`host certificate ${shown(path)} not served: ${why}; sign the key again (npm run host-cert -- CA_KEY)`);
+    return undefined;
+  }
+  if (!cluster.isWorker) {
+    const until = validBefore >= 2n ** 63n ? 'valid for ever' : `valid until ${certificateTime(validBefore)}`;
+    console.log(`host certificate: ${line.split(' ')[0]} (${shown(path)}), for ${names.join(', ')}, ${until}`);
+  }
   return line;
 }
 
