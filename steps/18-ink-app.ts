@@ -12,6 +12,7 @@ import { readHostKeys } from '../shared/server/host-keys.ts';
 import { keyMayLogIn } from '../shared/login/key-login.ts';
 import { listen } from '../shared/server/listen.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
+import { pacedInput } from '../shared/channels/paced-input.ts';
 import { App } from './18-ink-app/app.ts';
 
 const { Server } = ssh2;
@@ -42,11 +43,12 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
     },
   }), { isTTY: true, columns: size().cols, rows: size().rows });
   channel.on('drain', () => stdout.emit('resize'));
-  // The keys typed, to Ink, which asks for a raw terminal: ssh made this one raw already.
+  // The keys typed, to Ink, which asks for a raw terminal: ssh made this one raw already. A paste comes as fast as
+  // the link, so Ink takes it a slice at a time, each session in turn, and a client that sends faster waits.
   const stdin = Object.assign(new PassThrough(), {
     isTTY: true, setRawMode: () => stdin, ref: () => stdin, unref: () => stdin,
   });
-  channel.on('data', (data: Buffer) => stdin.write(data));
+  pacedInput(channel, stdin);
   // Colour if the client's terminal has it: its TERM says, not the server's.
   const colour = !/^(dumb|vt\d+)$/.test(terminal.term);
   const props = () => ({ user, ...size(), colour });

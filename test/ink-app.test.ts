@@ -146,7 +146,7 @@ async function session(port: number, cols: number, rows: number, term = 'xterm')
   return { client, channel, said: () => said };
 }
 
-describe('step 18 attacked', { timeout: 120_000 }, () => {
+describe('step 18 attacked', { timeout: 300_000 }, () => {
   const step = useStep('18-ink-app.ts');
 
   test('colour comes from the client\'s TERM: cyan for xterm, none for vt100, whatever the server\'s own', async () => {
@@ -239,6 +239,42 @@ describe('step 18 attacked', { timeout: 120_000 }, () => {
     channel.write('\rq'); // the note kept, back to the list, and q
     assert.equal(await waitFor('the app to end', () => status), 0);
     client.end();
+    await stillDraws();
+  });
+
+  test('a megabyte of ESC pasted into each of ten sessions: taken a slice at a time, memory bounded, another user served', async () => {
+    const attacker = await ssh2Login(step().port, 'bob', 'builder');
+    attacker.on('error', () => {});
+    try {
+      const sessions = await Promise.all(Array.from({ length: 10 }, () => new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        attacker.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c))))));
+      const before = residentMiB(step().pid);
+      const peak = await peakDuring(step().pid, async () => {
+        // Ink makes an input of each ESC: ten million of them. Then Enter, whose page says a session has taken them all.
+        let taken = 0;
+        for (const channel of sessions) {
+          let tail = '';
+          channel.on('data', (chunk: Buffer) => {
+            if (tail === 'taken') return;
+            tail = `${tail}${chunk}`;
+            tail = tail.includes('Your note:') ? (taken += 1, 'taken') : tail.slice(-16); // a chunk may end mid-word
+          });
+          channel.write(Buffer.alloc(1024 * 1024, 0x1b));
+          channel.write('\r');
+        }
+        // Meanwhile alice logs in, and her keys are answered: the flood is served in turn with her, not before her.
+        const alice = await session(step().port, 80, 24);
+        await waitFor('alice\'s app', () => alice.said().includes('Who is who') || undefined);
+        alice.channel.write('\x1b[B\r');
+        await waitFor('alice\'s page', () => alice.said().includes('The Cheshire Cat') && alice.said().includes('Your note:') || undefined);
+        alice.client.end();
+        await waitFor('every session to take its megabyte', () => taken === 10 || undefined, 120_000);
+      });
+      // Unpaced and one render an input, this took the step from about 150 to 740 MiB.
+      assert.ok(peak - before < 300, `grew by ${(peak - before).toFixed(0)} MiB`);
+    } finally {
+      attacker.end();
+    }
     await stillDraws();
   });
 

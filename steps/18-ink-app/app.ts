@@ -1,7 +1,7 @@
 // Step 18's app, the same for every session: a list of the people of Wonderland, one person's page with a note
 // you type, and a status bar. React components, written with createElement (h) so that every runtime reads them.
 import { Box, Text, useApp, useInput, type Key } from 'ink';
-import { createElement as h, useEffect, useReducer } from 'react';
+import { createElement as h, useEffect, useReducer, useRef } from 'react';
 
 const people = [
   { name: 'The White Rabbit', about: 'Always late. Carries a pocket watch and a fan.' },
@@ -65,10 +65,15 @@ function pressed(state: State, input: string, key: Key): State {
 /** The whole screen: the list (or one person's page), then the status bar on the last row. */
 export function App({ user, cols, rows, colour }: AppProps) {
   const { exit } = useApp();
-  // One update for each input, and its keys taken one after another only then: what waits for React is the input.
-  const [state, press] = useReducer((before: State, [input, key]: [string, Key]) =>
-    keys(input, key).reduce((now, [each, is]) => pressed(now, each, is), before), { selected: 0, typing: '', notes: people.map(() => '') });
-  useInput((input, key) => press([input, key]));
+  // The inputs of one read as one update, their keys taken one after another only then: Ink makes an input of each
+  // escape sequence, and a paste of them is thousands in one read, which would be thousands of renders.
+  const [state, press] = useReducer((before: State, inputs: [string, Key][]) =>
+    inputs.flatMap(([input, key]) => keys(input, key)).reduce((now, [each, is]) => pressed(now, each, is), before),
+  { selected: 0, typing: '', notes: people.map(() => '') });
+  const read = useRef<[string, Key][]>([]);
+  useInput((input, key) => {
+    if (read.current.push([input, key]) === 1) queueMicrotask(() => press(read.current.splice(0)));
+  });
   // q in the list, or Ctrl-C anywhere: the app ends (and the step gives the terminal back).
   useEffect(() => {
     if (state.done) exit();

@@ -137,6 +137,23 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
       for (let i = 0; i < 10; i++) await escapeFlood(channel);
       client.destroy();
     }],
+    ['1 MiB of ESC pasted into each of 10 sessions on each of 3 connections, until each has taken it', '18-ink-app.ts', async (port) => {
+      const clients = await Promise.all([0, 1, 2].map(() => attacker(port)));
+      const channels = await Promise.all(clients.flatMap((client) => Array.from({ length: 10 }, () => new Promise<ssh2.ClientChannel>(
+        (resolve, reject) => client.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c)))))));
+      // Then Enter: the page it opens says the session has taken every ESC before it.
+      await Promise.all(channels.map((channel) => new Promise<void>((resolve) => {
+        let tail = '';
+        channel.on('data', (chunk: Buffer) => {
+          tail = `${tail}${chunk}`;
+          if (tail.includes('Your note:')) resolve();
+          tail = tail.slice(-16); // a chunk may end mid-word
+        });
+        channel.write(Buffer.alloc(1024 * 1024, 0x1b));
+        channel.write('\r');
+      })));
+      for (const client of clients) client.destroy();
+    }],
     ['15 wrong codes for one user from four addresses (its codes locked after 10)', '16-two-factors.ts', async (port) => {
       for (let i = 0; i < 15; i++) {
         await new Promise<void>((resolve) => {

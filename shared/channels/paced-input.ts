@@ -1,0 +1,86 @@
+// What clients type, handed on at a pace the server can keep (step 18): a paste is as fast as the client's link,
+// and what it costs the server depends on what is pasted. Ink makes an input of each escape sequence, so a
+// megabyte of ESC bytes is a million of them, some microseconds each, where a megabyte of letters is a few inputs.
+
+/** What handing on a byte costs, in letters: an ESC begins an input of its own, some 64 letters' worth of work. */
+const cost = (byte: number) => (byte === 0x1b ? 64 : 1);
+/** What is handed on in one turn of the event loop, all sessions together (4096 ESC, or 256 KiB of letters): then the loop serves all else. */
+export const TURN_COST = 64 * 4096;
+/** The least a session with input waiting hands on in its turn: they share TURN_COST, taking turns in a ring. */
+export const SHARE_MIN = 64 * 256;
+/** The most bytes one session may have waiting: past this its channel is paused, ssh's window closes, and the client waits. */
+export const INPUT_QUEUE_MAX = 64 * 1024;
+
+/** A session's input waiting to be handed on. */
+interface Queue {
+  channel: NodeJS.ReadableStream;
+  into: NodeJS.WritableStream;
+  waiting: Buffer[];
+  queued: number;
+}
+
+/** The sessions with input waiting, in the order of their next turns. */
+const ring: Queue[] = [];
+let scheduled = false;
+
+/** The first bytes of `buffer` that cost no more than `budget` (one at least), and what they cost. */
+function within(buffer: Buffer, budget: number): [number, number] {
+  let spent = 0;
+  let end = 0;
+  while (end < buffer.length && (end === 0 || spent + cost(buffer[end]!) <= budget)) spent += cost(buffer[end++]!);
+  return [end, spent];
+}
+
+/** One turn: an equal share of TURN_COST (SHARE_MIN at least) for each session in the ring, in order; then the next. */
+function turn(): void {
+  scheduled = false;
+  let budget = TURN_COST;
+  const share = Math.max(SHARE_MIN, Math.floor(TURN_COST / ring.length));
+  for (let served = ring.length; served > 0 && budget > 0; served--) {
+    const queue = ring.shift()!;
+    let left = Math.min(share, budget);
+    const parts: Buffer[] = [];
+    while (queue.waiting.length && left > 0) {
+      const head = queue.waiting[0]!;
+      const [end, spent] = within(head, left);
+      parts.push(head.subarray(0, end));
+      left -= spent;
+      budget -= spent;
+      queue.queued -= end;
+      if (end === head.length) queue.waiting.shift();
+      else queue.waiting[0] = head.subarray(end);
+    }
+    if (parts.length) queue.into.write(Buffer.concat(parts));
+    if (queue.channel.isPaused() && queue.queued <= INPUT_QUEUE_MAX / 4) queue.channel.resume();
+    if (queue.queued > 0) ring.push(queue); // its next turn, after the others'
+  }
+  if (ring.length) schedule();
+}
+
+function schedule(): void {
+  if (!scheduled) (scheduled = true, setImmediate(turn));
+}
+
+/**
+ * Passes what `channel` receives to `into` a slice at a time, each turn of the event loop (setImmediate): a session
+ * alone takes a turn's worth (TURN_COST); sessions pasting floods together are served in turn, and the server with
+ * them. While more than INPUT_QUEUE_MAX bytes wait, the channel is paused; it reads again once a quarter of that is
+ * left. What waits when it closes is dropped.
+ */
+export function pacedInput(channel: NodeJS.ReadableStream, into: NodeJS.WritableStream): void {
+  const queue: Queue = { channel, into, waiting: [], queued: 0 };
+  channel.on('data', (data: Buffer) => {
+    if (data.length === 0) return;
+    if (queue.queued === 0) ring.push(queue);
+    queue.waiting.push(data);
+    queue.queued += data.length;
+    if (queue.queued > INPUT_QUEUE_MAX) channel.pause();
+    schedule();
+  });
+  channel.on('close', () => {
+    const at = ring.indexOf(queue);
+    if (at !== -1) ring.splice(at, 1);
+    queue.waiting.length = 0;
+    queue.queued = 0;
+  });
+}
