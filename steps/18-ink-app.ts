@@ -10,7 +10,7 @@ import type { PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { keyMayLogIn } from '../shared/login/key-login.ts';
-import { listen } from '../shared/server/listen.ts';
+import { beforeStop, listen } from '../shared/server/listen.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
 import { pacedInput } from '../shared/channels/paced-input.ts';
 import { App } from './18-ink-app/app.ts';
@@ -31,10 +31,7 @@ const RESIZE_MS = 50;
  * `window-change` and when the channel goes.
  */
 function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
-  const size = () => ({
-    cols: Math.min(terminal.cols || 80, MAX_COLS),
-    rows: Math.min(terminal.rows || 24, MAX_ROWS),
-  });
+  const size = () => ({ cols: Math.min(terminal.cols || 80, MAX_COLS), rows: Math.min(terminal.rows || 24, MAX_ROWS) });
   // Ink's frames, with CR LF as a terminal's lines end; a client not reading gets none piled up, then the latest.
   const stdout = Object.assign(new Writable({
     write(chunk: Buffer, encoding, done) {
@@ -45,9 +42,7 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
   channel.on('drain', () => stdout.emit('resize'));
   // The keys typed, to Ink, which asks for a raw terminal: ssh made this one raw already. A paste comes as fast as
   // the link, so Ink takes it a slice at a time, each session in turn, and a client that sends faster waits.
-  const stdin = Object.assign(new PassThrough(), {
-    isTTY: true, setRawMode: () => stdin, ref: () => stdin, unref: () => stdin,
-  });
+  const stdin = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => stdin, ref: () => stdin, unref: () => stdin });
   pacedInput(channel, stdin);
   // Colour if the client's terminal has it: its TERM says, not the server's.
   const colour = !/^(dumb|vt\d+)$/.test(terminal.term);
@@ -59,10 +54,11 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
     stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream,
     stderr: stdout as unknown as NodeJS.WriteStream, exitOnCtrlC: false, patchConsole: false,
   });
-  // q or Ctrl-C (the app's own exit()): the cursor shown and the normal screen back, then status 0.
+  // q or Ctrl-C (the app's own exit()), or the step stopping: the cursor shown and the normal screen back, then status 0.
+  let goodbye = '';
   void app.waitUntilExit().then(() => {
     if (!channel.writable) return;
-    channel.write('\x1b[?25h\x1b[?1049l');
+    channel.write(`\x1b[?25h\x1b[?1049l${goodbye}`);
     channel.exit(0);
     channel.end();
   });
@@ -77,6 +73,7 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
         stdout.emit('resize'); // Ink lays the screen out again, and draws it whole
       }, RESIZE_MS);
     },
+    stop: () => ((goodbye = 'The server is stopping. Goodbye!\r\n'), app.unmount()),
     // The channel is gone (the user left, or the connection dropped): the React tree goes, with all it holds.
     gone: () => {
       clearTimeout(resizing);
@@ -86,6 +83,10 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
     },
   };
 }
+
+/** Every session's app: when the step stops, each user gets their terminal back first. */
+const apps = new Set<ReturnType<typeof inkApp>>();
+beforeStop(() => apps.forEach((app) => app.stop()));
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
   let user = '';
@@ -127,8 +128,8 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
       if (!terminal) return noTerminal(channel);
-      app = inkApp(channel, user, terminal);
-      channel.once('close', () => app?.gone());
+      apps.add(app = inkApp(channel, user, terminal));
+      channel.once('close', () => (apps.delete(app!), app?.gone()));
     });
     session.on('exec', (acceptExec) => noTerminal(acceptExec()));
   });

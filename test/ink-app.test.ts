@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, raw, residentMiB } from './hostile.ts';
-import { lines, root, ssh, ssh2Login, sshEnv, sshOptions, Terminal, useStep, waitFor } from './helpers.ts';
+import { lines, root, ssh, ssh2Login, sshEnv, sshOptions, startStep, Terminal, useStep, waitFor } from './helpers.ts';
 
 /** `ssh -p PORT USER@localhost` in a tmux terminal of its own, WIDTHxHEIGHT, typing the password through SSH_ASKPASS. */
 function user(port: number, name: string, password: string, width = 100, height = 30): Terminal {
@@ -115,6 +115,25 @@ describe('step 18: an Ink app for every session, in real terminals', { timeout: 
     }
   });
 
+  test('a 20x6 terminal is told, in 20 columns, that it is too small; at 48x12 the app is drawn whole', async () => {
+    const alice = user(step().port, 'alice', 'wonderland', 20, 6);
+    try {
+      await becomes(alice, 'the notice, wrapped to 20 columns', [
+        'This terminal is',
+        '20x6: make it 48x12',
+        'or larger, or press',
+        'q.',
+      ]);
+      alice.resize(48, 12);
+      const screen = await drawn(alice, 'the app, to its status bar', (rows) => rows.at(-1) === ' alice | 48x12');
+      assert.equal(screen.length, 12);
+      assert.ok(screen[0]!.startsWith('╭') && screen[10]!.startsWith('╰') && screen.includes('│ > The White Rabbit                           │'),
+        screen.join('\n'));
+    } finally {
+      alice.close();
+    }
+  });
+
   test('the screen the lesson shows for a 60x14 terminal is the one a 60x14 terminal shows', async () => {
     const lesson = readFileSync(join(root, 'steps', '18-ink-app.md'), 'utf8');
     const [, cols, rows, block] = /<!-- screen: (\d+)x(\d+) -->\n```console\n([^`]*)```/.exec(lesson)!;
@@ -145,6 +164,28 @@ async function session(port: number, cols: number, rows: number, term = 'xterm')
   channel.on('data', (chunk: Buffer) => (said += chunk));
   return { client, channel, said: () => said };
 }
+
+describe('step 18 stopped with Ctrl-C', { timeout: 60_000 }, () => {
+  test('two users connected get their terminals back, then a goodbye, and their ssh ends with status 0', async () => {
+    const step = await startStep('18-ink-app.ts');
+    const terminals = [user(step.port, 'alice', 'wonderland'), user(step.port, 'bob', 'builder')];
+    try {
+      for (const terminal of terminals) {
+        await shows(terminal, 'Who is who in Wonderland');
+        assert.equal(terminal.display('#{alternate_on} #{cursor_flag}'), '1 0', 'the app\'s screen, no cursor');
+      }
+      assert.equal(await step.stop('SIGINT'), 0);
+      for (const terminal of terminals) {
+        assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 0);
+        assert.equal(terminal.display('#{alternate_on} #{cursor_flag}'), '0 1', 'the normal screen, and the cursor');
+        assert.deepEqual(terminal.screen(), ['The server is stopping. Goodbye!']); // (LogLevel=ERROR: no "Connection ... closed")
+      }
+    } finally {
+      for (const terminal of terminals) terminal.close();
+      await step.stop();
+    }
+  });
+});
 
 describe('step 18 attacked', { timeout: 300_000 }, () => {
   const step = useStep('18-ink-app.ts');

@@ -119,8 +119,16 @@ export function listen(server: Server): void {
   const stop = (signal: string) => {
     console.log(`${signal}: closing the listener and ${sockets.size} connection(s)`);
     listener.close();
-    for (const socket of sockets) socket.destroy();
-    process.exit(0);
+    const end = () => {
+      for (const socket of sockets) socket.destroy();
+      process.exit(0);
+    };
+    if (goodbyes.length === 0 || sockets.size === 0) return end();
+    // What the step says to its clients first (step 18 gives their terminals back): a second for it to reach them
+    // and for them to hang up, and the process ends as the last one does.
+    for (const goodbye of goodbyes.splice(0)) goodbye();
+    [draining, handedAll] = [true, true];
+    setTimeout(end, GOODBYE_MS).unref();
   };
   let draining = false;
   let handedAll = false; // no connection can still be on its way to this process
@@ -145,7 +153,10 @@ export function listen(server: Server): void {
       }
     });
   };
-  process.once('SIGINT', () => stop('SIGINT'));
+  // Kept, not once: a listener left tells other libraries' handlers (Ink's) that the step ends itself. A second
+  // Ctrl-C during the goodbyes' second ends it at once.
+  let interrupted = false;
+  process.on('SIGINT', () => (interrupted ? process.exit(0) : ((interrupted = true), stop('SIGINT'))));
   process.once('SIGTERM', () => drain('SIGTERM', limits.drainTimeout, 'DRAIN_TIMEOUT'));
   // A worker that step 17's primary replaces (a rolling restart): its sessions are people's work, not a stop.
   process.on('message', (message) => message === 'retire' && drain('retired', limits.retireTimeout, 'RETIRE_TIMEOUT'));
@@ -173,6 +184,20 @@ function afterHandovers(done: () => void): void {
   const timer = setTimeout(once, HANDOVER_MS);
   process.on('message', answered);
   process.send('handed over?');
+}
+
+/** What steps do for their clients as they stop, before the connections close (see beforeStop). */
+const goodbyes: (() => void)[] = [];
+/** How long what the goodbyes said has to reach the clients. */
+const GOODBYE_MS = 1000;
+
+/**
+ * Registers `goodbye`, called as the step stops (Ctrl-C, or the end of a drain) while clients are still connected:
+ * it may write to their channels and end them. The connections then have a second to take it and hang up before
+ * they are closed. Step 18 gives each client's terminal back, as Ink found it.
+ */
+export function beforeStop(goodbye: () => void): void {
+  goodbyes.push(goodbye);
 }
 
 /** How long a draining worker waits for its primary's answer (see afterHandovers). */

@@ -11,6 +11,10 @@ const people = [
   { name: 'The Caterpillar', about: 'Sits on a mushroom, smoking a hookah, and asks "Who are YOU?"' },
 ];
 
+/** The smallest terminal the app is drawn in whole: its widest page (a wrapped note) and its longest list. */
+const MIN_COLS = 48;
+const MIN_ROWS = 12;
+
 /** What the step hands the app: who is logged in, the terminal's size, and whether it shows colour. */
 export interface AppProps {
   user: string;
@@ -78,6 +82,11 @@ export function App({ user, cols, rows, colour }: AppProps) {
   useEffect(() => {
     if (state.done) exit();
   }, [state.done, exit]);
+  // Too small to draw the app whole (a page of notes needs 48x12): it says so, wrapped to what there is.
+  if (cols < MIN_COLS || rows < MIN_ROWS) {
+    return h(Box, { width: cols, height: rows, overflow: 'hidden' },
+      h(Text, { wrap: 'wrap' }, `This terminal is ${cols}x${rows}: make it ${MIN_COLS}x${MIN_ROWS} or larger, or press q.`));
+  }
   const { selected, open, typing, notes } = state;
   const accent = colour ? 'cyan' : undefined;
   const body = open === undefined
