@@ -6,7 +6,7 @@ import type { ClientInfo, PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { LineEditor } from '../shared/channels/line-editor.ts';
-import { listen } from '../shared/server/listen.ts';
+import { beforeStop, listen } from '../shared/server/listen.ts';
 import { log, safe } from '../shared/core/log.ts';
 import { fleet, limits } from '../shared/core/options.ts';
 import { Store } from '../shared/core/store.ts';
@@ -22,15 +22,15 @@ const passwords = readPasswordFile();
 interface Member {
   name: string;
   show(lines: string[]): void;
+  stop(): void;
 }
 
 /** The store every machine of the fleet shares; the limits of every connection are kept in it from now on. */
-const store = new Store(fleet.storeUrl);
-shareLimits(store);
-
+const store = shareLimits(new Store(fleet.storeUrl));
 /** The room's people on this machine. What anyone says, on any machine, comes from the store, and is shown to each. */
 const here = new Set<Member>();
 const room = new FleetRoom(store, fleet.machine, (line) => here.forEach((member) => member.show([line])));
+beforeStop(() => (here.forEach((member) => member.stop()), store.settled())); // all leave, as by /quit, and are told so
 
 /** Who is at the other end of a channel: the user, their terminal, their address, and how to disconnect them. */
 interface Caller {
@@ -59,6 +59,7 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
       }
       channel.write(editor.above(lines, width())); // cut into rows for this reader's terminal
     },
+    stop: () => (member.show([`* ${fleet.machine} is stopping: connect again to go on`]), quit()),
   };
   const leave = () => {
     if (!here.delete(member)) return;

@@ -367,6 +367,32 @@ for (const kind of ['redis', 'valkey'] as const) {
         console.log(`the store restarted: the room spanned both machines again in ${took} ms`);
       });
 
+      test('machine C drained (SIGTERM, DRAIN_TIMEOUT 1): its people are told, leave, are announced, and leave /who', async () => {
+        const bob = terminals[1]!;
+        mkdirSync(join(dir, 'c'), { mode: 0o700 });
+        const c = await startStep('21-fleet.ts', { args: ['--host', '127.0.0.4'], env: { ...machineEnv('c', join(dir, 'c')), DRAIN_TIMEOUT: '1' } });
+        try {
+          await waitFor('the store', () => /store \S+: connected$/m.test(c.output()) || undefined);
+          const alice = chatter(c.port, '127.0.0.4', from(11), 'alice', 'wonderland');
+          terminals.push(alice);
+          await seen(alice, /^Welcome, alice, on c\. \d+ here;/);
+          await seen(alice, '* alice joined');
+          // Rows counted over bob's whole history: the same rows came before.
+          const rows = (row: string) => bob.history().filter((each) => each === row).length;
+          const [left, listed] = [rows('* alice left'), rows('* here: alice (a), bob (b)')];
+          assert.equal(await c.stop('SIGTERM'), 0);
+          // The drain's end: alice is told, and her session ends as by /quit; the store heard it before C ended.
+          await seen(alice, '* c is stopping: connect again to go on');
+          assert.equal(await waitFor('alice\'s ssh to end', () => alice.exitStatus()), 0);
+          await waitFor('bob told that alice left', () => rows('* alice left') === left + 1 || undefined);
+          bob.sendKeys('-l', '/who');
+          bob.sendKeys('Enter');
+          await waitFor('/who without alice on c', () => rows('* here: alice (a), bob (b)') === listed + 1 || undefined);
+        } finally {
+          await c.stop();
+        }
+      });
+
       test('machine A killed: B\'s people go on, HAProxy sends everyone to B, and A leaves "who is online"', async () => {
         const [, bob] = terminals as [Terminal, Terminal];
         process.kill(A().pid, 'SIGKILL');

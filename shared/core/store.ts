@@ -79,6 +79,11 @@ export class Store extends EventEmitter {
     return (await this.call(() => this.commands.publish(channel, message))) !== undefined;
   }
 
+  /** Resolves once the store has answered every call made before this one (at once when it is unreachable). */
+  async settled(): Promise<void> {
+    if (this.up) await this.call(() => this.commands.ping());
+  }
+
   /** Calls `onMessage` with each message published on `channel`, by any machine, from now on. */
   subscribe(channel: string, onMessage: (message: string) => void): void {
     this.handlers.set(channel, onMessage);

@@ -10,9 +10,9 @@ import { amounts } from './penalties.ts';
 
 let store: Store | undefined;
 
-/** Keeps this process's limits in `shared` as well as in the process, from now on. */
-export function shareLimits(shared: Store): void {
-  store = shared;
+/** Keeps this process's limits in `shared` as well as in the process, from now on; returns `shared`. */
+export function shareLimits(shared: Store): Store {
+  return (store = shared);
 }
 
 /** Whether the limits are shared (step 21), and so whether to ask the store at all. */

@@ -74,7 +74,8 @@ export function listen(server: Server): void {
       // Once ssh2 has closed this connection's channels, whose own last lines (step 06's) then come first.
       setImmediate(() => {
         log(peer, 'connection closed');
-        if (draining && handedAll && sockets.size === 0) process.exit(0);
+        if (sockets.size === 0) lastClosed?.();
+        if (draining && handedAll && sockets.size === 0 && !stopping) process.exit(0);
       });
     });
     sockets.add(socket);
@@ -124,12 +125,16 @@ export function listen(server: Server): void {
       process.exit(0);
     };
     if (goodbyes.length === 0 || sockets.size === 0) return end();
-    // What the step says to its clients first (step 18 gives their terminals back): a second for it to reach them
-    // and for them to hang up, and the process ends as the last one does.
-    for (const goodbye of goodbyes.splice(0)) goodbye();
-    [draining, handedAll] = [true, true];
-    setTimeout(end, GOODBYE_MS).unref();
+    // What the step says to its clients first (step 18 gives their terminals back): the process ends once it is
+    // said and they have hung up, or after a second.
+    stopping = true;
+    const said = Promise.allSettled(goodbyes.splice(0).map((goodbye) => goodbye()));
+    const hungUp = new Promise<void>((resolve) => (lastClosed = resolve));
+    const second = new Promise((resolve) => setTimeout(resolve, GOODBYE_MS).unref());
+    void Promise.race([Promise.all([said, hungUp]), second]).then(end);
   };
+  let stopping = false;
+  let lastClosed: (() => void) | undefined;
   let draining = false;
   let handedAll = false; // no connection can still be on its way to this process
   // Closes the listener, and ends the process when its last connection closes, or after `seconds` (`bound`).
@@ -187,16 +192,17 @@ function afterHandovers(done: () => void): void {
 }
 
 /** What steps do for their clients as they stop, before the connections close (see beforeStop). */
-const goodbyes: (() => void)[] = [];
+const goodbyes: (() => unknown)[] = [];
 /** How long what the goodbyes said has to reach the clients. */
 const GOODBYE_MS = 1000;
 
 /**
  * Registers `goodbye`, called as the step stops (Ctrl-C, or the end of a drain) while clients are still connected:
- * it may write to their channels and end them. The connections then have a second to take it and hang up before
- * they are closed. Step 18 gives each client's terminal back, as Ink found it.
+ * it may write to their channels and end them, and return a promise of what it still has to do. The process ends
+ * once every goodbye is done and every client has hung up, or after a second. Step 18 gives each client's terminal
+ * back; step 21's people leave the room, and the store is told before the process ends.
  */
-export function beforeStop(goodbye: () => void): void {
+export function beforeStop(goodbye: () => unknown): void {
   goodbyes.push(goodbye);
 }
 
