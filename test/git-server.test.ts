@@ -102,8 +102,9 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
   const step = useStep('19-git-server.ts', {
     env: {
       GIT_REPOS_DIR: repos, GIT_ACCESS: accessFile, PATH: `${bin}:${process.env.PATH}`, SSH_AUTHORIZED_KEYS_DIR: keys,
-      // Twenty clones at once from one address: more than sshd's defaults let log in at once.
-      MAX_STARTUPS: '30', PER_SOURCE_MAX_STARTUPS: '30',
+      // Twenty clones at once from one address: more than sshd's defaults let log in at once, and than the step
+      // lets one user run (GIT_MAX_RUNNING, 10).
+      MAX_STARTUPS: '30', PER_SOURCE_MAX_STARTUPS: '30', GIT_MAX_RUNNING: '20',
     },
   });
   const url = (user: string, path: string) => `ssh://${user}@localhost:${step().port}/${path}`;
@@ -304,6 +305,51 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
       assert.equal(localGit(join(repos, 'alice', 'limited.git'), 'rev-parse', 'main'), first);
     } finally {
       await small.stop();
+    }
+  });
+
+  test('quotas: repositories per user, git programs per user and in all, bytes per user; each refusal says which', async () => {
+    const boundedRepos = temporaryDir();
+    const bounded = await startStep('19-git-server.ts', { env: { GIT_REPOS_DIR: boundedRepos, GIT_ACCESS: accessFile,
+      GIT_MAX_REPOS: '3', GIT_MAX_RUNNING: '2', GIT_MAX_RUNNING_ALL: '3', GIT_MAX_DISK: '1' } });
+    const [bob, alice] = [await ssh2Login(bounded.port, 'bob', 'builder'), await ssh2Login(bounded.port, 'alice', 'wonderland')];
+    try {
+      // Bare requests, no git client and no pack: each makes a repository, until bob has three.
+      for (let i = 0; i < 3; i++) assert.notEqual((await execWithInput(bob, `git-receive-pack 'bob/r${i}.git'`, '')).code, undefined);
+      assert.deepEqual(await execWithInput(bob, "git-receive-pack 'bob/r3.git'", ''), { code: 1,
+        stderr: 'bob has 3 repositories, the most one user may have (GIT_MAX_REPOS): remove one first\n' });
+      await logged(bounded, /bob\/r3\.git: bob has 3 repositories/);
+      // Two receive-packs of bob's that wait for their input: a third of his is refused; alice's first is served,
+      // and then, three running in all, her second is refused too.
+      const held = await Promise.all([0, 1].map((i) => new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        bob.exec(`git-receive-pack 'bob/r${i}.git'`, (err, channel) => (err ? reject(err) : resolve(channel))))));
+      for (const channel of held) channel.resume();
+      await waitFor('bob\'s two git programs', () => gitChildren(bounded.pid).length === 2 || undefined);
+      assert.deepEqual(await execWithInput(bob, "git-upload-pack 'bob/r2.git'", ''), { code: 1,
+        stderr: 'bob runs 2 git programs already, the most one user may (GIT_MAX_RUNNING): try again once one ends\n' });
+      const served = new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        alice.exec("git-receive-pack 'alice/one.git'", (err, channel) => (err ? reject(err) : resolve(channel))));
+      (await served).resume();
+      await waitFor('three git programs', () => gitChildren(bounded.pid).length === 3 || undefined);
+      assert.deepEqual(await execWithInput(alice, "git-upload-pack 'alice/one.git'", ''), { code: 1,
+        stderr: 'this server runs 3 git programs already (GIT_MAX_RUNNING_ALL): try again soon\n' });
+      for (const channel of [...held, await served]) channel.end();
+      await waitFor('none running', () => gitChildren(bounded.pid).length === 0 || undefined);
+      // GIT_MAX_DISK, 1 MiB: a pack larger than what is left is refused by git itself; once alice's repositories
+      // hold 1 MiB (here a file put there), her pushes are refused before git runs, and bob's are not.
+      const work = workTree({ 'big.bin': randomBytes(2 * 1024 * 1024) });
+      const over = await git(work, ['push', `ssh://alice@localhost:${bounded.port}/alice/one.git`, 'main']);
+      assert.match(over.stderr, /pack exceeds maximum allowed size/);
+      writeFileSync(join(boundedRepos, 'alice', 'one.git', 'filler'), randomBytes(1024 * 1024));
+      const refused = await git(work, ['push', `ssh://alice@localhost:${bounded.port}/alice/one.git`, 'main']);
+      assert.notEqual(refused.status, 0);
+      assert.match(refused.stderr, /^alice's repositories hold 1 MiB, the most one user may keep \(GIT_MAX_DISK\)$/m);
+      const small = workTree({ 'small.txt': 'small\n' });
+      assert.equal((await git(small, ['push', `ssh://bob@localhost:${bounded.port}/bob/r0.git`, 'main'], 'builder')).status, 0);
+    } finally {
+      bob.end();
+      alice.end();
+      await bounded.stop();
     }
   });
 

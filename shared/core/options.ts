@@ -57,6 +57,11 @@ Environment:
   GIT_REPOS_DIR           the folder of the git repositories (step 19; default: repos/)
   GIT_ACCESS              who may read and push which repository (step 19; default: keys/git-access)
   GIT_MAX_PUSH            the largest push, in MiB (step 19; default: 1024)
+  GIT_MAX_REPOS           repositories one user may have (step 19; default: 100)
+  GIT_MAX_DISK            MiB one user's repositories may hold, past which pushes are refused
+                          (step 19; default: 2048)
+  GIT_MAX_RUNNING         git programs one user may run at once (step 19; default: 10)
+  GIT_MAX_RUNNING_ALL     git programs all users together may run at once (step 19; default: 50)
   TARGET                  the inner server the bastion logs users in to, HOST:PORT (step 20;
                           default: localhost:2023)
   KNOWN_HOSTS             the inner servers' host keys, as ssh-keyscan prints them (step 20;
@@ -159,6 +164,10 @@ export const limits = {
   maxRemoteForwards: setting('MAX_REMOTE_FORWARDS', 10, 1),
   sftpMaxHandles: setting('SFTP_MAX_HANDLES', 100, 1),
   gitMaxPush: setting('GIT_MAX_PUSH', 1024, 1, 1_000_000),
+  gitMaxRepos: setting('GIT_MAX_REPOS', 100, 1),
+  gitMaxDisk: setting('GIT_MAX_DISK', 2048, 1, 1_000_000_000),
+  gitMaxRunning: setting('GIT_MAX_RUNNING', 10, 1),
+  gitMaxRunningAll: setting('GIT_MAX_RUNNING_ALL', 50, 1),
   recordingMax: setting('RECORDING_MAX', 64, 1, 1_000_000),
   recordingsMax: setting('RECORDINGS_MAX', 10_000, 1),
   chatLineMax: setting('CHAT_LINE_MAX', 300, 1),
