@@ -324,13 +324,15 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
       const held = await Promise.all([0, 1].map((i) => new Promise<ssh2.ClientChannel>((resolve, reject) =>
         bob.exec(`git-receive-pack 'bob/r${i}.git'`, (err, channel) => (err ? reject(err) : resolve(channel))))));
       for (const channel of held) channel.resume();
-      await waitFor('bob\'s two git programs', () => gitChildren(bounded.pid).length === 2 || undefined);
+      // (receive-packs alone: a new repository's `git init` is a git process too, and comes before its receive-pack)
+      const receivePacks = () => gitChildren(bounded.pid).filter((pid) => commandLine(pid).includes('receive-pack')).length;
+      await waitFor('bob\'s two git programs', () => receivePacks() === 2 || undefined);
       assert.deepEqual(await execWithInput(bob, "git-upload-pack 'bob/r2.git'", ''), { code: 1,
         stderr: 'bob runs 2 git programs already, the most one user may (GIT_MAX_RUNNING): try again once one ends\n' });
       const served = new Promise<ssh2.ClientChannel>((resolve, reject) =>
         alice.exec("git-receive-pack 'alice/one.git'", (err, channel) => (err ? reject(err) : resolve(channel))));
       (await served).resume();
-      await waitFor('three git programs', () => gitChildren(bounded.pid).length === 3 || undefined);
+      await waitFor('three git programs', () => receivePacks() === 3 || undefined);
       assert.deepEqual(await execWithInput(alice, "git-upload-pack 'alice/one.git'", ''), { code: 1,
         stderr: 'this server runs 3 git programs already (GIT_MAX_RUNNING_ALL): try again soon\n' });
       for (const channel of [...held, await served]) channel.end();
