@@ -8,7 +8,7 @@ import { algorithms } from '../shared/server/algorithms.ts';
 import { authorizedKeys } from '../shared/login/authorized-keys.ts';
 import { fingerprint } from '../shared/core/fingerprint.ts';
 import { access, create, exists, gitRequest, pointHeadAtABranch, writes } from '../shared/channels/git-repositories.ts';
-import { pushBound, quotaRefusal, started } from '../shared/channels/git-quotas.ts';
+import { admit, pushBound } from '../shared/channels/git-quotas.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { listen } from '../shared/server/listen.ts';
 import { log } from '../shared/core/log.ts';
@@ -44,9 +44,11 @@ async function serveGit(channel: ServerChannel, command: string, user: string, e
     return refuse(channel, `repository ${shownName} not found`);
   }
   if (writes(service) && may !== 'push') return refuse(channel, `${user} may not push to ${shownName}`);
-  // What one user may keep and run is bounded: repositories, bytes, git programs at once (theirs, and everyone's).
-  const overQuota = quotaRefusal(user, repository, writes(service), found);
-  if (overQuota) return (log(info, `${shownName}: ${overQuota}`), refuse(channel, overQuota));
+  // What one user may keep and run is bounded: repositories, bytes, git programs at once (theirs, and everyone's),
+  // each program counted from here until its channel closes.
+  const admitted = admit(user, repository, writes(service), found);
+  if (typeof admitted === 'string') return (log(info, `${shownName}: ${admitted}`), refuse(channel, admitted));
+  channel.on('close', admitted);
   let closed = false;
   channel.on('close', () => (closed = true));
   if (!found) {
@@ -60,16 +62,14 @@ async function serveGit(channel: ServerChannel, command: string, user: string, e
     ? ['-c', `receive.maxInputSize=${pushBound(repository)}`, 'receive-pack', repository.dir]
     : service === 'git-upload-pack' ? ['upload-pack', '--strict', repository.dir] : ['upload-archive', repository.dir];
   const child = spawn('git', args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...env } });
-  const ended = started(user); // counted as running until it ends
   // Each way, no faster than the other side reads: pipe() waits for 'drain'.
   channel.pipe(child.stdin);
   child.stdout.pipe(channel, { end: false });
   child.stderr.pipe(channel.stderr, { end: false });
   child.stdin.on('error', () => {}); // the program may end before the client has sent all
   channel.on('close', () => child.kill('SIGKILL')); // the client went: so does the program (a no-op once it ended)
-  child.on('error', (err) => (ended(), log(info, `git ${service.slice(4)} for ${shownName} failed: ${err.message}`)));
+  child.on('error', (err) => log(info, `git ${service.slice(4)} for ${shownName} failed: ${err.message}`));
   child.on('close', async (code) => {
-    ended();
     if (writes(service) && code === 0) await pointHeadAtABranch(repository).catch(() => {});
     if (channel.writable) {
       channel.exit(code ?? 1);

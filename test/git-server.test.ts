@@ -314,6 +314,21 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
       GIT_MAX_REPOS: '3', GIT_MAX_RUNNING: '2', GIT_MAX_RUNNING_ALL: '3', GIT_MAX_DISK: '1' } });
     const [bob, alice] = [await ssh2Login(bounded.port, 'bob', 'builder'), await ssh2Login(bounded.port, 'alice', 'wonderland')];
     try {
+      // (receive-packs alone: a new repository's `git init` is a git process too, and comes before its receive-pack)
+      const receivePacks = () => gitChildren(bounded.pid).filter((pid) => commandLine(pid).includes('receive-pack')).length;
+      // Requests that come together are counted together: four at once, to new repositories, and two of them run.
+      const together = await Promise.all([0, 1, 2, 3].map((i) => new Promise<{ channel: ssh2.ClientChannel; said: () => string }>(
+        (resolve, reject) => alice.exec(`git-receive-pack 'alice/p${i}.git'`, (err, channel) => {
+          if (err) return reject(err);
+          let said = '';
+          channel.stderr.on('data', (chunk: Buffer) => (said += chunk));
+          channel.resume();
+          resolve({ channel, said: () => said });
+        }))));
+      await waitFor('two refused', () => together.filter(({ said }) => said().includes('(GIT_MAX_RUNNING)')).length === 2 || undefined);
+      await waitFor('two running', () => receivePacks() === 2 || undefined);
+      for (const { channel } of together) channel.end();
+      await waitFor('none running', () => gitChildren(bounded.pid).length === 0 || undefined);
       // Bare requests, no git client and no pack: each makes a repository, until bob has three.
       for (let i = 0; i < 3; i++) assert.notEqual((await execWithInput(bob, `git-receive-pack 'bob/r${i}.git'`, '')).code, undefined);
       assert.deepEqual(await execWithInput(bob, "git-receive-pack 'bob/r3.git'", ''), { code: 1,
@@ -324,8 +339,6 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
       const held = await Promise.all([0, 1].map((i) => new Promise<ssh2.ClientChannel>((resolve, reject) =>
         bob.exec(`git-receive-pack 'bob/r${i}.git'`, (err, channel) => (err ? reject(err) : resolve(channel))))));
       for (const channel of held) channel.resume();
-      // (receive-packs alone: a new repository's `git init` is a git process too, and comes before its receive-pack)
-      const receivePacks = () => gitChildren(bounded.pid).filter((pid) => commandLine(pid).includes('receive-pack')).length;
       await waitFor('bob\'s two git programs', () => receivePacks() === 2 || undefined);
       assert.deepEqual(await execWithInput(bob, "git-upload-pack 'bob/r2.git'", ''), { code: 1,
         stderr: 'bob runs 2 git programs already, the most one user may (GIT_MAX_RUNNING): try again once one ends\n' });
