@@ -12,7 +12,7 @@ import { readHostKeys } from '../shared/server/host-keys.ts';
 import { keyMayLogIn } from '../shared/login/key-login.ts';
 import { beforeStop, listen } from '../shared/server/listen.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
-import { pacedInput } from '../shared/channels/paced-input.ts';
+import { pacedInput, pacedLayout } from '../shared/channels/paced-input.ts';
 import { App } from './18-ink-app/app.ts';
 
 const { Server } = ssh2;
@@ -22,8 +22,6 @@ const passwords = readPasswordFile();
 /** The largest screen laid out, whatever size the client claims (a pty request may say 4,294,967,295 columns). */
 const MAX_COLS = 400;
 const MAX_ROWS = 200;
-/** How often the screen is laid out again while its size keeps changing. */
-const RESIZE_MS = 50;
 
 /**
  * One user's app, in their channel as in a terminal of its own: Ink writes to `stdout` and reads `stdin`, streams
@@ -62,21 +60,17 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
     channel.exit(0);
     channel.end();
   });
-  // A storm of window-changes (a thousand a second) is laid out once every 50 ms, at the latest size.
-  let resizing: NodeJS.Timeout | undefined;
+  // A storm of window-changes is laid out once a turn (50 ms), at the latest size; two sessions' a turn at most.
   return {
-    resize: () => {
-      resizing ??= setTimeout(() => {
-        resizing = undefined;
-        Object.assign(stdout, { columns: size().cols, rows: size().rows });
-        app.rerender(h(App, props()));
-        stdout.emit('resize'); // Ink lays the screen out again, and draws it whole
-      }, RESIZE_MS);
-    },
+    resize: () => pacedLayout(stdout, () => {
+      Object.assign(stdout, { columns: size().cols, rows: size().rows });
+      app.rerender(h(App, props()));
+      stdout.emit('resize'); // Ink lays the screen out again, and draws it whole
+    }),
     stop: () => ((goodbye = 'The server is stopping. Goodbye!\r\n'), app.unmount()),
     // The channel is gone (the user left, or the connection dropped): the React tree goes, with all it holds.
     gone: () => {
-      clearTimeout(resizing);
+      pacedLayout(stdout, undefined);
       app.unmount();
       stdin.destroy();
       stdout.destroy();

@@ -319,6 +319,37 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
     await stillDraws();
   });
 
+  test('window-change storms in ten sessions at once: two layouts a turn among them all, each ending at its last size', async () => {
+    const attacker = await ssh2Login(step().port, 'bob', 'builder');
+    attacker.on('error', () => {});
+    try {
+      const sessions = await Promise.all(Array.from({ length: 10 }, () => new Promise<{ channel: ssh2.ClientChannel; said: () => string }>(
+        (resolve, reject) => attacker.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, channel) => {
+          if (err) return reject(err);
+          let said = '';
+          channel.on('data', (chunk: Buffer) => (said += chunk));
+          resolve({ channel, said: () => said });
+        }))));
+      await waitFor('every first frame', () => sessions.every(({ said }) => said().includes(' bob | 80x24')) || undefined);
+      const from = sessions.map(({ said }) => said().length);
+      const begun = Date.now();
+      // A second of storms: every 10 ms a window-change in each session, its last size its own (60+N columns).
+      for (let i = 1; i <= 100; i++) {
+        for (const [n, { channel }] of sessions.entries()) channel.setWindow(i === 100 ? 24 : 30 + (i % 9), 60 + n, 0, 0);
+        await new Promise((resolve) => setTimeout(resolve, 10)); // pacing, not waiting: the storm lasts a second
+      }
+      await waitFor('each session at its last size', () => sessions.every(({ said }, n) => said().slice(-400).includes(` bob | ${60 + n}x24`)) || undefined);
+      const turns = (Date.now() - begun) / 50 + 2;
+      // Each layout draws a frame or two (the new size, then Ink's own redraw at it), each with its status bar.
+      const frames = sessions.reduce((sum, { said }, n) => sum + (said().slice(from[n]).match(/ bob \| \d+x\d+/g)?.length ?? 0), 0);
+      console.log(`window-change storms: ${frames} frames in ${turns.toFixed(0)} turns`);
+      assert.ok(frames <= 6 * turns, `${frames} frames in ${turns.toFixed(0)} turns of 50 ms`);
+    } finally {
+      attacker.end();
+    }
+    await stillDraws();
+  });
+
   test('a 1x1 terminal, a 10000x10000 one, and a thousand window-changes a second, never read: the step goes on', async () => {
     const small = await session(step().port, 1, 1);
     const before = residentMiB(step().pid);

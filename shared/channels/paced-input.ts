@@ -84,3 +84,35 @@ export function pacedInput(channel: NodeJS.ReadableStream, into: NodeJS.Writable
     queue.queued = 0;
   });
 }
+
+/** How often the layouts that window-changes ask for are made, */
+export const LAYOUT_MS = 50;
+/** and how many of all sessions' at most each time: a full layout of a large screen takes milliseconds. */
+export const LAYOUTS_AT_ONCE = 2;
+
+/** The layouts waiting, one a session (its latest), in the order the sessions first asked. */
+const layouts = new Map<object, () => void>();
+let layoutTimer: NodeJS.Timeout | undefined;
+
+function layoutTurn(): void {
+  layoutTimer = undefined;
+  let made = 0;
+  for (const [session, layout] of layouts) {
+    if (made++ === LAYOUTS_AT_ONCE) break;
+    layouts.delete(session);
+    layout();
+  }
+  if (layouts.size) layoutTimer = setTimeout(layoutTurn, LAYOUT_MS);
+}
+
+/**
+ * Makes `layout` (a session's screen laid out again, after a window-change) at the next turn: every LAYOUT_MS, the
+ * layouts of LAYOUTS_AT_ONCE sessions at most, each session's latest, in the order they asked. A storm of
+ * window-changes is one layout a turn, and storms in many sessions take turns, however many there are. `undefined`
+ * drops what `session` asked for (it has gone).
+ */
+export function pacedLayout(session: object, layout: (() => void) | undefined): void {
+  if (!layout) return void layouts.delete(session);
+  layouts.set(session, layout); // a session already waiting keeps its place
+  layoutTimer ??= setTimeout(layoutTurn, LAYOUT_MS);
+}
