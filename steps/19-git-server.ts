@@ -45,7 +45,7 @@ async function serveGit(channel: ServerChannel, command: string, user: string, e
   }
   if (writes(service) && may !== 'push') return refuse(channel, `${user} may not push to ${shownName}`);
   // What one user may keep and run is bounded: repositories, bytes, git programs at once (theirs, and everyone's),
-  // each program counted from here until its channel closes.
+  // each program counted from here until it ends, or its channel closes.
   const admitted = admit(user, repository, writes(service), found);
   if (typeof admitted === 'string') return (log(info, `${shownName}: ${admitted}`), refuse(channel, admitted));
   channel.on('close', admitted);
@@ -70,6 +70,7 @@ async function serveGit(channel: ServerChannel, command: string, user: string, e
   channel.on('close', () => child.kill('SIGKILL')); // the client went: so does the program (a no-op once it ended)
   child.on('error', (err) => log(info, `git ${service.slice(4)} for ${shownName} failed: ${err.message}`));
   child.on('close', async (code) => {
+    admitted(); // no longer running
     if (writes(service) && code === 0) await pointHeadAtABranch(repository).catch(() => {});
     if (channel.writable) {
       channel.exit(code ?? 1);
