@@ -128,7 +128,8 @@ export function listen(server: Server): void {
     // What the step says to its clients first (step 18 gives their terminals back): the process ends once it is
     // said and they have hung up, or after a second.
     stopping = true;
-    const said = Promise.allSettled(goodbyes.splice(0).map((goodbye) => goodbye()));
+    // (Each in a promise of its own: one that throws is only a goodbye not said, never a crash.)
+    const said = Promise.allSettled(goodbyes.splice(0).map((goodbye) => Promise.resolve().then(goodbye)));
     const hungUp = new Promise<void>((resolve) => (lastClosed = resolve));
     const second = new Promise((resolve) => setTimeout(resolve, GOODBYE_MS).unref());
     void Promise.race([Promise.all([said, hungUp]), second]).then(end);
