@@ -115,6 +115,13 @@ function chatter(port: number, host: string, from: string, user: string, passwor
     '-p', String(port), `${user}@localhost`], sshEnv(password));
 }
 
+/** How many rows of the terminal's whole history are `row`: a row shown again is told from the one shown before. */
+function times(terminal: Terminal, row: string): number {
+  return terminal.history().filter((each) => each === row).length;
+}
+const unreachable = (machine: string) => `* the store is unreachable: this room is local-only (${machine}) until it returns`;
+const BACK = '* the store is back: the room spans the fleet again';
+
 /** Waits until a row of the terminal's screen matches `row`; resolves with the screen. */
 function seen(terminal: Terminal, row: string | RegExp, ms = 20_000): Promise<string[]> {
   return waitFor(`${row} on the screen`, () => {
@@ -305,29 +312,57 @@ for (const kind of ['redis', 'valkey'] as const) {
       });
 
       test('the store hung (SIGSTOP): logins do not hang; then the store killed: both machines serve, with their own limits', async () => {
+        const [alice, bob] = terminals as [Terminal, Terminal];
+        // A second session of alice's on A, which leaves while the store hangs.
+        const leaving = chatter(A().port, '127.0.0.2', from(12), 'alice', 'wonderland');
+        terminals.push(leaving);
+        await seen(leaving, /^Welcome, alice, on a\./);
+        await until('both of alice\'s sessions listed', async () => await listedFrom(storePort, 'a') === 2);
+
         process.kill(store!.pid!, 'SIGSTOP');
         const started = Date.now();
+        // Said in the hang's first second: A sends it, and the store does not answer in time. Shown on A at once.
+        alice.sendKeys('-l', 'in the hang');
+        alice.sendKeys('Enter');
         assert.equal((await login(A().port, '127.0.0.2', from(5))).status, 1);
         const hung = Date.now() - started;
         assert.ok(hung < 8000, `a login with the store hung took ${hung} ms`);
         await waitFor('the line', () => /^store \S+: unreachable \(Command timed out\)/m.test(A().output()) || undefined);
+        await seen(alice, 'alice: in the hang');
+        await seen(alice, unreachable('a'));
+        leaving.sendKeys('-l', '/quit');
+        leaving.sendKeys('Enter');
+        assert.equal(await waitFor('the leaving session to end', () => leaving.exitStatus()), 0);
         process.kill(store!.pid!, 'SIGCONT');
         // (B may have found it hung too, with no login to ask for it: its room renews who is online every 5 s.)
         const lastStoreLine = (step: Step) => step.output().match(/^store .*$/gm)?.at(-1) ?? '';
         await waitFor('the store back', () => [A(), B()].every((step) => /: (reachable again|connected)/.test(lastStoreLine(step))) || undefined);
         assert.equal(count(A(), /^store \S+: reachable again: the limits and the chat room are the fleet's again$/gm), 1);
+        // What the store was sent while it hung, it runs when it wakes: a call that timed out may still happen. The
+        // line reaches B late, and is shown once on A: its late copy from the store is dropped (a line said after
+        // it, seen on A through the store, came after that copy on the same connection).
+        await seen(bob, 'alice: in the hang');
+        alice.sendKeys('-l', 'after the hang');
+        alice.sendKeys('Enter');
+        await seen(alice, 'alice: after the hang');
+        assert.equal(times(alice, 'alice: in the hang'), 1);
+        // The login's place among the address's connections logging in, taken late by the store, is given back, and
+        // the session that left in the hang leaves the list of who is online: well before either would expire.
+        await until('the login\'s place given back', async () => await storeCommand(storePort, 'ZCARD', `startups:${from(5)}`) === ':0\r\n', 3000);
+        await until('alice\'s session that left, gone from the list', async () => await listedFrom(storePort, 'a') === 1, 3000);
 
         // Killed with a call of A's on its way: stopped first, the store has not read it (a connection opening on A asks
         // the store first). That call fails with the connection, and must say no more than the connection does.
         const before = [A().output().length, B().output().length];
+        const down = [times(alice, unreachable('a')), times(bob, unreachable('b'))];
         process.kill(store!.pid!, 'SIGSTOP');
         const opening = noLogin('127.0.0.2', A().port, from(10));
         await waitFor('a call unread by the store', () => unreadAt(storePort) > 0 || undefined);
         store!.kill('SIGKILL');
         assert.equal(await opening, 'banner'); // let in by A's own limits
-        const [alice, bob] = terminals as [Terminal, Terminal];
-        await seen(alice, '* the store is unreachable: this room is local-only (a) until it returns');
-        await seen(bob, '* the store is unreachable: this room is local-only (b) until it returns');
+        // (Rows counted over each whole history: the same rows came in the hang.)
+        await waitFor('A\'s room local-only again', () => times(alice, unreachable('a')) > down[0]! || undefined);
+        await waitFor('B\'s room local-only again', () => times(bob, unreachable('b')) > down[1]! || undefined);
         // One line each, however many calls failed. It names what failed first: the connection closed, or reset (the
         // store had not read all that was sent to it), or a call not answered in time (it was stopped a moment).
         for (const [i, step] of [A(), B()].entries()) {
@@ -355,15 +390,19 @@ for (const kind of ['redis', 'valkey'] as const) {
 
         // The store back (empty, as after a crash): within 10 s the room spans both machines again.
         const restarted = Date.now();
+        const backs = [times(alice, BACK), times(bob, BACK)];
         store = startStore(kind, storePort);
-        await seen(alice, '* the store is back: the room spans the fleet again', 10_000);
-        await seen(bob, '* the store is back: the room spans the fleet again', 10_000);
+        await waitFor('A\'s room back', () => times(alice, BACK) > backs[0]! || undefined, 10_000);
+        await waitFor('B\'s room back', () => times(bob, BACK) > backs[1]! || undefined, 10_000);
         alice.sendKeys('-l', 'back together');
         alice.sendKeys('Enter');
         await seen(bob, 'alice: back together', 10_000);
         const took = Date.now() - restarted;
         assert.ok(took < 10_000, `${took} ms`);
-        await bob.typeLine('/who', '* here: alice (a), bob (b)');
+        const listed = times(bob, '* here: alice (a), bob (b)');
+        bob.sendKeys('-l', '/who');
+        bob.sendKeys('Enter');
+        await waitFor('/who listing both again', () => times(bob, '* here: alice (a), bob (b)') > listed || undefined);
         console.log(`the store restarted: the room spanned both machines again in ${took} ms`);
       });
 
@@ -378,16 +417,15 @@ for (const kind of ['redis', 'valkey'] as const) {
           await seen(alice, /^Welcome, alice, on c\. \d+ here;/);
           await seen(alice, '* alice joined');
           // Rows counted over bob's whole history: the same rows came before.
-          const rows = (row: string) => bob.history().filter((each) => each === row).length;
-          const [left, listed] = [rows('* alice left'), rows('* here: alice (a), bob (b)')];
+          const [left, listed] = [times(bob, '* alice left'), times(bob, '* here: alice (a), bob (b)')];
           assert.equal(await c.stop('SIGTERM'), 0);
           // The drain's end: alice is told, and her session ends as by /quit; the store heard it before C ended.
           await seen(alice, '* c is stopping: connect again to go on');
           assert.equal(await waitFor('alice\'s ssh to end', () => alice.exitStatus()), 0);
-          await waitFor('bob told that alice left', () => rows('* alice left') === left + 1 || undefined);
+          await waitFor('bob told that alice left', () => times(bob, '* alice left') === left + 1 || undefined);
           bob.sendKeys('-l', '/who');
           bob.sendKeys('Enter');
-          await waitFor('/who without alice on c', () => rows('* here: alice (a), bob (b)') === listed + 1 || undefined);
+          await waitFor('/who without alice on c', () => times(bob, '* here: alice (a), bob (b)') === listed + 1 || undefined);
         } finally {
           await c.stop();
         }

@@ -6,9 +6,8 @@ import { safe } from '../core/log.ts';
 import type { Store } from '../core/store.ts';
 
 /** What happens in the room, as it goes through the store: made safe to show by the machine that shows it. */
-export type RoomEvent =
-  | { kind: 'joined' | 'left'; name: string; machine: string }
-  | { kind: 'said'; name: string; text: string; machine: string };
+export type RoomEvent = ({ kind: 'joined' | 'left'; name: string } | { kind: 'said'; name: string; text: string })
+  & { machine: string; id?: string };
 
 /** The line that shows `event`, made safe as step 13 makes what people say safe (shared/core/log.ts's safe()). */
 function lineOf(event: RoomEvent): string {
@@ -23,6 +22,10 @@ const LASTS_MS = 15_000;
 /** The most people /who lists, and the longest name or message taken from the store. */
 const MAX_LISTED = 100;
 const MAX_FIELD = 10_000;
+/** How long a line shown here while the store hung waits for its own copy from the store, to drop it, in ms. */
+const ECHO_MS = 60_000;
+/** The most such lines, and the most departures the store has not yet heard of, kept at once. */
+const MAX_PENDING = 10_000;
 
 const NOW = `local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)`;
 // ARGV: how long an entry lasts (ms), then the entries to add or renew. Drops the entries nobody renewed.
@@ -45,11 +48,12 @@ const field = (value: unknown): value is string => typeof value === 'string' && 
 function parseEvent(message: string): RoomEvent | undefined {
   try {
     const event = JSON.parse(message) as Record<string, unknown>;
+    const id = field(event.id) ? event.id : undefined;
     if ((event.kind === 'joined' || event.kind === 'left') && field(event.name) && field(event.machine)) {
-      return { kind: event.kind, name: event.name, machine: event.machine };
+      return { kind: event.kind, name: event.name, machine: event.machine, id };
     }
     if (event.kind === 'said' && field(event.name) && field(event.text) && field(event.machine)) {
-      return { kind: 'said', name: event.name, text: event.text, machine: event.machine };
+      return { kind: 'said', name: event.name, text: event.text, machine: event.machine, id };
     }
   } catch {
     // not JSON: dropped
@@ -64,6 +68,11 @@ function parseEvent(message: string): RoomEvent | undefined {
 export class FleetRoom {
   private readonly here = new Map<number, string>(); // this machine's people: their entries in the store
   private count = 0;
+  private sent = 0;
+  /** Lines shown here alone because the store did not answer, by id: the store may still pass them on, late. */
+  private readonly shownHere = new Map<string, number>();
+  /** Entries of people who left while the store did not answer: taken off the list when it answers again. */
+  private readonly departures = new Set<string>();
   private readonly store: Store;
   private readonly machine: string;
   private readonly deliver: (line: string) => void;
@@ -74,11 +83,12 @@ export class FleetRoom {
     this.deliver = deliver;
     store.subscribe(CHANNEL, (message) => {
       const event = parseEvent(message);
-      if (event) deliver(lineOf(event));
+      if (event && !(event.id !== undefined && this.shownHere.delete(event.id))) deliver(lineOf(event));
     });
     store.on('down', () => deliver(`* the store is unreachable: this room is local-only (${machine}) until it returns`));
     store.on('up', () => {
       void this.renew();
+      for (const entry of this.departures) void this.leave(entry);
       deliver('* the store is back: the room spans the fleet again');
     });
     setInterval(() => void this.renew(), RENEW_MS).unref();
@@ -89,10 +99,23 @@ export class FleetRoom {
     return !this.store.up;
   }
 
-  /** Sends `event` to everyone in the room: through the store, or to this machine alone when it is unreachable. */
+  /**
+   * Sends `event` to everyone in the room: through the store, or to this machine alone when it is unreachable. A
+   * call that was not answered in time may still reach the store (a hung store runs it when it wakes): the line is
+   * shown here at once, and its copy from the store, if one comes, is dropped. The others see it late, or never.
+   */
   send(event: { kind: 'joined' | 'left'; name: string } | { kind: 'said'; name: string; text: string }): void {
-    const full = { ...event, machine: this.machine } as RoomEvent;
-    void this.store.publish(CHANNEL, JSON.stringify(full)).then((sent) => sent || this.deliver(lineOf(full)));
+    const full: RoomEvent = { ...event, machine: this.machine, id: `${this.machine}/${process.pid}/${this.sent++}` };
+    void this.store.publish(CHANNEL, JSON.stringify(full)).then((sent) => {
+      if (sent) return;
+      const now = Date.now();
+      for (const [id, at] of this.shownHere) {
+        if (now - at < ECHO_MS && this.shownHere.size < MAX_PENDING) break;
+        this.shownHere.delete(id); // the oldest first
+      }
+      this.shownHere.set(full.id!, now);
+      this.deliver(lineOf(full));
+    });
   }
 
   /** Puts `name` on the list of who is online, as on this machine; returns what takes them off it. */
@@ -102,8 +125,15 @@ export class FleetRoom {
     this.here.set(id, entry);
     void this.store.script(RENEW, [ONLINE], [LASTS_MS, entry]);
     return () => {
-      if (this.here.delete(id)) void this.store.script(LEAVE, [ONLINE], [entry]);
+      if (this.here.delete(id)) void this.leave(entry);
     };
+  }
+
+  /** Takes `entry` off the list; if the store does not answer, again when it does (a renewal may yet run late). */
+  private async leave(entry: string): Promise<void> {
+    const answered = await this.store.script(LEAVE, [ONLINE], [entry]) !== undefined;
+    if (answered) this.departures.delete(entry);
+    else if (this.departures.size < MAX_PENDING) this.departures.add(entry);
   }
 
   /**

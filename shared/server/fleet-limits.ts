@@ -10,9 +10,30 @@ import { amounts } from './penalties.ts';
 
 let store: Store | undefined;
 
+/**
+ * Connections that finished while the store did not answer, by id, with their address: a call of theirs that the
+ * store had not answered may still run on it (a hung store runs what it was sent when it wakes), and count them as
+ * logging in until their grace time ends. Their places are given back when the store answers again.
+ */
+const unreleased = new Map<string, string>();
+const MAX_UNRELEASED = 10_000;
+// KEYS: addresses' connections logging in. ARGV: a connection of each, in the same order.
+const RELEASE = `for i, key in ipairs(KEYS) do redis.call('ZREM', key, ARGV[i]) end return 1`;
+
 /** Keeps this process's limits in `shared` as well as in the process, from now on; returns `shared`. */
 export function shareLimits(shared: Store): Store {
+  shared.on('up', () => void release());
   return (store = shared);
+}
+
+/** Gives back, on the store, the places of the connections in `unreleased`, a thousand a call. */
+async function release(): Promise<void> {
+  const batch = [...unreleased].slice(0, 1000);
+  if (batch.length === 0) return;
+  const answer = await store!.script(RELEASE, batch.map(([, ip]) => `startups:${ip}`), batch.map(([id]) => id));
+  if (answer === undefined) return; // again when the store is back
+  for (const [id] of batch) unreleased.delete(id);
+  return release();
 }
 
 /** Whether the limits are shared (step 21), and so whether to ask the store at all. */
@@ -109,6 +130,7 @@ export async function finishShared(ip: string, id: string, loggedIn: boolean, gr
   const added = (graceExceeded ? amounts.graceExceededSeconds : amounts.noauthSeconds) * 1000;
   const answer = await store?.script(FINISH, [`startups:${ip}`, `penalty:${ip}`],
     [id, loggedIn || max === 0 ? 1 : 0, added, amounts.penaltyMinSeconds * 1000, max]);
+  if (answer === undefined && store && unreleased.size < MAX_UNRELEASED) unreleased.set(id, ip);
   return typeof answer === 'number' ? answer : undefined;
 }
 
