@@ -134,6 +134,19 @@ describe('step 09: public key authentication', { timeout: 90_000 }, () => {
     assert.equal((await withKey('bob', bobKey)).status, 0, 'and put back, it logs in again');
   });
 
+  test('server-sig-algs: the step names to OpenSSH 9.2 and 10.6 exactly the key algorithms it takes, no more', async () => {
+    // Sent after the key exchange, before any login: the client prints it with -v (no password: BatchMode).
+    const named = (stderr: string) => /server-sig-algs=<([^>]*)>/.exec(stderr)?.[1]?.split(',');
+    const args = ['-v', '-o', 'BatchMode=yes', '-o', 'PreferredAuthentications=password', 'true'];
+    for (const result of [await ssh(step().port, 'alice', 'unused', args), await todaysSshRun(step().port, 'alice', 'unused', args)]) {
+      assert.equal(result.status, 255);
+      const keys = ['ssh-ed25519', 'sk-ssh-ed25519@openssh.com', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521',
+        'sk-ecdsa-sha2-nistp256@openssh.com', 'rsa-sha2-512', 'rsa-sha2-256'];
+      assert.deepEqual(named(result.stderr), [...keys, ...keys.map((key) => key.replace(/(@openssh\.com)?$/, '-cert-v01@openssh.com'))],
+        result.stderr);
+    }
+  });
+
   test('RSA signed with SHA-1 (ssh-rsa) is refused, and the log says why', async () => {
     const result = await withKey('alice', rsa, '-o', 'PubkeyAcceptedAlgorithms=ssh-rsa');
     assert.equal(result.status, 255);

@@ -853,6 +853,43 @@ describe('the ssh2 patch: what a server loads', { timeout: 60_000 }, () => {
   });
 });
 
+describe('the ssh2 patch: the extension info a server sends', { timeout: 60_000 }, () => {
+  /** What a server made with `algorithms` names in server-sig-algs to OpenSSH 9.2 (-v prints it before any login). */
+  async function namedBy(algorithms: Record<string, unknown>): Promise<string | undefined> {
+    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms } as ssh2.ServerConfig, (connection) => {
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => ctx.reject());
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const port = (server.address() as { port: number }).port;
+      const child = guarded(spawn('ssh', [...sshOptions, '-v', '-o', 'BatchMode=yes', '-p', String(port), 'anyone@127.0.0.1', 'true']));
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      child.stdin.end();
+      await once(child, 'close');
+      return /server-sig-algs=<([^>]*)>/.exec(stderr)?.[1];
+    } finally {
+      server.close();
+    }
+  }
+
+  test('server-sig-algs: by default, each of ssh2\'s names apart (ssh2 ran two together, so rsa-sha2-512 was named nowhere)', async () => {
+    assert.equal(await namedBy({}), 'ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,'
+      + 'rsa-sha2-512,rsa-sha2-256,ssh-rsa,ssh-dss');
+  });
+
+  test('server-sig-algs: algorithms.serverSigAlgs names what the server takes, in its order; a bad list is refused as it is made', async () => {
+    const names = ['sk-ssh-ed25519@openssh.com', 'ssh-ed25519', 'rsa-sha2-256-cert-v01@openssh.com'];
+    assert.equal(await namedBy({ serverSigAlgs: names }), names.join(','));
+    for (const bad of [[], ['a,b'], [''], 'ssh-ed25519', [7]]) {
+      assert.throws(() => new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms: { serverSigAlgs: bad } } as unknown as ssh2.ServerConfig),
+        /algorithms\.serverSigAlgs must be a non-empty array of algorithm names/, JSON.stringify(bad));
+    }
+  });
+});
+
 describe('the patch as a series of parts (shared/patches/)', { timeout: 120_000 }, () => {
   test('each part applies in order to a fresh ssh2 1.17.0, and together they give the ssh2 installed here', () => {
     const parts = patchParts();

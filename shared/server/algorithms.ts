@@ -42,8 +42,19 @@ function available<T extends string>(names: T[], supported: string[]): T[] {
   return names.filter((name) => supported.includes(name));
 }
 
+/**
+ * The public key algorithms a login may sign with (shared/login/ssh-keys.ts reads these keys; RSA with SHA-1,
+ * `ssh-rsa`, is refused, and DSA read nowhere): the server names them to the client in its extension info,
+ * `server-sig-algs` (RFC 8308; shared/patches/ part 024), so that the client signs with one of them: security keys
+ * (PROTOCOL.u2f) and certificates (PROTOCOL.certkeys, step 15) of each too.
+ */
+const keyAlgorithms = ['ssh-ed25519', 'sk-ssh-ed25519@openssh.com', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521', 'sk-ecdsa-sha2-nistp256@openssh.com', 'rsa-sha2-512', 'rsa-sha2-256'];
+/** A key algorithm's certificate algorithm: `ssh-ed25519-cert-v01@openssh.com`, `sk-ssh-ed25519-cert-v01@openssh.com`. */
+const certificate = (name: string) => name.replace(/(@openssh\.com)?$/, '-cert-v01@openssh.com');
+
 /** The `algorithms` to give `new Server()`. ssh2 adds strict key exchange (the fix for Terrapin) by itself. */
-export const algorithms: Algorithms = {
+export const algorithms: Algorithms & { serverSigAlgs: string[] } = {
   kex: available(wanted.kex, ssh2Supports.SUPPORTED_KEX),
   serverHostKey: ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256'],
   cipher: available(wanted.cipher, ssh2Supports.SUPPORTED_CIPHER),
@@ -51,4 +62,5 @@ export const algorithms: Algorithms = {
   // No compression. Inflating what a client sends has no bound in ssh2 (a packet may grow some thirty times), and
   // on today's links it saves little; OpenSSH's `ssh -C` then simply goes without.
   compress: ['none'],
+  serverSigAlgs: [...keyAlgorithms, ...keyAlgorithms.map(certificate)],
 };
