@@ -2,7 +2,6 @@
 // Run: npx tsx <this file>         Connect: ssh -p 2022 -i ~/.ssh/conch-steps-demo alice@localhost (step 09's key)
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import { spawn } from 'node:child_process';
-import { StringDecoder } from 'node:string_decoder';
 import ssh2 from 'ssh2';
 import type { PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
@@ -13,6 +12,7 @@ import { log } from '../shared/core/log.ts';
 import { setClientEnv } from '../shared/channels/client-env.ts';
 import { deliver, signalName } from '../shared/channels/signals.ts';
 import { endOfInput, sttyArguments } from '../shared/channels/terminal-modes.ts';
+import { typeInto } from '../shared/channels/pty-input.ts';
 
 const { Server } = ssh2;
 
@@ -67,7 +67,8 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
 
     /** Runs `command` (or the shell itself) in a pty if the client asked for one, else with pipes. */
     const run = (channel: ServerChannel, command?: string) => {
-      const args = command === undefined ? [] : ['-c', command];
+      // (The command ends at a NUL, if it holds one, as it does for sshd, which hands it on as a C string.)
+      const args = command === undefined ? [] : ['-c', command.split('\0')[0]!];
       // The channel closes (the program has ended, or the client is gone): a program still running is hung up, as
       // sshd hangs it up when the connection drops. (What can outlive that, and why: the lesson.)
       channel.on('close', () => hangUp());
@@ -84,17 +85,22 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
           program.pause();
           channel.once('drain', () => program.resume());
         });
-        const typed = new StringDecoder('utf8'); // node-pty takes text: a character cut between reads waits for its end
-        channel.on('data', (data: Buffer) => program.write(typed.write(data)));
+        // What is typed goes in as fast as the program reads it: a full terminal would stop node-pty, and the server.
+        const typed = typeInto(channel, program);
         // A terminal has no end of input but the character that says so: the client's EOF is typed as its Ctrl-D.
-        channel.on('end', () => program.write(typed.end() + (endOfInput(modes) ?? '')));
+        channel.on('end', () => typed.end(endOfInput(modes) ?? ''));
         program.onExit(({ exitCode, signal }) => ended(channel, exitCode, signal ? signalName(signal) : null));
-        resize = (cols, rows) => program.resize(cols, rows);
+        resize = (cols, rows) => {
+          try {
+            if (cols > 0 && rows > 0) program.resize(cols, rows); // (a size of 0 is no size: the last one stays)
+          } catch {} // the terminal has closed already: the program has ended, and the channel is ending
+        };
         send = (signal) => program.kill(signal);
         // SIGHUP to its process group (the pty made it a session of its own), as a terminal hanging up sends it,
         // then the terminal closes: reads and writes to it fail from then on. The step keeps nothing of it.
         hangUp = () => {
           deliver((signal) => process.kill(-program.pid, signal), 'HUP');
+          typed.stop();
           program.destroy();
         };
         return;

@@ -1,7 +1,7 @@
 // Step 14, a real shell: OpenSSH with a key in a real terminal, then ssh2's client for what OpenSSH cannot send.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
@@ -86,6 +86,13 @@ function converse(client: ssh2.Client, command: string, options: ssh2.ExecOption
 }
 
 describe('step 14: a real shell', { timeout: 120_000 }, () => {
+  /** alice, logged in with her key by ssh2's client. */
+  const keyClient = async () => {
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => client.once('ready', resolve).on('error', reject)
+      .connect({ host: '127.0.0.1', port: step().port, ...keyLogin }));
+    return client;
+  };
   const step = useStep('14-real-shell.ts', { env: { SSH_AUTHORIZED_KEYS_DIR: dir, SHELL: '/bin/sh', HOME: dir } }); // a home with files in it
 
   test('in a terminal: the prompt, a sum, the size that follows the window, and exit 3', async () => {
@@ -232,6 +239,43 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
         channel.close();
       });
       assert.ok(peak - before < 30, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+    } finally {
+      client.end();
+    }
+  });
+
+  test('hostile: 1 MiB pasted into a raw terminal whose program reads nothing yet: the step waits for it, and serves others meanwhile', async () => {
+    // A terminal takes some 64 KiB of raw input that nobody reads, then no more: a server that kept writing (node-pty
+    // does) stopped there, whole, for as long as the program did not read.
+    const client = await keyClient();
+    const go = join(dir, 'go');
+    try {
+      let pasted = false;
+      const reading = converse(client, 'stty raw -echo; echo ready; while [ ! -e go ]; do sleep 0.1; done; head -c 1048576 | wc -c',
+        { pty: { term: 'xterm', cols: 80, rows: 24 } }, (out, channel) => {
+          if (out === 'ready\n' && !pasted) channel.write(Buffer.alloc(1024 * 1024, 'a')), (pasted = true);
+        });
+      await waitFor('the paste', () => pasted || undefined);
+      assert.deepEqual(await ssh(step().port, 'alice', '', [...withKey, 'echo meanwhile']), { stdout: 'meanwhile\n', stderr: '', status: 0 });
+      writeFileSync(go, ''); // now the program reads, and all of the paste goes in
+      assert.deepEqual(await reading, { out: 'ready\n1048576\n', err: '', code: 0, signal: undefined });
+    } finally {
+      client.end();
+      rmSync(go, { force: true });
+    }
+  });
+
+  test('hostile: a window-change to 0x0, a NUL in a command or in LANG: answered, and the connection goes on', async () => {
+    const client = await keyClient();
+    try {
+      // (Each of these threw in the step's listener, and ssh2 then ended the whole connection.)
+      const resized = await converse(client, 'echo ready; read line; echo "got $line"', { pty: { term: 'xterm', cols: 80, rows: 24 } },
+        (out, channel) => out === 'ready\r\n' && (channel.setWindow(0, 0, 0, 0), channel.write('x\r')));
+      assert.deepEqual([resized.out.split('\r\n').at(-2), resized.code], ['got x', 0]);
+      // As sshd: the command ends at its NUL; an environment cannot hold one, so that LANG is refused.
+      assert.deepEqual(await converse(client, 'echo before\0after', {}, () => {}), { out: 'before\n', err: '', code: 0, signal: undefined });
+      assert.deepEqual(await converse(client, 'echo "[$LANG]"', { env: { LANG: 'C\0.UTF-8' } }, () => {}),
+        { out: '[]\n', err: '', code: 0, signal: undefined });
     } finally {
       client.end();
     }

@@ -6,18 +6,18 @@ export const MAX_ENV_VARIABLES = 32;
 /** and at most this many bytes of their names and values together: each request may carry some 32 KB. */
 export const MAX_ENV_BYTES = 8 * 1024;
 
-/** Whether a client may set the variable `name`: sshd's `AcceptEnv LANG LC_*`. */
+/** Whether a client may set the variable `name`: sshd's `AcceptEnv LANG LC_*` (and no NUL, which ends a C string). */
 export function acceptEnv(name: string): boolean {
-  return name === 'LANG' || name.startsWith('LC_');
+  return (name === 'LANG' || name.startsWith('LC_')) && !name.includes('\0');
 }
 
 /**
  * Sets `name` to `value` in `env` if a client may: a name acceptEnv takes, with no more than MAX_ENV_VARIABLES such
- * names in `env` and MAX_ENV_BYTES of them and their values, this one included. Returns whether it did (a
+ * names in `env` and MAX_ENV_BYTES of them and their values, this one included, and a value without NUL. Returns whether it did (a
  * variable set again replaces its value).
  */
 export function setClientEnv(env: Record<string, string>, name: string, value: string): boolean {
-  if (!acceptEnv(name)) return false;
+  if (!acceptEnv(name) || value.includes('\0')) return false; // a program's environment cannot hold a NUL
   const after = { ...env, [name]: value };
   const set = Object.entries(after).filter(([key]) => acceptEnv(key));
   const bytes = set.reduce((sum, [key, val]) => sum + Buffer.byteLength(key) + Buffer.byteLength(val), 0);
