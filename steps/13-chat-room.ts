@@ -6,6 +6,7 @@ import type { ClientInfo, PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { LineEditor } from '../shared/channels/line-editor.ts';
+import { maySay } from '../shared/channels/chat-rate.ts';
 import { listen } from '../shared/server/listen.ts';
 import { log, safe } from '../shared/core/log.ts';
 import { limits } from '../shared/core/options.ts';
@@ -44,7 +45,6 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
   const name = safe(user);
   const width = () => terminal.cols || 80; // 0 when the client does not know (ssh -tt with input piped in)
   const editor = new LineEditor(`${name}> `, () => Math.min(limits.chatLineMax, width() - name.length - 3));
-  const recent: number[] = [];
   const member: Member = {
     name,
     show: (lines) => {
@@ -68,11 +68,7 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
     channel.end();
   };
   const say = (text: string) => {
-    const now = Date.now();
-    while (recent.length && now - recent[0]! > 10_000) recent.shift();
-    const rate = limits.chatRate;
-    if (recent.length >= rate) return member.show([`* slow down: at most ${rate} messages in 10 seconds (CHAT_RATE)`]);
-    recent.push(now);
+    if (!maySay(user)) return member.show([`* slow down: at most ${limits.chatRate} messages in 10 seconds (CHAT_RATE)`]);
     broadcast(`${name}: ${safe(text)}`);
   };
 
@@ -86,7 +82,8 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
       if (result?.line === '/who') member.show([`* here: ${[...room].map((each) => each.name).join(', ')}`]);
       else if (result?.line.trim()) say(result.line);
     }
-    channel.write(echo);
+    // A client that does not read even its own echo is read no more: its window closes, and it waits.
+    if (!channel.write(echo)) (channel.pause(), channel.once('drain', () => channel.resume()));
   });
   channel.on('end', quit); // the client's input ended (piped in, say): as Ctrl-D
   channel.on('close', leave);

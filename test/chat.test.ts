@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
-import { escapeFlood, peakDuring, raw, residentMiB } from './hostile.ts';
+import { escapeFlood, peakDuring, raw, residentMiB, sendWithoutReading } from './hostile.ts';
 import { count, lines, ssh, ssh2Login, sshEnv, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 
 const passwords = join(temporaryDir(), 'ssh-passwords');
@@ -78,14 +78,33 @@ describe('step 13: three people in the room, in real terminals', { timeout: 120_
   });
 
   test('the eleventh message in 10 seconds is not sent, and its sender is told to slow down', async () => {
-    const bob = await member(step().port, 'bob', 'builder');
+    // (A user of this test's own: the count is the user's, in every session, for 10 seconds.)
+    const user4 = await member(step().port, 'user4', 'pw4');
     try {
-      for (let i = 1; i <= 11; i++) bob.channel.write(`number ${i}\r`);
-      await waitFor('the answer', () => bob.said.includes('* slow down: at most 10 messages in 10 seconds (CHAT_RATE)') || undefined);
-      assert.ok(bob.said.includes('bob: number 10'));
-      assert.ok(!bob.said.includes('bob: number 11'));
+      for (let i = 1; i <= 11; i++) user4.channel.write(`number ${i}\r`);
+      await waitFor('the answer', () => user4.said.includes('* slow down: at most 10 messages in 10 seconds (CHAT_RATE)') || undefined);
+      assert.ok(user4.said.includes('user4: number 10'));
+      assert.ok(!user4.said.includes('user4: number 11'));
     } finally {
-      bob.client.end();
+      user4.client.end();
+    }
+  });
+
+  test('CHAT_RATE counts a user\'s lines in all their sessions together', async () => {
+    const sessions = [await member(step().port, 'user5', 'pw5'), await member(step().port, 'user5', 'pw5')];
+    try {
+      // Each line said in turn from one session and the other, the next once the room has shown it.
+      for (let i = 1; i <= 10; i++) {
+        sessions[i % 2]!.channel.write(`number ${i}\r`);
+        await waitFor(`line ${i}`, () => sessions[0]!.said.includes(`user5: number ${i}\r`) || undefined);
+      }
+      sessions[1]!.channel.write('number 11\r');
+      await waitFor('the answer', () => sessions[1]!.said.includes('* slow down: at most 10 messages in 10 seconds (CHAT_RATE)') || undefined);
+      sessions[1]!.channel.write('/who\r'); // answered after the line, if the line were said
+      await waitFor('the answer to /who', () => sessions[1]!.said.includes('* here: ') || undefined);
+      assert.ok(!sessions[1]!.said.includes('user5: number 11'));
+    } finally {
+      for (const session of sessions) session.client.end();
     }
   });
 
@@ -204,6 +223,27 @@ describe('step 13 attacked', { timeout: 180_000 }, () => {
     } finally {
       attacker.client.end();
       alice.client.end();
+    }
+  });
+
+  test('a client that never reads, typing keys that redraw its long line, is read no more, and the step stays small', async () => {
+    // Each packet of keys redraws the line (some 300 bytes): 16 right-arrows a packet, 48 bytes, came back 6 times
+    // over, and a step that wrote every echo to a client that reads none kept it all.
+    const attacker = await member(step().port, 'user56', 'pw56', 1000);
+    try {
+      attacker.channel.write('x'.repeat(300));
+      await waitFor('the line drawn', () => attacker.said.includes('x'.repeat(300)) || undefined);
+      attacker.channel.pause(); // from now on, nothing is read
+      const before = residentMiB(step().pid);
+      let taken = 0;
+      const peak = await peakDuring(step().pid, async () => (taken = await sendWithoutReading(attacker.channel, 8 * 1024 * 1024, 2000,
+        Buffer.from('\x1b[C'.repeat(16)))));
+      assert.ok(taken < 4 * 1024 * 1024, `the step took ${taken} bytes`); // its window, and what made 2 MiB of echo
+      assert.ok(peak - before < 64, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+      const other = await member(step().port, 'alice', 'wonderland'); // and the step serves others
+      other.client.end();
+    } finally {
+      attacker.client.end();
     }
   });
 

@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
+import { peakDuring, residentMiB, sendWithoutReading } from './hostile.ts';
 import { count, debianTesting, freePort, guarded, logged, root, ssh, sshEnv, sshOptions, type SshResult, startHaproxy, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
 
 /** A store on `port`: Debian 12's redis-server, or valkey-server run in the Debian testing root. */
@@ -291,6 +292,30 @@ for (const kind of ['redis', 'valkey'] as const) {
         assert.match(ttl, /^:\d+\r\n$/);
         assert.ok(Number(ttl.slice(1)) > 0 && Number(ttl.slice(1)) <= 60_000, ttl);
         assert.equal((await login(A().port, '127.0.0.2', from(45))).status, 1);
+      });
+
+      test('hostile: a client that never reads, typing keys that redraw its long line, is read no more, and A stays small', async () => {
+        const client = new ssh2.Client();
+        client.on('error', () => {});
+        await new Promise<void>((resolve) => client.once('ready', () => resolve()).connect({ host: '127.0.0.2', port: A().port,
+          localAddress: from(13), username: 'alice', password: 'wonderland' }));
+        try {
+          const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+            client.shell({ term: 'xterm', cols: 1000, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c))));
+          let shown = '';
+          channel.on('data', (chunk: Buffer) => (shown += chunk));
+          channel.write('x'.repeat(300));
+          await waitFor('the line drawn', () => shown.includes('x'.repeat(300)) || undefined);
+          channel.pause(); // from now on, nothing is read: each packet of 16 right-arrows still redraws the line
+          const before = residentMiB(A().pid);
+          let taken = 0;
+          const peak = await peakDuring(A().pid, async () => (taken = await sendWithoutReading(channel, 8 * 1024 * 1024, 2000,
+            Buffer.from('\x1b[C'.repeat(16)))));
+          assert.ok(taken < 4 * 1024 * 1024, `A took ${taken} bytes`);
+          assert.ok(peak - before < 64, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+        } finally {
+          client.end();
+        }
       });
 
       test('failed logins for one user, from many addresses, slow down that user\'s answers on every machine', async () => {

@@ -54,12 +54,12 @@ export function exec(client: ssh2.Client, command: string): Promise<ssh2.ClientC
 }
 
 /**
- * Sends up to `total` bytes on the channel as the server's window allows, never reading what comes back. Zero
- * bytes, which an echo of shown bytes (step 05) sends back four times over. Stops when the server has taken
- * nothing for `stallMs`; resolves with the bytes the server took.
+ * Sends up to `total` bytes on the channel as the server's window allows, never reading what comes back: `chunk`
+ * again and again, by default 64 KiB of zero bytes, which an echo of shown bytes (step 05) sends back four times
+ * over. Stops when the server has taken nothing for `stallMs`; resolves with the bytes the server took.
  */
-export async function sendWithoutReading(channel: ssh2.ClientChannel, total: number, stallMs = 2000): Promise<number> {
-  const chunk = Buffer.alloc(64 * 1024, 0);
+export async function sendWithoutReading(channel: ssh2.ClientChannel, total: number, stallMs = 2000,
+  chunk = Buffer.alloc(64 * 1024, 0)): Promise<number> {
   let taken = 0;
   while (taken < total && !channel.destroyed) {
     const done = new Promise<boolean>((resolve) => {
