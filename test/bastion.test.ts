@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -11,6 +12,7 @@ import { chromium } from 'playwright-core';
 import ssh2 from 'ssh2';
 import { atPrompt, execute, logged, processTree, root, sshOptions, stalled, startStep, type Step, temporaryDir, useStep, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
+import { PAGE_CONNECTIONS_MAX } from '../shared/channels/recordings-page.ts';
 
 const dir = temporaryDir();
 const key = join(dir, 'key');
@@ -41,11 +43,11 @@ function ssh(port: number, user: string, args: string[], input = '') {
 }
 
 /** An ssh2 client logged in to the bastion with the key, whose sessions forward `agent` (the real one by default). */
-function login(port: number, agent: string | ssh2.BaseAgent = agentSocket): Promise<ssh2.Client> {
+function login(port: number, agent: string | ssh2.BaseAgent = agentSocket, username = 'alice'): Promise<ssh2.Client> {
   const client = new ssh2.Client();
   return new Promise((resolve, reject) => {
     client.on('ready', () => resolve(client)).on('error', reject);
-    client.connect({ host: '127.0.0.1', port, username: 'alice', privateKey: readFileSync(key), agent, agentForward: true,
+    client.connect({ host: '127.0.0.1', port, username, privateKey: readFileSync(key), agent, agentForward: true,
       authHandler: ['publickey'] });
   });
 }
@@ -88,7 +90,7 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
   test('ssh -A: a command runs on the inner server, its output and its exit status come back', async () => {
     const result = ssh(bastion().port, 'alice', ['-A', 'echo "on the inner server, in $PWD"; echo to stderr >&2; exit 3']);
     assert.deepEqual(result, { stdout: `on the inner server, in ${dir}\n`, stderr: 'to stderr\n', status: 3 });
-    await waitFor('the log line', () => new RegExp(`alice → ${target()}: echo .*, recorded in \\S+\\.cast`).test(bastion().output()) || undefined);
+    await waitFor('the log line', () => new RegExp(`alice → ${target()}, recorded in \\S+\\.cast: echo `).test(bastion().output()) || undefined);
     assert.equal(ssh(bastion().port, 'alice', ['-A', 'cat; exit 0'], 'what was typed\n').stdout, 'what was typed\n');
   });
 
@@ -193,7 +195,7 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
           // A signal goes on once the session on the inner server is open (the bastion logs it); before that there
           // is no program to send it to, and the bastion, as sshd, drops it. The inner server has started the
           // program in its own process group by then, and the signal goes to that group.
-          waitFor('the session on the inner server', () => bastion().output().slice(logged).includes(': sleep 30, recorded in ') || undefined)
+          waitFor('the session on the inner server', () => /, recorded in \S+\.cast: sleep 30$/m.test(bastion().output().slice(logged)) || undefined)
             .then(() => channel.signal('TERM'), reject);
         }));
       assert.deepEqual(await sleeping, { code: null, signal: 'SIGTERM' }); // as ssh2's client names it
@@ -300,6 +302,22 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     assert.equal((await fetch(`${base}/`, { method: 'POST', headers: { cookie: `token=${token}` } })).status, 405);
   });
 
+  test('hostile: 300 idle connections to the recordings page: it keeps 64, and closes the rest at once; SSH goes on', async () => {
+    const port = Number(await waitFor('the page\'s address', () => /recordings: http:\/\/127\.0\.0\.1:(\d+)\//.exec(bastion().output())?.[1]));
+    const sockets = Array.from({ length: 300 }, () => connect(port, '127.0.0.1').on('error', () => {}));
+    try {
+      let closed = 0;
+      for (const socket of sockets) socket.once('close', () => (closed += 1));
+      // Held open: a request's first line, and never its end (each once held a file of the process for a minute).
+      for (const socket of sockets) socket.once('connect', () => socket.write('GET / HTTP/1.1\r\n'));
+      // (Connections of earlier tests that the page keeps alive count among its 64: more of these may be closed.)
+      await waitFor('all but 64 at most closed', () => closed >= 300 - PAGE_CONNECTIONS_MAX || undefined);
+      assert.deepEqual(ssh(bastion().port, 'alice', ['-A', 'echo still here']), { stdout: 'still here\n', stderr: '', status: 0 });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
   test('recordings page in headless Chromium: the list shows the session, and its player shows what was typed', async () => {
     const executablePath = spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
     assert.ok(executablePath, 'Debian\'s chromium is installed (.ci/run installs it): `command -v chromium` finds none');
@@ -370,11 +388,11 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     }
   });
 
-  test('audit evasion: long titles and TERMs are listed, cut; NUL bytes cost nothing; RECORDING_MAX and RECORDINGS_MAX hold', async () => {
+  test('audit evasion: long and padded commands and TERMs recorded whole, listed cut; NUL bytes cost nothing; RECORDING_MAX, RECORDINGS_PER_USER and RECORDINGS_MAX hold', async () => {
     const folder = join(dir, 'bounded-recordings');
     const bounded = await startStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
       KNOWN_HOSTS: knownHosts, RECORDINGS_DIR: folder, RECORDINGS_PORT: '0', TARGET: target(), RECORDING_MAX: '1',
-      RECORDINGS_MAX: '6' } });
+      RECORDINGS_MAX: '8', RECORDINGS_PER_USER: '5' } });
     const client = await login(bounded.port);
     try {
       // A 17 KiB command (the title) and a 17 KiB terminal name: each header was over the 16 KiB the page reads.
@@ -387,32 +405,50 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
       // Over RECORDING_MAX (1 MiB): the user gets it all, the recording its first MiB and a marker.
       assert.equal((await execute(client, 'head -c 2000000 /dev/zero | tr "\\0" y')).out.length, 2_000_000);
       await logged(bounded, /recording \S+\.cast: recording cut at 1 MiB \(RECORDING_MAX\): the rest of the session is not recorded$/m);
+      // A command padded past what the log and the title show: the recording's first marker holds it whole.
+      const padded = `${' '.repeat(400)}echo padded`;
+      assert.equal((await execute(client, padded)).out, 'padded\n');
+      await logged(bounded, new RegExp(`alice → ${target()}, recorded in \\S+\\.cast: {200}`));
       const files = () => readdirSync(folder).sort();
       // Each recording once the bastion has written its last event (the files are written as the output passes).
-      const written = await waitFor('the four recordings, written', () => {
+      const written = await waitFor('the five recordings, written', () => {
         const all = files().map((name) => recordedIn(folder, name));
         const find = (text: string) => all.find((each) => each.includes(text));
-        const found = [find('"o","long\\n"]'), find('"o","term\\r\\n"]'), find('zeros'), find('"m","recording cut at')];
-        return all.length === 4 && found.every(Boolean) ? found as string[] : undefined;
+        const found = [find('"o","long\\n"]'), find('"o","term\\r\\n"]'), find('zeros'), find('"m","recording cut at'), find('"o","padded\\n"]')];
+        return all.length === 5 && found.every(Boolean) ? found as string[] : undefined;
       });
+      assert.deepEqual(JSON.parse(written[4]!.split('\n')[1]!), [0, 'm', `command: ${padded}`]);
+      assert.deepEqual(JSON.parse(written[0]!.split('\n')[1]!), [0, 'm', `command: ${long}`]);
       for (const each of written) assert.ok(each.indexOf('\n') < 1024, `a header of ${each.indexOf('\n')} bytes`);
       const [, , zeros, cut] = written;
       assert.ok(zeros!.length < 2000 && zeros!.includes('zeros'), `${zeros!.length} bytes recorded of NUL bytes and "zeros"`);
       assert.ok(cut!.length <= 1024 * 1024 + 200, `${cut!.length} bytes`);
       assert.deepEqual(JSON.parse(cut!.trimEnd().split('\n').at(-1)!).slice(1),
         ['m', 'recording cut at 1 MiB (RECORDING_MAX): the rest of the session is not recorded']);
-      // A recording whose header is no JSON, and one that cannot be read at all: still listed, each with why.
-      writeFileSync(join(folder, '2026-01-02T03-04-05Z-mallory-0123abcd.cast'), `{${'"'.repeat(20_000)}\n`);
-      mkdirSync(join(folder, '2026-01-02T03-04-06Z-mallory-4567cdef.cast'));
-      // Six kept, RECORDINGS_MAX: a session that could not be recorded is refused.
-      assert.deepEqual(await execute(client, 'echo unrecorded'), { out: '', err: 'bastion: no session can be recorded now\n', code: 1, signal: undefined });
-      await logged(bounded, /alice's session refused: the recordings folder holds 6 recordings \(RECORDINGS_MAX\): none can be added$/m);
+      // Five of alice's, RECORDINGS_PER_USER: her next session is refused, as it could not be recorded; bob's is not
+      // (the inner server then refuses bob, who may log in to the bastion alone).
+      const unrecorded = { out: '', err: 'bastion: no session can be recorded now\n', code: 1, signal: undefined };
+      assert.deepEqual(await execute(client, 'echo unrecorded'), unrecorded);
+      await logged(bounded, /alice's session refused: the recordings folder holds 5 recordings of alice's \(RECORDINGS_PER_USER\): none of theirs can be added$/m);
+      const bob = await login(bounded.port, agentSocket, 'bob');
+      try {
+        assert.deepEqual(await execute(bob, 'echo bob'), { out: '', err: `bastion: ${target()} refused bob with the keys in your agent\n`, code: 1, signal: undefined });
+        // A recording whose header is no JSON, one that cannot be read at all (still listed, each with why), and
+        // carol's: eight kept, RECORDINGS_MAX, and no session of anyone's can be recorded.
+        writeFileSync(join(folder, '2026-01-02T03-04-05Z-mallory-0123abcd.cast'), `{${'"'.repeat(20_000)}\n`);
+        mkdirSync(join(folder, '2026-01-02T03-04-06Z-mallory-4567cdef.cast'));
+        writeFileSync(join(folder, '2026-01-02T03-04-07Z-carol-89ab0123.cast'), '{"version":2,"width":80,"height":24,"timestamp":0,"title":"carol"}\n');
+        assert.deepEqual(await execute(bob, 'echo bob'), unrecorded);
+        await logged(bounded, /bob's session refused: the recordings folder holds 8 recordings \(RECORDINGS_MAX\): none can be added$/m);
+      } finally {
+        bob.end();
+      }
       const [, base, token] = /recordings: (http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]{32})/.exec(bounded.output())!;
       const get = (path: string) => fetch(`${base}${path}`, { headers: { cookie: `token=${token}` } });
       const list = await (await get('/')).text();
       const rows = list.split('\n').filter((line) => line.startsWith('<tr><td'));
-      assert.equal(rows.length, 6, list.slice(0, 2000));
-      assert.equal(rows.filter((row) => row.includes('…</a>')).length, 1, 'the long command, cut');
+      assert.equal(rows.length, 8, list.slice(0, 2000));
+      assert.equal(rows.filter((row) => row.includes('…</a>')).length, 2, 'the long command and the padded one, cut');
       assert.equal(rows.filter((row) => row.includes(' s (cut)</td>')).length, 1, 'the recording RECORDING_MAX cut');
       assert.ok(rows.some((row) => row.startsWith('<tr><td>mallory</td><td>2026-01-02T03:04:05.000Z</td>')
         && row.includes('(its header cannot be read)')), 'the header that is no JSON');
@@ -438,11 +474,11 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
       const before = casts();
       void execute(client, 'echo before the crash; sleep 30').catch(() => {});
       const name = await waitFor('the recording', () => casts().find((each) => !before.includes(each)));
-      await waitFor('the output in it', () => readFileSync(join(recordings, name), 'utf8').includes('before the crash') || undefined, 5000);
+      await waitFor('the output in it', () => readFileSync(join(recordings, name), 'utf8').includes('"o","before the crash\\n"]') || undefined, 5000);
       await doomed.stop('SIGKILL');
       const [header, ...events] = readFileSync(join(recordings, name), 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line));
       assert.equal(header.version, 2);
-      assert.deepEqual(events.map(([, code, data]) => [code, data]), [['o', 'before the crash\n']]);
+      assert.deepEqual(events.map(([, code, data]) => [code, data]), [['m', 'command: echo before the crash; sleep 30'], ['o', 'before the crash\n']]);
     } finally {
       client.end();
       await doomed.stop();
@@ -457,7 +493,7 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     try {
       const client = await login(second.port);
       const pending = execute(client, 'echo started; sleep 30');
-      const name = await waitFor('the session', () => /: echo started; sleep 30, recorded in (\S+\.cast)$/m.exec(second.output())?.[1]);
+      const name = await waitFor('the session', () => /, recorded in (\S+\.cast): echo started; sleep 30$/m.exec(second.output())?.[1]);
       // The bastion records what it passes on to the user as it passes it on: once 'started' is in the recording, it
       // is on its way to the user, ahead of anything the bastion says when the inner server goes.
       await waitFor('the output in the recording', () => recorded(name).includes('"started') || undefined);

@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { explain, fail } from '../core/errors.ts';
 import { recordingName, recordingsDir } from './session-recording.ts';
 
+/** The most connections the page keeps open at once: past this, a new one is closed at once (the SSH side goes on). */
+export const PAGE_CONNECTIONS_MAX = 64;
 const player = fileURLToPath(new URL('../../node_modules/asciinema-player/dist/bundle/', import.meta.url));
 
 /** The page's script: makes the player of the recording the page names, showing its last frame until played. */
@@ -152,6 +154,9 @@ export function serveRecordings(): void {
       response.end();
     }
   });
+  // Bounded like the SSH side: idle or slow connections (no token needed to open one) could otherwise hold every
+  // file the process may open, and then SSH logins fail too. A request has 10 s for its headers and 30 s in all.
+  Object.assign(server, { maxConnections: PAGE_CONNECTIONS_MAX, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5000 });
   server.on('error', (err) => fail(`the recordings page cannot listen on 127.0.0.1:${portText}: ${err.message} (set RECORDINGS_PORT)`));
   server.listen(Number(portText), '127.0.0.1', () => {
     console.log(`recordings: http://127.0.0.1:${(server.address() as AddressInfo).port}/?token=${token}`);

@@ -25,20 +25,30 @@ const HEADER_TEXT_MAX = 200;
 const cut = (text: string) => (text.length > HEADER_TEXT_MAX ? `${text.slice(0, HEADER_TEXT_MAX - 1)}…` : text);
 
 /**
- * Why no session may start now, if none may: RECORDINGS_DIR holds RECORDINGS_MAX recordings already (a session that
- * cannot be recorded is not started), or cannot be read. Asked as each session starts: sessions starting together
- * may each pass it, and go a few past the bound.
+ * Why no session of `user`'s may start now, if none may: RECORDINGS_DIR holds RECORDINGS_MAX recordings already, or
+ * RECORDINGS_PER_USER of theirs (a session that cannot be recorded is not started; one user's sessions do not use
+ * up everyone's room), or cannot be read. Asked as each session starts: sessions starting together may each pass
+ * it, and go a few past the bound.
  */
-export function recordingsFull(): string | undefined {
-  let kept: number;
+export function recordingsFull(user: string): string | undefined {
+  let kept: string[];
   try {
-    kept = readdirSync(recordingsDir).filter((name) => recordingName.test(name)).length;
+    kept = readdirSync(recordingsDir).filter((name) => recordingName.test(name));
   } catch (err) {
     return `the recordings folder cannot be read: ${explain(err)}`;
   }
-  if (kept >= limits.recordingsMax) return `the recordings folder holds ${kept} recordings (RECORDINGS_MAX): none can be added`;
+  if (kept.length >= limits.recordingsMax) {
+    return `the recordings folder holds ${kept.length} recordings (RECORDINGS_MAX): none can be added`;
+  }
+  const theirs = kept.filter((name) => name.slice(21, -14) === fileUser(user)).length;
+  if (theirs >= limits.recordingsPerUser) {
+    return `the recordings folder holds ${theirs} recordings of ${fileUser(user)}'s (RECORDINGS_PER_USER): none of theirs can be added`;
+  }
   return undefined;
 }
+
+/** A user's name as recordings' file names hold it. */
+const fileUser = (user: string) => (/^[A-Za-z0-9_.-]{1,64}$/.test(user) ? user : 'unnamed');
 
 /** What the header says of a session. */
 export interface Recorded {
@@ -48,6 +58,8 @@ export interface Recorded {
   /** Where the session went, and what it ran: `localhost:2023: shell`. */
   title: string;
   term?: string | undefined;
+  /** The command it ran, if it ran one: kept whole, in a marker at its start (a title is cut short). */
+  command?: string | undefined;
 }
 
 /**
@@ -59,7 +71,7 @@ export interface Recorded {
  */
 export function startRecording(session: Recorded, note: (message: string) => void) {
   const started = new Date();
-  const user = /^[A-Za-z0-9_.-]{1,64}$/.test(session.user) ? session.user : 'unnamed';
+  const user = fileUser(session.user);
   const name = `${started.toISOString().slice(0, 19).replaceAll(':', '-')}Z-${user}-${randomBytes(4).toString('hex')}.cast`;
   const file: WriteStream = createWriteStream(join(recordingsDir, name), { flags: 'wx', mode: 0o600 });
   file.on('error', (err) => note(`recording ${name}: ${explain(err)}`));
@@ -74,6 +86,8 @@ export function startRecording(session: Recorded, note: (message: string) => voi
     file.write(line);
   };
   write(`${JSON.stringify(header)}\n`);
+  // The whole command: the title shows its start, and a command padded past that would hide the rest of it.
+  if (session.command !== undefined) write(`${JSON.stringify([0, 'm', `command: ${session.command.replaceAll('\0', '')}`])}\n`);
   const text = new StringDecoder('utf8'); // a character cut between two reads waits for its end
   const event = (code: string, data: string) => {
     if (file.destroyed || file.writableEnded) return;

@@ -72,6 +72,8 @@ Environment:
                           not recorded, and the recording and the log say so (step 20; default: 64)
   RECORDINGS_MAX          the recordings the folder may hold, past which new sessions are refused
                           (step 20; default: 10000)
+  RECORDINGS_PER_USER     the recordings of one user the folder may hold, past which that user's new
+                          sessions are refused (step 20; default: 1000)
   STORE_URL               the Valkey or Redis server the machines of a fleet share their state in,
                           redis://HOST:PORT (step 21; default: redis://127.0.0.1:6379)
   MACHINE                 this machine's name in the fleet, as /who shows it (step 21; default:
@@ -170,6 +172,7 @@ export const limits = {
   gitMaxRunningAll: setting('GIT_MAX_RUNNING_ALL', 50, 1),
   recordingMax: setting('RECORDING_MAX', 64, 1, 1_000_000),
   recordingsMax: setting('RECORDINGS_MAX', 10_000, 1),
+  recordingsPerUser: setting('RECORDINGS_PER_USER', 1000, 1),
   chatLineMax: setting('CHAT_LINE_MAX', 300, 1),
   chatRate: setting('CHAT_RATE', 10, 1),
   chatQueueMax: setting('CHAT_QUEUE_MAX', 65536, 1024),
