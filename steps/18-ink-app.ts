@@ -41,37 +41,43 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
   // The keys typed, to Ink, which asks for a raw terminal: ssh made this one raw already. A paste comes as fast as
   // the link, so Ink takes it a slice at a time, each session in turn, and a client that sends faster waits.
   const stdin = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => stdin, ref: () => stdin, unref: () => stdin });
-  pacedInput(channel, stdin);
   // Colour if the client's terminal has it: its TERM says, not the server's.
   const colour = !/^(dumb|vt\d+)$/.test(terminal.term);
   const props = () => ({ user, ...size(), colour });
 
-  // The alternate screen (as step 10), then the app. (Cast: Ink's types ask for a process's own stdout and stdin.)
-  channel.write('\x1b[?1049h');
-  const app = render(h(App, props()), {
-    stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream,
-    stderr: stdout as unknown as NodeJS.WriteStream, exitOnCtrlC: false, patchConsole: false,
-  });
   // q or Ctrl-C (the app's own exit()), or the step stopping: the cursor shown and the normal screen back, then status 0.
   let goodbye = '';
-  void app.waitUntilExit().then(() => {
+  const leave = () => {
     if (!channel.writable) return;
     channel.write(`\x1b[?25h\x1b[?1049l${goodbye}`);
     channel.exit(0);
     channel.end();
+  };
+  // The alternate screen (as step 10), then the app, at its turn: a first layout takes milliseconds, and 30 sessions
+  // opened at once take turns, as resizes do. (Cast: Ink's types ask for a process's own stdout and stdin.)
+  channel.write('\x1b[?1049h');
+  let app: ReturnType<typeof render> | undefined;
+  pacedLayout(stdout, () => {
+    pacedInput(channel, stdin); // until now, what is typed waits in the channel
+    app = render(h(App, props()), {
+      stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream,
+      stderr: stdout as unknown as NodeJS.WriteStream, exitOnCtrlC: false, patchConsole: false,
+    });
+    void app.waitUntilExit().then(leave);
   });
   // A storm of window-changes is laid out once a turn (50 ms), at the latest size; two sessions' a turn at most.
   return {
-    resize: () => pacedLayout(stdout, () => {
+    resize: () => app && pacedLayout(stdout, () => {
       Object.assign(stdout, { columns: size().cols, rows: size().rows });
-      app.rerender(h(App, props()));
+      app!.rerender(h(App, props()));
       stdout.emit('resize'); // Ink lays the screen out again, and draws it whole
     }),
-    stop: () => ((goodbye = 'The server is stopping. Goodbye!\r\n'), app.unmount()),
+    stop: () => ((goodbye = 'The server is stopping. Goodbye!\r\n'),
+      app ? app.unmount() : (pacedLayout(stdout, undefined), leave())), // an app not drawn yet is simply not drawn
     // The channel is gone (the user left, or the connection dropped): the React tree goes, with all it holds.
     gone: () => {
       pacedLayout(stdout, undefined);
-      app.unmount();
+      app?.unmount();
       stdin.destroy();
       stdout.destroy();
     },
