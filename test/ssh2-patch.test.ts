@@ -853,27 +853,29 @@ describe('the ssh2 patch: what a server loads', { timeout: 60_000 }, () => {
   });
 });
 
-describe('the ssh2 patch: the extension info a server sends', { timeout: 60_000 }, () => {
-  /** What a server made with `algorithms` names in server-sig-algs to OpenSSH 9.2 (-v prints it before any login). */
-  async function namedBy(algorithms: Record<string, unknown>): Promise<string | undefined> {
-    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms } as ssh2.ServerConfig, (connection) => {
-      connection.on('error', () => {});
-      connection.on('authentication', (ctx) => ctx.reject());
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    try {
-      const port = (server.address() as { port: number }).port;
-      const child = guarded(spawn('ssh', [...sshOptions, '-v', '-o', 'BatchMode=yes', '-p', String(port), 'anyone@127.0.0.1', 'true']));
-      let stderr = '';
-      child.stderr.on('data', (chunk) => (stderr += chunk));
-      child.stdin.end();
-      await once(child, 'close');
-      return /server-sig-algs=<([^>]*)>/.exec(stderr)?.[1];
-    } finally {
-      server.close();
-    }
+/** What a server made with `algorithms` says in its extension info to OpenSSH 9.2 (-v prints it before any login). */
+async function extensionInfo(algorithms: Record<string, unknown>): Promise<string> {
+  const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms } as ssh2.ServerConfig, (connection) => {
+    connection.on('error', () => {});
+    connection.on('authentication', (ctx) => ctx.reject());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const port = (server.address() as { port: number }).port;
+    const child = guarded(spawn('ssh', [...sshOptions, '-v', '-o', 'BatchMode=yes', '-p', String(port), 'anyone@127.0.0.1', 'true']));
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.stdin.end();
+    await once(child, 'close');
+    return stderr;
+  } finally {
+    server.close();
   }
+}
+
+describe('the ssh2 patch: the extension info a server sends', { timeout: 60_000 }, () => {
+  const namedBy = async (algorithms: Record<string, unknown>) => /server-sig-algs=<([^>]*)>/.exec(await extensionInfo(algorithms))?.[1];
 
   test('server-sig-algs: by default, each of ssh2\'s names apart (ssh2 ran two together, so rsa-sha2-512 was named nowhere)', async () => {
     assert.equal(await namedBy({}), 'ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,'
@@ -887,6 +889,55 @@ describe('the ssh2 patch: the extension info a server sends', { timeout: 60_000 
       assert.throws(() => new ssh2.Server({ hostKeys: [newHostKey('ed25519')], algorithms: { serverSigAlgs: bad } } as unknown as ssh2.ServerConfig),
         /algorithms\.serverSigAlgs must be a non-empty array of algorithm names/, JSON.stringify(bad));
     }
+  });
+});
+
+describe('the ssh2 patch: ping@openssh.com', { timeout: 60_000 }, () => {
+  /** Sends SSH2_MSG_PING with `data` from ssh2's client, raw (ssh2 has no call for it: OpenSSH's clients send it). */
+  function ping(client: ssh2.Client, data: string): void {
+    const proto = (client as unknown as { _protocol: { _packetRW: { write: { allocStart: number; alloc(size: number): Buffer;
+      finalize(packet: Buffer): Buffer } }; _cipher: { encrypt(packet: Buffer): void } } })._protocol;
+    const bytes = Buffer.from(data);
+    const at = proto._packetRW.write.allocStart;
+    const packet = proto._packetRW.write.alloc(1 + 4 + bytes.length);
+    packet[at] = 192;
+    packet.writeUInt32BE(bytes.length, at + 1);
+    packet.set(bytes, at + 5);
+    proto._cipher.encrypt(proto._packetRW.write.finalize(packet));
+  }
+
+  test('ping: a PING after login is answered with a PONG of its data; one before login is not answered at all', async () => {
+    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password'])));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = new ssh2.Client();
+    client.on('error', () => {});
+    const pongs: string[] = [];
+    try {
+      // Before the login: sent as soon as the keys are in place (the client's first password request comes after it).
+      const sentEarly = new Promise<void>((resolve) => client.once('handshake', () => {
+        (rawClient(client) as unknown as { _handlers: Record<string, unknown> })._handlers.PONG = (proto: unknown, data: Buffer) => pongs.push(`${data}`);
+        ping(client, 'before login');
+        resolve();
+      }));
+      client.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, username: 'anyone', password: 'any' });
+      await sentEarly;
+      await once(client, 'ready');
+      ping(client, 'after login');
+      await waitFor('the PONG', () => pongs.length > 0 || undefined);
+      await new Promise<void>((resolve) => client.exec('x', () => resolve())); // a round trip more: nothing else came
+      assert.deepEqual(pongs, ['after login']);
+    } finally {
+      client.end();
+      server.close();
+    }
+  });
+
+  test('ping: OpenSSH reads ping@openssh.com, version 0, in the server\'s extension info', async () => {
+    assert.match(await extensionInfo({}), /ping@openssh\.com/);
   });
 });
 
