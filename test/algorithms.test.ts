@@ -1,9 +1,10 @@
 // What the server offers on the wire, what an audit makes of it, and which clients can still connect.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { describe, test } from 'node:test';
-import { auditFindings, useStep, waitFor } from './helpers.ts';
+import { auditFindings, ssh, todaysSshRun, useStep, waitFor } from './helpers.ts';
 
 const GOODBYE = 'This session is very simple. Goodbye!\r\n';
 
@@ -95,5 +96,24 @@ describe('algorithms', { timeout: 60_000 }, () => {
     assert.equal(dbclient.error, undefined, 'dbclient is installed (Debian: apt-get install dropbear-bin)');
     assert.equal(dbclient.stdout, GOODBYE, dbclient.stderr);
     assert.match(await kexAfter(before), /^curve25519-sha256/, 'Dropbear 2022 knows no ML-KEM: Curve25519');
+  });
+});
+
+describe('rekeying, as OpenSSH 10.3 and later require of a peer', { timeout: 180_000 }, () => {
+  const step = useStep('08-exec-requests.ts');
+
+  // OpenSSH 10.3 drops a peer that cannot exchange keys again. RekeyLimit=256K: a new exchange after every 256 KiB
+  // each way, some 20 in all. (Each took some 80 ms on an idle machine: a bigger transfer would be a slow test.)
+  test('3 MB through cat with RekeyLimit=256K, OpenSSH 9.2 and 10.6: every byte comes back, in order', async () => {
+    const input = randomBytes(2 * 1024 * 1024).toString('base64'); // 3 MB of text
+    const digest = (text: string) => createHash('sha256').update(text).digest('hex');
+    for (const run of [ssh, todaysSshRun]) {
+      const result = await run(step().port, 'alice', 'wonderland', ['-v', '-o', 'RekeyLimit=256K', 'cat'], input);
+      assert.equal(result.status, 0, result.stderr.slice(-2000));
+      assert.equal(result.stdout.length, input.length);
+      assert.equal(digest(result.stdout), digest(input));
+      const exchanges = result.stderr.match(/SSH2_MSG_KEXINIT sent/g)?.length ?? 0;
+      assert.ok(exchanges >= 10, `${exchanges} key exchanges`);
+    }
   });
 });

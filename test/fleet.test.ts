@@ -460,6 +460,9 @@ for (const kind of ['redis', 'valkey'] as const) {
         const [, bob] = terminals as [Terminal, Terminal];
         process.kill(A().pid, 'SIGKILL');
         const killed = Date.now();
+        // Gone once it has exited: until then its listening socket may still take a connection in (that HAProxy would
+        // then have sent there, and the kernel then reset), however briefly.
+        await A().stop();
         // A renews its people's entries no more: they expire in the store within 15 s (shared/channels/fleet-room.ts).
         assert.equal(await listedFrom(storePort, 'a'), 1, 'alice, on A, still listed just after A was killed');
         await bob.typeLine('still here', 'bob: still here');
