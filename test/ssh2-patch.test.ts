@@ -216,6 +216,29 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
       client.end();
     }
   });
+  test('channel-packet-size: a session whose maximum packet size is under 1024 bytes is refused, with the reason; 1024 is taken', async () => {
+    const { client } = await login();
+    try {
+      const handlers = (raw(client) as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
+      const answers: string[] = [];
+      const original = { ok: handlers.CHANNEL_OPEN_CONFIRMATION!, failed: handlers.CHANNEL_OPEN_FAILURE! };
+      handlers.CHANNEL_OPEN_CONFIRMATION = (p, info) => answers.push(`open ${(info as { recipient: number }).recipient}`);
+      handlers.CHANNEL_OPEN_FAILURE = (p, recipient, reason, description) => answers.push(`refused ${recipient}: ${reason} ${description}`);
+      try {
+        // (A screen of a megabyte was a million packets of 1 byte, made at once: the server served nobody else meanwhile.)
+        raw(client).session(900, 2 ** 21, 1);
+        raw(client).session(901, 2 ** 21, 1023);
+        raw(client).session(902, 2 ** 21, 1024);
+        await waitFor('three answers', () => answers.length === 3 || undefined);
+        assert.deepEqual(answers, ['refused 900: 4 maximum packet size under 1024 bytes', 'refused 901: 4 maximum packet size under 1024 bytes', 'open 902']);
+      } finally {
+        Object.assign(handlers, { CHANNEL_OPEN_CONFIRMATION: original.ok, CHANNEL_OPEN_FAILURE: original.failed });
+      }
+    } finally {
+      client.end();
+    }
+  });
+
   test('sftp-backpressure: an SFTP server is given at most 64 unanswered requests; the rest wait, in order, and then all are answered', async () => {
     const { client } = await login();
     try {
