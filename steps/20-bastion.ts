@@ -85,8 +85,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         // An agent that fails is logged, and ssh2 goes on without it; once joined, the session's close says the rest.
         if (err.level === 'agent') return log(info, `${user}'s agent failed: ${err.message}`);
         if (inner) return;
-        const why = refused ?? (err.level === 'client-authentication' ? `${target.shown} refused ${user} with the keys `
-          + 'in your agent' : `cannot reach ${target.shown}: ${err.message}`);
+        const why = refused ?? (err.level !== 'client-authentication' ? `cannot reach ${target.shown}: ${err.message}`
+          : agent?.offered === 0 ? `your agent offers no key for ${target.shown} (ssh-add -h may keep yours to other hosts)`
+            : `${target.shown} refused ${user} with the keys in your agent`);
         log(info, `${user} → ${target.shown}: ${why}`);
         say(`bastion: ${why}`, 1);
       });

@@ -10,7 +10,8 @@ import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import ssh2 from 'ssh2';
-import { atPrompt, execute, logged, processTree, root, sshOptions, stalled, startStep, type Step, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { atPrompt, debianTesting, debianTestingHome, execute, inDebianTesting, logged, processTree, root, sshOptions, stalled, startStep,
+  type Step, temporaryDir, useStep, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
 import { PAGE_CONNECTIONS_MAX } from '../shared/channels/recordings-page.ts';
 
@@ -151,8 +152,8 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
       { stdout: '', stderr: `This bastion logs you in to ${target()} with your own key: connect with ssh -A.\n`, status: 1 });
     agentHolds(false);
     try {
-      assert.deepEqual(ssh(bastion().port, 'alice', ['-A', 'echo hi']),
-        { stdout: '', stderr: `bastion: ${target()} refused alice with the keys in your agent\n`, status: 1 });
+      assert.deepEqual(ssh(bastion().port, 'alice', ['-A', 'echo hi']), { stdout: '',
+        stderr: `bastion: your agent offers no key for ${target()} (ssh-add -h may keep yours to other hosts)\n`, status: 1 });
     } finally {
       agentHolds(true);
     }
@@ -509,5 +510,69 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
       await other.stop();
     }
     assert.doesNotMatch(second.output(), /^internal error/m);
+  });
+});
+
+describe('step 20 with agent keys restricted to hosts (ssh-add -h), OpenSSH 9.2 and 10.6', { timeout: 180_000 }, () => {
+  // The inner server with host keys of its own, so that the agent tells it from the bastion; its own folder and agent.
+  const own = temporaryDir();
+  const innerHostKeys = join(own, 'inner-host-keys');
+  const userKnownHosts = join(own, 'user_known_hosts');
+  const agentSocket = join(own, 'agent.sock');
+  const agentEnv = { ...process.env, SSH_AUTH_SOCK: agentSocket };
+  const agentProcess = spawn('ssh-agent', ['-D', '-a', agentSocket], { stdio: 'ignore' });
+  let inner: Step;
+  const bastionKnownHosts = join(own, 'known_hosts');
+  /** The host keys of the step on `port`, as known_hosts lines under the name the user gives it. */
+  const named = (name: string, port: number) => execFileSync('ssh-keyscan', ['-p', String(port), '127.0.0.1'],
+    { stdio: ['ignore', 'pipe', 'ignore'], encoding: 'utf8' }).replace(/^\S+/gm, name);
+  before(async () => {
+    mkdirSync(innerHostKeys, { mode: 0o700 });
+    inner = await startStep('14-real-shell.ts', { env: { HOST_KEYS_DIR: innerHostKeys, SSH_AUTHORIZED_KEYS_DIR: innerKeys,
+      SHELL: '/bin/sh', HOME: dir } });
+    writeFileSync(bastionKnownHosts, execFileSync('ssh-keyscan', ['-p', String(inner.port), 'localhost'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+    await waitFor('the agent\'s socket', () => existsSync(agentSocket) || undefined);
+  });
+  after(async () => {
+    agentProcess.kill();
+    await inner?.stop();
+  });
+  const bastion = useStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
+    KNOWN_HOSTS: bastionKnownHosts, get TARGET() { return `localhost:${inner.port}`; } } });
+  const refusedOnward = () => `bastion: your agent offers no key for localhost:${inner.port} (ssh-add -h may keep yours to other hosts)\n`;
+  /** The user's known_hosts, naming the bastion "bastion" and the inner server "inner", as ssh-add -h looks them up. */
+  const knownHostsText = () => named('bastion', bastion().port) + named('inner', inner.port);
+
+  test('OpenSSH 9.2: -h bastion -h \'bastion>inner\' logs in through the bastion; -h bastion alone is refused onward, clearly', async () => {
+    writeFileSync(userKnownHosts, knownHostsText());
+    const restrict = (...hosts: string[]) => {
+      execFileSync('ssh-add', ['-q', '-D'], { env: agentEnv, stdio: 'ignore' });
+      execFileSync('ssh-add', ['-q', '-H', userKnownHosts, ...hosts.flatMap((host) => ['-h', host]), key], { env: agentEnv, stdio: 'ignore' });
+    };
+    const through = () => spawnSync('ssh', [...sshOptions, '-o', 'LogLevel=ERROR', '-A', '-p', String(bastion().port), 'alice@localhost',
+      'echo through; exit 3'], { env: agentEnv, encoding: 'utf8', timeout: 30_000 });
+    restrict('bastion', 'bastion>inner');
+    assert.deepEqual((({ stdout, stderr, status }) => ({ stdout, stderr, status }))(through()), { stdout: 'through\n', stderr: '', status: 3 });
+    restrict('bastion');
+    // The key still logs the user in to the bastion, which the agent then shows no key it may use onward.
+    assert.deepEqual((({ stdout, stderr, status }) => ({ stdout, stderr, status }))(through()), { stdout: '', stderr: refusedOnward(), status: 1 });
+    await logged(bastion(), new RegExp(`alice → localhost:${inner.port}: your agent offers no key`));
+  });
+
+  test('OpenSSH 10.6: the same, with its own ssh-agent and ssh-add', async () => {
+    const home = debianTestingHome();
+    const inside = home.slice(debianTesting().length);
+    writeFileSync(join(home, 'known_hosts'), knownHostsText());
+    writeFileSync(join(home, 'key'), readFileSync(key), { mode: 0o600 });
+    /** In the Debian testing root: an agent of its own holding the key restricted to `hosts`, then ssh -A through the bastion. */
+    const through = (hosts: string[]) => inDebianTesting(['sh', '-c', [
+      `cd ${inside}`,
+      'eval "$(ssh-agent -s)" > /dev/null',
+      `ssh-add -q -H known_hosts ${hosts.map((host) => `-h '${host}'`).join(' ')} key`,
+      `ssh ${sshOptions.join(' ')} -o LogLevel=ERROR -A -p ${bastion().port} alice@localhost 'echo through; exit 3'`,
+      'status=$?; ssh-agent -k > /dev/null; exit $status',
+    ].join('\n')]);
+    assert.deepEqual(await through(['bastion', 'bastion>inner']), { stdout: 'through\n', stderr: '', status: 3 });
+    assert.deepEqual(await through(['bastion']), { stdout: '', stderr: refusedOnward(), status: 1 });
   });
 });

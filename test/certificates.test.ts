@@ -158,6 +158,30 @@ describe('step 15 attacked', { timeout: 60_000 }, () => {
     await waitFor('the log line', () => count(step(), /certificate "bttacked" refused for alice: the CA's signature does not hold$/gm) || undefined);
   });
 
+  test('a principal is a whole name: one principal "alice,carol" (signed here; ssh-keygen splits -n at commas) is not alice', async () => {
+    const ca = ssh2.utils.parseKey(readFileSync(join(dir, 'ca'))) as ssh2.ParsedKey;
+    const user = ssh2.utils.parseKey(privateKey) as ssh2.ParsedKey;
+    const field = (bytes: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => (bytes.length >>> (24 - 8 * i)) & 255)), bytes]);
+    /** The good certificate with `principals` in place of its own, and the CA's signature made again over it. */
+    const signedFor = (id: string, principals: string[]) => {
+      const fields: Buffer[] = [];
+      let at = 0;
+      const take = (length: number) => (fields.push(good.subarray(at, at + length)), (at += length));
+      const string = () => take(4 + good.readUInt32BE(at));
+      string(); string(); string(); take(8 + 4); // its type, nonce, key; serial and type
+      fields.push(field(Buffer.from(id)));
+      at += 4 + good.readUInt32BE(at); // the key id, given
+      at += 4 + good.readUInt32BE(at); // the principals, given
+      fields.push(field(Buffer.concat(principals.map((name) => field(Buffer.from(name))))));
+      take(16); string(); string(); string(); string(); // validity, critical options, extensions, reserved, CA key
+      const signed = Buffer.concat(fields);
+      return Buffer.concat([signed, field(Buffer.concat([field(Buffer.from('ssh-ed25519')), field(ca.sign(signed) as Buffer)]))]);
+    };
+    assert.equal(await offer(signedFor('re-signed', ['alice']), user), 'logged in', 'signed again here, with alice: taken');
+    assert.equal(await offer(signedFor('comma', ['alice,carol']), user), 'refused');
+    await waitFor('the log line', () => count(step(), /certificate "comma" refused for alice: alice is not one of its principals$/gm) || undefined);
+  });
+
   test('a good certificate with a login signed by another key is refused', async () => {
     keygen('-t', 'ed25519', '-N', '', '-f', join(dir, 'thief'));
     const thief = ssh2.utils.parseKey(readFileSync(join(dir, 'thief'))) as ssh2.ParsedKey;

@@ -130,6 +130,9 @@ async function playWith(t: Transcript, home: string, inside: string, authorizedK
     `scp() { ${rewrite}; command scp -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no "$@"; }`,
     `curl() { ${rewrite}; command curl -sS "$@"; }`,
     `ssh-keyscan() { ${rewrite}; command ssh-keyscan "$@"; }`,
+    // ssh-add -h names hosts as known_hosts does, ports and all, and reads the known_hosts of the home that
+    // /etc/passwd gives (not $HOME, this reader's).
+    `ssh-add() { ${rewrite}; command ssh-add -H ~/.ssh/known_hosts "$@"; }`,
     // An agent the reader starts (step 20) ends with the shell.
     `trap '[ -z "$SSH_AGENT_PID" ] || kill $SSH_AGENT_PID' EXIT`,
     '',

@@ -105,13 +105,15 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
     server.close();
   });
 
-  async function login(): Promise<{ client: ssh2.Client; connection: Connection }> {
+  async function login(): Promise<{ client: ssh2.Client; connection: Connection; proven: Promise<unknown> }> {
     const before = connections.length;
     const client = new ssh2.Client();
     client.on('error', () => {});
+    // Told the host keys after login, ssh2's client asks for their proofs: a round trip of its own.
+    const proven = new Promise((resolve) => client.once('hostkeys', resolve));
     client.connect({ host: '127.0.0.1', port, username: 'anyone', algorithms });
     await once(client, 'ready');
-    return { client, connection: connections[before]! };
+    return { client, connection: connections[before]!, proven };
   }
 
   function exec(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
@@ -444,7 +446,8 @@ describe('the ssh2 patch', { timeout: 60_000 }, () => {
   });
 
   test('one-write-per-chunk: the packets sent in answer to one chunk from the client leave in one write', async () => {
-    const { client, connection } = await login();
+    const { client, connection, proven } = await login();
+    await proven;
     const socket = (connection as unknown as { _sock: { write: (chunk: Buffer) => boolean } })._sock;
     const writes: number[] = [];
     const write = socket.write.bind(socket);
@@ -961,6 +964,287 @@ describe('the ssh2 patch: ping@openssh.com', { timeout: 60_000 }, () => {
 
   test('ping: OpenSSH reads ping@openssh.com, version 0, in the server\'s extension info', async () => {
     assert.match(await extensionInfo({}), /ping@openssh\.com/);
+  });
+});
+
+/** The protocol internals the tests below reach: the packet writer, and what the first exchange kept. */
+interface KexInternals {
+  _packetRW: { write: { allocStart: number; alloc(size: number): Buffer; finalize(packet: Buffer): Buffer } };
+  _cipher: { encrypt(packet: Buffer): void };
+  _kex: { sessionID: Buffer };
+  _initialHostKey?: Buffer;
+  _initialHostKeySig?: Buffer;
+}
+const internals = (client: ssh2.Client) => (client as unknown as { _protocol: KexInternals })._protocol;
+
+/** SSH strings, each its length then its bytes, run together. */
+const sshStrings = (...items: Buffer[]) => Buffer.concat(items.flatMap((item) => [Buffer.from([0, 0, 0, 0].map((_, i) =>
+  (item.length >>> (24 - 8 * i)) & 255)), item]));
+
+/**
+ * Sends a global request `name` with want-reply and `data` from ssh2's client, raw, and resolves with the server's
+ * answer: the data of its REQUEST_SUCCESS, or 'failure'.
+ */
+function globalRequest(client: ssh2.Client, name: string, data: Buffer): Promise<Buffer | 'failure'> {
+  const proto = internals(client);
+  const at = proto._packetRW.write.allocStart;
+  const head = Buffer.concat([sshStrings(Buffer.from(name)), Buffer.from([1])]);
+  const packet = proto._packetRW.write.alloc(1 + head.length + data.length);
+  packet[at] = 80; // SSH_MSG_GLOBAL_REQUEST
+  packet.set(head, at + 1);
+  packet.set(data, at + 1 + head.length);
+  return new Promise((resolve) => {
+    (client as unknown as { _callbacks: ((failed: boolean, data?: Buffer) => void)[] })._callbacks
+      .push((failed, answer) => resolve(failed ? 'failure' : answer ?? Buffer.alloc(0)));
+    proto._cipher.encrypt(proto._packetRW.write.finalize(packet));
+  });
+}
+
+/** A server in this process with these host keys that lets anyone in by password; `exec` keeps its channel until EOF. */
+async function serverWith(hostKeys: string[], onAuth?: (ctx: ssh2.AuthContext) => void) {
+  const server = new ssh2.Server({ hostKeys }, (connection) => {
+    connection.on('error', () => {});
+    connection.on('authentication', onAuth ?? ((ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password']))));
+    connection.on('session', (accept) => accept().on('exec', (acceptExec) => {
+      const channel = acceptExec();
+      channel.on('data', () => {}).on('end', () => (channel.exit(0), channel.end()));
+    }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** ssh2's client, logged in by password (or as `config` says), to a server in this process. */
+async function loggedIn(port: number, config: Partial<ssh2.ConnectConfig> = {}, early?: (client: ssh2.Client) => void) {
+  const client = new ssh2.Client();
+  client.on('error', () => {});
+  if (early) client.once('handshake', () => early(client));
+  client.connect({ host: '127.0.0.1', port, username: 'anyone', password: 'any', ...config });
+  await once(client, 'ready');
+  return client;
+}
+
+const publicLine = (key: string) => {
+  const parsed = ssh2.utils.parseKey(key) as ssh2.ParsedKey;
+  return `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`;
+};
+
+describe('the ssh2 patch: host keys a client can learn (hostkeys-00, hostkeys-prove-00)', { timeout: 60_000 }, () => {
+  const [first, rsa, second] = [newHostKey('ed25519'), newHostKey('rsa'), newHostKey('ed25519')];
+  const blobOf = (key: string) => (ssh2.utils.parseKey(key) as ssh2.ParsedKey).getPublicSSH();
+
+  test('hostkeys: after login every host key is told, a second of one type too, and ssh2\'s client finds each proof good', async () => {
+    const { server, port } = await serverWith([first, rsa, second]);
+    try {
+      for (const serverHostKey of ['ssh-ed25519', 'rsa-sha2-256', 'rsa-sha2-512'] as const) {
+        const client = new ssh2.Client();
+        client.on('error', () => {});
+        const told = once(client, 'hostkeys');
+        // strictVendor: false, or ssh2's client asks only a server that calls itself OpenSSH.
+        client.connect({ host: '127.0.0.1', port, username: 'anyone', password: 'any', strictVendor: false,
+          algorithms: { serverHostKey: [serverHostKey] } });
+        const [keys] = await told.finally(() => client.end()) as [ssh2.ParsedKey[]];
+        assert.deepEqual(keys.map((key) => key.getPublicSSH().toString('base64')),
+          [first, rsa, second].map((key) => blobOf(key).toString('base64')), serverHostKey);
+      }
+    } finally {
+      server.close();
+    }
+  });
+
+  test('hostkeys: OpenSSH 9.2 with UpdateHostKeys, knowing the first Ed25519 key alone, learns the other two', async () => {
+    const { server, port } = await serverWith([first, rsa, second]);
+    const dir = temporaryDir();
+    const knownHosts = join(dir, 'known_hosts');
+    writeFileSync(knownHosts, `[127.0.0.1]:${port} ${publicLine(first)}\n`);
+    try {
+      writeFileSync(join(dir, 'askpass'), '#!/bin/sh\necho any\n', { mode: 0o700 });
+      const child = guarded(spawn('ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
+        '-o', 'UpdateHostKeys=yes', '-p', String(port), 'anyone@127.0.0.1', 'wait'],
+      { env: { ...process.env, SSH_ASKPASS: join(dir, 'askpass'), SSH_ASKPASS_REQUIRE: 'force' }, stdio: ['pipe', 'ignore', 'pipe'] }));
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      // The session lasts until ssh's input ends: long enough for its proof request and the answer.
+      const learned = await waitFor('the known_hosts file to grow', () => {
+        const lines = readFileSync(knownHosts, 'utf8').trim().split('\n');
+        return lines.length === 3 ? lines : undefined;
+      });
+      child.stdin.end();
+      const [status] = await once(child, 'close');
+      assert.equal(status, 0, stderr);
+      assert.deepEqual(learned.map((line) => line.split(' ').slice(1).join(' ')).sort(), [first, rsa, second].map(publicLine).sort());
+    } finally {
+      server.close();
+    }
+  });
+
+  test('hostkeys: a proof is refused before login, for a key the server lacks, for more keys than it has, malformed, and a second time', async () => {
+    const { server, port } = await serverWith([first, second]);
+    let client: ssh2.Client | undefined;
+    try {
+      let early: Promise<Buffer | 'failure'> | undefined;
+      client = await loggedIn(port, {}, (c) => {
+        // ssh2's client would ask for its own proofs once told the keys, and a connection gets one answer.
+        (c as unknown as { _protocol: { _handlers: Record<string, unknown> } })._protocol._handlers.GLOBAL_REQUEST = () => {};
+        early = globalRequest(c, 'hostkeys-prove-00@openssh.com', sshStrings(blobOf(first)));
+      });
+      assert.equal(await early, 'failure', 'before login');
+      const other = blobOf(newHostKey('ed25519'));
+      assert.equal(await globalRequest(client, 'hostkeys-prove-00@openssh.com', sshStrings(blobOf(first), other)), 'failure', 'a key it lacks');
+      assert.equal(await globalRequest(client, 'hostkeys-prove-00@openssh.com', sshStrings(blobOf(first), blobOf(second), blobOf(first))),
+        'failure', 'more keys than it has');
+      assert.equal(await globalRequest(client, 'hostkeys-prove-00@openssh.com', Buffer.from([0, 0, 1, 0, 1, 2])), 'failure', 'malformed');
+      const proof = await globalRequest(client, 'hostkeys-prove-00@openssh.com', sshStrings(blobOf(second)));
+      assert.ok(Buffer.isBuffer(proof), 'a good request, the first');
+      // The proof: a signature by the second key of the name, the session and the key.
+      const session = internals(client)._kex.sessionID;
+      const signature = proof.subarray(4 + 4 + 11 + 4);
+      const data = sshStrings(Buffer.from('hostkeys-prove-00@openssh.com'), session, blobOf(second));
+      assert.equal((ssh2.utils.parseKey(second) as ssh2.ParsedKey).verify(data, signature), true);
+      assert.equal(await globalRequest(client, 'hostkeys-prove-00@openssh.com', sshStrings(blobOf(second))), 'failure', 'a second time');
+    } finally {
+      client?.end();
+      server.close();
+    }
+  });
+
+});
+
+/** A server in this process that lets in the holder of `userKey`, checking each signature, and counts what it was asked. */
+async function keyServer(hostKey: string, userKey: ssh2.ParsedKey) {
+  const asked: { signed: boolean; blob?: Buffer }[] = [];
+  const server = new ssh2.Server({ hostKeys: [hostKey] }, (connection) => {
+    connection.on('error', () => {});
+    connection.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey' || !ctx.key.data.equals(userKey.getPublicSSH())) return ctx.reject(['publickey']);
+      asked.push({ signed: !!ctx.signature, blob: ctx.blob });
+      if (!ctx.signature) return ctx.accept();
+      return userKey.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) === true ? ctx.accept() : ctx.reject(['publickey']);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, asked, port: (server.address() as { port: number }).port };
+}
+
+/** Whether ssh2's client logs in to `port` with `config`; `early` runs once the keys are exchanged, before any login. */
+async function logsIn(port: number, config: Partial<ssh2.ConnectConfig>, early?: (client: ssh2.Client) => void): Promise<true | string> {
+  const client = new ssh2.Client();
+  if (early) client.once('handshake', () => early(client));
+  const result = new Promise<true | string>((resolve) => {
+    client.on('ready', () => resolve(true)).on('error', (err) => resolve(err.message)).on('close', () => resolve('closed'));
+  });
+  client.connect({ host: '127.0.0.1', port, username: 'anyone', ...config });
+  return result.finally(() => client.end());
+}
+
+describe('the ssh2 patch: publickey-hostbound-v00, a login bound to the server\'s host key', { timeout: 60_000 }, () => {
+  const hostKey = newHostKey('ed25519');
+  const dir = temporaryDir();
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+  const userKey = ssh2.utils.parseKey(readFileSync(join(dir, 'key'))) as ssh2.ParsedKey;
+  const method = Buffer.from('publickey-hostbound-v00@openssh.com');
+
+  test('publickey-hostbound: OpenSSH 9.2 reads it in the extension info, version 0, and logs in by it', async () => {
+    const { server, asked, port } = await keyServer(hostKey, userKey);
+    try {
+      const child = guarded(spawn('ssh', [...sshOptions, '-vvv', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', join(dir, 'key'),
+        '-p', String(port), 'anyone@127.0.0.1', 'true'], { stdio: ['ignore', 'ignore', 'pipe'] }));
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      await once(child, 'close');
+      assert.match(stderr, /publickey-hostbound@openssh\.com=<0>/);
+      assert.match(stderr, /using publickey-hostbound-v00@openssh\.com with ED25519/);
+      assert.match(stderr, /Authenticated to 127\.0\.0\.1 .* using "publickey"/);
+      assert.ok(asked.some(({ signed, blob }) => signed && blob!.includes(method)), 'the signed login was hostbound');
+    } finally {
+      server.close();
+    }
+  });
+
+  test('publickey-hostbound: ssh2\'s client signs such a login, naming the host key of the first exchange', async () => {
+    const { server, asked, port } = await keyServer(hostKey, userKey);
+    try {
+      assert.equal(await logsIn(port, { privateKey: readFileSync(join(dir, 'key')) }), true);
+      const [signed] = asked.filter((each) => each.signed);
+      // What it signed ends with the method, the key, then the server's host key.
+      const hostBlob = (ssh2.utils.parseKey(hostKey) as ssh2.ParsedKey).getPublicSSH();
+      assert.ok(signed!.blob!.includes(method));
+      assert.ok(signed!.blob!.subarray(-hostBlob.length).equals(hostBlob));
+    } finally {
+      server.close();
+    }
+  });
+
+  test('publickey-hostbound: a login that names another host key ends the connection, and no listener is asked to sign it off', async () => {
+    const { server, asked, port } = await keyServer(hostKey, userKey);
+    try {
+      const other = (ssh2.utils.parseKey(newHostKey('ed25519')) as ssh2.ParsedKey).getPublicSSH();
+      const result = await logsIn(port, { privateKey: readFileSync(join(dir, 'key')) }, (client) => (internals(client)._initialHostKey = other));
+      assert.notEqual(result, true);
+      assert.deepEqual(asked.filter((each) => each.signed), []);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('the ssh2 patch: session-bind, for agent keys restricted to hosts (ssh-add -h)', { timeout: 60_000 }, () => {
+  const dir = temporaryDir();
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+  const userKey = ssh2.utils.parseKey(readFileSync(join(dir, 'key'))) as ssh2.ParsedKey;
+  const [inner, other] = [newHostKey('ed25519'), newHostKey('ed25519')];
+  // The hosts the user knows by name, as ssh-add -h looks them up.
+  writeFileSync(join(dir, 'known_hosts'), `inner ${publicLine(inner)}\nother ${publicLine(other)}\n`);
+
+  /** A real ssh-agent of the test's own, holding the key restricted to `hosts` (ssh-add -h each); stopped after `use`. */
+  async function withAgent<T>(hosts: string[], use: (socket: string) => Promise<T>): Promise<T> {
+    const socket = join(temporaryDir(), 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+    try {
+      await waitFor('the agent', () => existsSync(socket) || undefined);
+      execFileSync('ssh-add', ['-q', '-H', join(dir, 'known_hosts'), ...hosts.flatMap((host) => ['-h', host]), join(dir, 'key')],
+        { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: 'ignore' });
+      return await use(socket);
+    } finally {
+      agent.kill();
+    }
+  }
+
+  test('session-bind: a key restricted to the server\'s host logs in through the agent; the agent was told the host first', async () => {
+    const { server, port } = await keyServer(inner, userKey);
+    try {
+      assert.equal(await withAgent(['inner'], (agent) => logsIn(port, { agent })), true);
+    } finally {
+      server.close();
+    }
+  });
+
+  test('session-bind: a key restricted to another host signs nothing for this one', async () => {
+    const { server, asked, port } = await keyServer(inner, userKey);
+    try {
+      assert.notEqual(await withAgent(['other'], (agent) => logsIn(port, { agent })), true);
+      assert.deepEqual(asked.filter((each) => each.signed), []);
+    } finally {
+      server.close();
+    }
+  });
+
+  test('session-bind: a binding with a bad signature is refused by the agent, and the restricted key signs nothing', async () => {
+    const { server, asked, port } = await keyServer(inner, userKey);
+    try {
+      const forged = (client: ssh2.Client) => {
+        const proto = internals(client);
+        const signature = Buffer.from(proto._initialHostKeySig!);
+        signature[signature.length - 1]! ^= 1;
+        proto._initialHostKeySig = signature;
+      };
+      assert.notEqual(await withAgent(['inner'], (agent) => logsIn(port, { agent }, forged)), true);
+      assert.deepEqual(asked.filter((each) => each.signed), []);
+    } finally {
+      server.close();
+    }
   });
 });
 

@@ -45,8 +45,17 @@ export class ForwardedAgent extends OpenSSHAgent {
     this.#connection = connection;
   }
 
+  /**
+   * How many keys the agent listed when last asked: 0 when it holds none, or none that it lets this server use (a
+   * key restricted with `ssh-add -h` is listed only where it may be used).
+   */
+  offered: number | undefined;
+
   override getIdentities(callback: (err: Error | null | undefined, keys?: ParsedKey[]) => void): void {
-    super.getIdentities(inTime(callback) as never);
+    super.getIdentities(inTime<ParsedKey[]>((err, keys) => {
+      this.offered = keys?.length;
+      callback(err, keys);
+    }) as never);
   }
 
   override sign(key: ParsedKey | Buffer | string, data: Buffer, ...rest: unknown[]): boolean {

@@ -24,10 +24,11 @@ export function hostKeyFiles(): { ed25519: string; rsa: string } {
 }
 
 /**
- * Returns the host private keys, Ed25519 and RSA, ready for `new Server({ hostKeys })`, and prints the
- * fingerprint of each as `ssh-keygen -lf` does (once: not in a cluster's workers). The keys live in `HOST_KEYS_DIR` (default `keys/`); the first
- * run makes them. A host certificate beside a key (`ssh_host_ed25519_key-cert.pub`, as `npm run host-cert` makes
- * it) is served with it, so that clients that trust its CA need no copy of the key.
+ * Returns the host private keys, Ed25519 and RSA (then the next ones, if any), ready for `new Server({ hostKeys })`,
+ * and prints the fingerprint of each as `ssh-keygen -lf` does (once: not in a cluster's workers). The keys live in
+ * `HOST_KEYS_DIR` (default `keys/`); the first run makes them. A host certificate beside a key
+ * (`ssh_host_ed25519_key-cert.pub`, as `npm run host-cert` makes it) is served with it, so that clients that trust
+ * its CA need no copy of the key.
  */
 export function readHostKeys(): HostKey[] {
   const files = hostKeyFiles();
@@ -44,7 +45,31 @@ export function readHostKeys(): HostKey[] {
   // offer just those: ssh2 files a host key under its `type`, and signs with the hash the name asks for.
   const signingAs = (name: string) => ({ key: Object.create(rsa, { type: { value: name } }) as ParsedKey,
     ...withCertificate(rsaCertificate) });
-  return [{ key: ed25519, ...withCertificate(edCertificate) }, signingAs('rsa-sha2-512'), signingAs('rsa-sha2-256')];
+  return [{ key: ed25519, ...withCertificate(edCertificate) }, signingAs('rsa-sha2-512'), signingAs('rsa-sha2-256'),
+    ...nextKeys(files)];
+}
+
+/**
+ * The keys a server is moving to, if any: `ssh_host_ed25519_key.next` and `ssh_host_rsa_key.next` beside the keys.
+ * Each is told to clients after they log in, with the others (the ssh2 patch's part 027, hostkeys): a client with
+ * `UpdateHostKeys` adds it to its known_hosts. It signs nothing yet: the key of its type in use still does.
+ */
+function nextKeys(files: { ed25519: string; rsa: string }): HostKey[] {
+  const keys: HostKey[] = [];
+  for (const path of [files.ed25519, files.rsa].map((file) => `${file}.next`)) {
+    const text = readKeyFile(path);
+    if (text === undefined) continue;
+    const key = utils.parseKey(text);
+    if (key instanceof Error || !key.isPrivateKey() || !['ssh-ed25519', 'ssh-rsa'].includes(key.type)) {
+      const why = key instanceof Error ? key.message : key.isPrivateKey() ? `it is ${key.type}` : 'it holds no private key';
+      fail(`next host key ${shown(path)} is not a usable Ed25519 or RSA private key (${why}); move it away`);
+    }
+    if (!cluster.isWorker) console.log(`next host key: ${describe(key)}, told to clients, not yet signing`);
+    // An RSA key under a SHA-2 name, as above: one the server already has, so ssh2 keeps it only to tell and prove.
+    const decoded = decodeOnce(key);
+    keys.push({ key: key.type === 'ssh-rsa' ? Object.create(decoded, { type: { value: 'rsa-sha2-512' } }) : decoded });
+  }
+  return keys;
 }
 
 /** The names a host certificate is for, and when it is valid: from `validAfter` up to `validBefore` (seconds). */
