@@ -11,7 +11,7 @@ import ssh2 from 'ssh2';
 import type { Algorithms, Connection, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
 import { newHostKey } from '../shared/server/host-keys.ts';
 import { parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/login/openssh-certificate.ts';
-import { guarded, root, sshOptions, temporaryDir, waitFor } from './helpers.ts';
+import { guarded, root, sshOptions, temporaryDir, Terminal, todaysSsh, waitFor } from './helpers.ts';
 import { raw as rawClient } from './hostile.ts';
 import { softwareSecurityKey } from './security-key-token.ts';
 import { patchParts, withParts } from '../shared/tools/patch-series.ts';
@@ -964,6 +964,43 @@ describe('the ssh2 patch: ping@openssh.com', { timeout: 60_000 }, () => {
 
   test('ping: OpenSSH reads ping@openssh.com, version 0, in the server\'s extension info', async () => {
     assert.match(await extensionInfo({}), /ping@openssh\.com/);
+  });
+
+  test('ping: OpenSSH 10.6, typed into a real terminal, hides its keystrokes among PINGs, and each is answered', async () => {
+    const said: string[] = [];
+    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], debug: (line: string) => said.push(line) }, (connection) => {
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password'])));
+      connection.on('session', (accept) => {
+        const session = accept();
+        session.on('pty', (acceptPty) => acceptPty?.());
+        // A shell that echoes what is typed, and ends at a q.
+        session.on('shell', (acceptShell) => {
+          const channel = acceptShell();
+          channel.write('> ');
+          channel.on('data', (chunk: Buffer) => (chunk.includes('q') ? (channel.exit(0), channel.end()) : channel.write(chunk)));
+        });
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const [command, env] = todaysSsh([...sshOptions, '-p', String((server.address() as { port: number }).port), 'anyone@127.0.0.1'], 'any');
+    const terminal = new Terminal(command, env);
+    try {
+      await waitFor('the prompt', () => terminal.screen().at(-1)?.startsWith('>') || undefined);
+      for (const key of 'typed') {
+        terminal.sendKeys('-l', key);
+        await waitFor(`the echo of ${key}`, () => terminal.screen().at(-1)!.endsWith(key) || undefined);
+      }
+      terminal.sendKeys('-l', 'q');
+      await waitFor('ssh to end', () => terminal.exitStatus());
+      const pings = said.filter((line) => line.endsWith('Inbound: Received PING')).length;
+      assert.ok(pings > 0, 'OpenSSH sent PINGs');
+      assert.equal(said.filter((line) => line.endsWith('Outbound: Sending PONG')).length, pings);
+    } finally {
+      terminal.close();
+      server.close();
+    }
   });
 });
 
