@@ -80,7 +80,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       if (full) return (log(info, `${user}'s session refused: ${full}`), say('bastion: no session can be recorded now', 1));
       const connection = new Client();
       let refused: string | undefined; // why the inner server's host key was refused
-      channel.on('close', () => connection.end()); // the user has gone: so has their inner session
+      channel.on('finish', () => connection.destroy()); // the user has gone: so has their inner session, logged in or not
       connection.on('error', (err: Error & { level?: string }) => {
         // An agent that fails is logged, and ssh2 goes on without it; once joined, the session's close says the rest.
         if (err.level === 'agent') return log(info, `${user}'s agent failed: ${err.message}`);

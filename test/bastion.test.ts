@@ -3,6 +3,7 @@
 // Chromium; then ssh2's client for what OpenSSH will not do (an agent that answers garbage, a client that never reads).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -212,6 +213,50 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
       assert.deepEqual(results.map((r) => [r.out, r.code]), results.map((r, i) => [`session ${i}\n`, 0]));
     } finally {
       for (const client of clients) client.end();
+    }
+  });
+
+  test('a user who leaves while their agent has not yet signed: nothing is started on the inner server', async () => {
+    let signAsked!: () => void;
+    const asked = new Promise<void>((resolve) => (signAsked = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    /** The real agent, but its signatures held back until `released`. */
+    class Slow extends ssh2.BaseAgent {
+      getIdentities(cb: (err: Error) => void) { cb(new Error('the client logs in with its key file')); }
+      sign(...args: unknown[]) { (args.at(-1) as (err: Error) => void)(new Error('the client logs in with its key file')); }
+      getStream(cb: (err: Error | undefined, stream?: Duplex) => void) {
+        const socket = connect(agentSocket);
+        const stream = new Duplex({ read() {}, write(chunk, encoding, done) { socket.write(chunk, done); },
+          final(done) { socket.end(); done(); }, destroy(err, done) { socket.destroy(); done(err); } });
+        socket.on('data', async (data: Buffer) => {
+          // The agent's answers in this read: each its length, then its type (14: a signature).
+          const types: number[] = [];
+          for (let at = 0; at + 5 <= data.length; at += 4 + data.readUInt32BE(at)) types.push(data[at + 4]!);
+          if (types.includes(14)) (signAsked(), await released);
+          stream.push(data);
+        });
+        socket.on('close', () => stream.push(null)).on('error', () => stream.destroy());
+        socket.on('connect', () => cb(undefined, stream));
+      }
+    }
+    const from = inner.output().length;
+    const client = await login(bastion().port, new Slow() as unknown as ssh2.BaseAgent);
+    try {
+      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.exec('echo started-after-all', (err, c) => (err ? reject(err) : resolve(c))));
+      await asked;
+      const [, port] = /127\.0\.0\.1:(\d+) connection opened/.exec(inner.output().slice(from)) ?? assert.fail('no connection to the inner server');
+      // The user leaves before the signature reaches the bastion: its connection to the inner server ends at once
+      // (ended politely, the login went on once the signature came, and the command ran there, for nobody).
+      channel.resume().close();
+      await once(channel, 'close'); // the bastion has taken the close, and answered it
+      release();
+      await waitFor('the inner connection to close', () => inner.output().slice(from).includes(`:${port} connection closed`) || undefined);
+      assert.doesNotMatch(inner.output().slice(from), new RegExp(`:${port} authenticated as`));
+      assert.doesNotMatch(bastion().output(), /started-after-all/);
+    } finally {
+      client.end();
     }
   });
 

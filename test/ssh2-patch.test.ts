@@ -1268,6 +1268,21 @@ describe('the ssh2 patch: session-bind, for agent keys restricted to hosts (ssh-
     }
   });
 
+  test('session-bind: an answer to the bind that carries more than its type is read to its end, not as the next answer', async () => {
+    // An agent whose SUCCESS holds a whole signature answer, then its real one: the signature is the real one.
+    const answer = (type: number, body: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => ((1 + body.length) >>> (24 - 8 * i)) & 255)),
+      Buffer.from([type]), body]);
+    const signatureBody = (text: string) => sshStrings(sshStrings(Buffer.from('ssh-ed25519'), Buffer.from(text)));
+    const protocol = new ssh2.AgentProtocol(true);
+    protocol.resume(); // what it would send the agent
+    (protocol as unknown as { sessionBind(...args: unknown[]): void }).sessionBind(Buffer.from('host key'), Buffer.from('session'),
+      Buffer.from('signature'), false);
+    const signed = new Promise<string>((resolve) => protocol.sign(userKey, Buffer.from('data'), {},
+      (err, signature) => resolve(err ? `error: ${err.message}` : `${signature}`)));
+    protocol.write(Buffer.concat([answer(6, answer(14, signatureBody('smuggled'))), answer(14, signatureBody('real'))]));
+    assert.equal(await signed, 'real');
+  });
+
   test('session-bind: a binding with a bad signature is refused by the agent, and the restricted key signs nothing', async () => {
     const { server, asked, port } = await keyServer(inner, userKey);
     try {
@@ -1280,6 +1295,51 @@ describe('the ssh2 patch: session-bind, for agent keys restricted to hosts (ssh-
       assert.notEqual(await withAgent(['inner'], (agent) => logsIn(port, { agent }, forged)), true);
       assert.deepEqual(asked.filter((each) => each.signed), []);
     } finally {
+      server.close();
+    }
+  });
+});
+
+describe('the ssh2 patch: what a server has sent and the client not yet read, bounded', { timeout: 60_000 }, () => {
+  test('output-backpressure: PINGs from a client that never reads the PONGs are read no more past 4 MiB waiting', async () => {
+    const connections: Connection[] = [];
+    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
+      connections.push(connection);
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password'])));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = await loggedIn((server.address() as { port: number }).port);
+    try {
+      const clientSocket = (client as unknown as { _sock: import('node:net').Socket })._sock;
+      const serverSocket = () => (connections[0] as unknown as { _sock: import('node:net').Socket })._sock;
+      clientSocket.pause(); // the PONGs are never read
+      const proto = internals(client);
+      const data = sshStrings(Buffer.alloc(32_000, 0x41));
+      let most = 0;
+      // 32 MiB, each MiB once the client's socket has taken the last: unpatched, the server read and answered all
+      // of it, and the answers waited in its memory. Patched, it stops reading, and the client's sending stalls.
+      for (let sent = 0; sent < 32 * 1024 * 1024 && !serverSocket().isPaused(); sent += data.length) {
+        const at = proto._packetRW.write.allocStart;
+        const packet = proto._packetRW.write.alloc(1 + data.length);
+        packet[at] = 192; // SSH2_MSG_PING
+        packet.set(data, at + 1);
+        proto._cipher.encrypt(proto._packetRW.write.finalize(packet));
+        if (clientSocket.writableLength > 1024 * 1024) {
+          // Until the client's socket has drained, or the server has stopped reading (then it never will).
+          await new Promise<void>((resolve) => {
+            const done = () => (clearInterval(poll), clientSocket.off('drain', done), resolve());
+            const poll = setInterval(() => serverSocket().isPaused() && done(), 10);
+            clientSocket.once('drain', done);
+          });
+        }
+        most = Math.max(most, serverSocket().writableLength);
+      }
+      assert.ok(serverSocket().isPaused(), 'the server stopped reading');
+      assert.ok(most <= 5 * 1024 * 1024, `${(most / 1048576).toFixed(1)} MiB waited in the server`);
+    } finally {
+      client.destroy();
       server.close();
     }
   });
