@@ -74,7 +74,8 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       channel.on('close', () => hangUp());
       if (terminal && spawnPty) {
         const { term: name, cols, rows, modes } = terminal;
-        const size = { cols: cols || 80, rows: rows || 24 };
+        // A terminal's size is 16 bits: 65,536 columns would be 0 (and 70,000 would be 4,464), so more is 65,535.
+        const size = { cols: Math.min(cols || 80, 0xffff), rows: Math.min(rows || 24, 0xffff) };
         // The client's modes (its Ctrl-C, its echo, ...) are set by stty, run in the new terminal just before the
         // program takes its place: node-pty cannot set them. $0 is the list of modes, in words without spaces.
         const setModes = ['-c', 'set -f; [ -z "$0" ] || stty $0; exec "$@"', sttyArguments(modes), shell, ...args];
@@ -92,7 +93,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         program.onExit(({ exitCode, signal }) => ended(channel, exitCode, signal ? signalName(signal) : null));
         resize = (cols, rows) => {
           try {
-            if (cols > 0 && rows > 0) program.resize(cols, rows); // (a size of 0 is no size: the last one stays)
+            if (cols > 0 && rows > 0) program.resize(Math.min(cols, 0xffff), Math.min(rows, 0xffff)); // (0 is no size: it stays)
           } catch {} // the terminal has closed already: the program has ended, and the channel is ending
         };
         send = (signal) => program.kill(signal);

@@ -73,10 +73,9 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
     channel.exit(0);
     channel.end();
   };
-  const say = (text: string) => {
-    if (!maySay(user)) return member.show([`* slow down: at most ${limits.chatRate} messages in 10 seconds (CHAT_RATE)`]);
-    room.send({ kind: 'said', name: user, text });
-  };
+  // A message, or a /who, is a call to the store: CHAT_RATE of them in 10 seconds, however many lines were pasted.
+  const ask = (call: () => unknown) => (maySay(user) ? call()
+    : member.show([`* slow down: at most ${limits.chatRate} messages in 10 seconds (CHAT_RATE)`]));
 
   here.add(member);
   const departed = room.arrive(user);
@@ -88,8 +87,8 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
     const { results, echo } = editor.feed(data);
     for (const result of results) {
       if (result && ('leave' in result || result.line === '/quit')) return quit();
-      if (result?.line === '/who') void room.who().then(({ line, notes }) => member.show([line, ...notes]));
-      else if (result?.line.trim()) say(result.line);
+      if (result?.line === '/who') ask(() => room.who().then(({ line, notes }) => member.show([line, ...notes])));
+      else if (result?.line.trim()) ask(() => room.send({ kind: 'said', name: user, text: result.line }));
     }
     // A client that does not read even its own echo is read no more: its window closes, and it waits.
     if (!channel.write(echo)) (channel.pause(), channel.once('drain', () => channel.resume()));

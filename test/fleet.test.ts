@@ -318,6 +318,28 @@ for (const kind of ['redis', 'valkey'] as const) {
         }
       });
 
+      test('hostile: 2,000 lines of /who pasted at once ask the store no more than CHAT_RATE allows; the rest are told to slow down', async () => {
+        const client = new ssh2.Client();
+        client.on('error', () => {});
+        await new Promise<void>((resolve) => client.once('ready', () => resolve()).connect({ host: '127.0.0.2', port: A().port,
+          localAddress: from(14), username: 'bob', password: 'builder' }));
+        try {
+          const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+            client.shell({ term: 'xterm', cols: 200, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c))));
+          let shown = '';
+          channel.on('data', (chunk: Buffer) => (shown += chunk));
+          await waitFor('the welcome', () => shown.includes('Welcome, bob') || undefined);
+          const answers = () => ({ who: shown.split('* here: ').length - 1, slowDown: shown.split('* slow down: ').length - 1 });
+          channel.write('/who\r'.repeat(2000));
+          // Unpatched, each was a script run on the store, 2,000 at once: logins took seconds, and the store was
+          // judged unreachable.
+          await waitFor('an answer to every line', () => (answers().who + answers().slowDown === 2000) || undefined);
+          assert.ok(answers().who <= 10, `${answers().who} lines of /who were asked of the store`);
+        } finally {
+          client.end();
+        }
+      });
+
       test('failed logins for one user, from many addresses, slow down that user\'s answers on every machine', async () => {
         // Thirteen connections that fail as carol (unknown), from thirteen addresses, spread over A and B.
         for (let i = 0; i < 13; i++) {

@@ -4,10 +4,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, raw, residentMiB } from './hostile.ts';
 import { lines, root, ssh, ssh2Login, sshEnv, sshOptions, startStep, Terminal, useStep, waitFor } from './helpers.ts';
+import { pacedInput, TURN_COST } from '../shared/channels/paced-input.ts';
 
 /** `ssh -p PORT USER@localhost` in a tmux terminal of its own, WIDTHxHEIGHT, typing the password through SSH_ASKPASS. */
 function user(port: number, name: string, password: string, width = 100, height = 30): Terminal {
@@ -183,6 +185,22 @@ describe('step 18 stopped with Ctrl-C', { timeout: 60_000 }, () => {
     } finally {
       for (const terminal of terminals) terminal.close();
       await step.stop();
+    }
+  });
+});
+
+describe('step 18\'s paced input (shared/channels/paced-input.ts)', () => {
+  test('a paste of Enter, Delete, Backspace or Ctrl-C, each a key of its own to the app, goes in as many keys a turn as ESC does', async () => {
+    for (const key of ['\r', '\x7f', '\b', '\x03', '\x1b']) {
+      const [channel, into] = [new PassThrough(), new PassThrough()];
+      const slices: number[] = [];
+      into.on('data', (chunk: Buffer) => slices.push(chunk.length));
+      pacedInput(channel, into);
+      channel.write(Buffer.alloc(32 * 1024, key));
+      await waitFor('the whole paste', () => slices.reduce((a, b) => a + b, 0) === 32 * 1024 || undefined);
+      // Unpatched, Enter counted as a letter: 32 KiB of it went in at once, one step of the app's reducer each.
+      assert.ok(Math.max(...slices) <= TURN_COST / 64, `${JSON.stringify(key)}: ${Math.max(...slices)} in one turn`);
+      channel.destroy();
     }
   });
 });

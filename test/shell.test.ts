@@ -272,6 +272,13 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       const resized = await converse(client, 'echo ready; read line; echo "got $line"', { pty: { term: 'xterm', cols: 80, rows: 24 } },
         (out, channel) => out === 'ready\r\n' && (channel.setWindow(0, 0, 0, 0), channel.write('x\r')));
       assert.deepEqual([resized.out.split('\r\n').at(-2), resized.code], ['got x', 0]);
+      // A terminal's size is 16 bits: asked for more, the terminal is 65535 wide and tall, never the size wrapped
+      // around (70,000 was 4,464; 65,536 was 0).
+      for (const [cols, rows] of [[70_000, 65_536], [0xffffffff, 0xffffffff]]) {
+        const sized = await converse(client, 'echo ready; read line; stty size', { pty: { term: 'xterm', cols: 80, rows: 24 } },
+          (out, channel) => out === 'ready\r\n' && (channel.setWindow(rows!, cols!, 0, 0), channel.write('x\r')));
+        assert.deepEqual([sized.out.split('\r\n').at(-2), sized.code], ['65535 65535', 0], `${cols}x${rows}`);
+      }
       // As sshd: the command ends at its NUL; an environment cannot hold one, so that LANG is refused.
       assert.deepEqual(await converse(client, 'echo before\0after', {}, () => {}), { out: 'before\n', err: '', code: 0, signal: undefined });
       assert.deepEqual(await converse(client, 'echo "[$LANG]"', { env: { LANG: 'C\0.UTF-8' } }, () => {}),

@@ -2,12 +2,18 @@
 // and what it costs the server depends on what is pasted. Ink makes an input of each escape sequence, so a
 // megabyte of ESC bytes is a million of them, some microseconds each, where a megabyte of letters is a few inputs.
 
-/** What handing on a byte costs, in letters: an ESC begins an input of its own, some 64 letters' worth of work. */
-const cost = (byte: number) => (byte === 0x1b ? 64 : 1);
-/** What is handed on in one turn of the event loop, all sessions together (4096 ESC, or 256 KiB of letters): then the loop serves all else. */
-export const TURN_COST = 64 * 4096;
+/**
+ * What handing on a byte costs, in letters: an ESC begins an input of its own, and Enter, Delete, Backspace and
+ * Ctrl-C are keys of their own to the app (a step of its reducer each), some 64 letters' worth of work each.
+ */
+export const cost = (byte: number) => (byte === 0x1b || byte === 0x0d || byte === 0x7f || byte === 0x08 || byte === 0x03 ? 64 : 1);
+/**
+ * What is handed on in one turn of the event loop, all sessions together (1024 keys, or 64 KiB of letters): then the
+ * loop serves all else. 4096 a turn held other users' requests up for some 40 ms a turn, under a paste into 30 sessions.
+ */
+export const TURN_COST = 64 * 1024;
 /** The least a session with input waiting hands on in its turn: they share TURN_COST, taking turns in a ring. */
-export const SHARE_MIN = 64 * 256;
+export const SHARE_MIN = 64 * 64;
 /** The most bytes one session may have waiting: past this its channel is paused, ssh's window closes, and the client waits. */
 export const INPUT_QUEUE_MAX = 64 * 1024;
 
