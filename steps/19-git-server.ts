@@ -8,7 +8,7 @@ import { algorithms } from '../shared/server/algorithms.ts';
 import { authorizedKeys } from '../shared/login/authorized-keys.ts';
 import { fingerprint } from '../shared/core/fingerprint.ts';
 import { access, create, exists, gitRequest, pointHeadAtABranch, writes } from '../shared/channels/git-repositories.ts';
-import { admit, pushBound } from '../shared/channels/git-quotas.ts';
+import { admit } from '../shared/channels/git-quotas.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { listen } from '../shared/server/listen.ts';
 import { log } from '../shared/core/log.ts';
@@ -46,11 +46,12 @@ async function serveGit(channel: ServerChannel, command: string, user: string, e
   if (writes(service) && may !== 'push') return refuse(channel, `${user} may not push to ${shownName}`);
   // What one user may keep and run is bounded: repositories, bytes, git programs at once (theirs, and everyone's),
   // each program counted from here until it ends, or its channel closes.
-  const admitted = admit(user, repository, writes(service), found);
-  if (typeof admitted === 'string') return (log(info, `${shownName}: ${admitted}`), refuse(channel, admitted));
-  channel.on('close', admitted);
   let closed = false;
   channel.on('close', () => (closed = true));
+  const admitted = await admit(user, repository, writes(service), found);
+  if (typeof admitted === 'string') return (log(info, `${shownName}: ${admitted}`), refuse(channel, admitted));
+  channel.on('close', admitted);
+  if (closed) return admitted(); // the client left while its request was being counted
   if (!found) {
     await create(repository);
     log(info, `${user} made the repository ${shownName}`);
@@ -59,7 +60,7 @@ async function serveGit(channel: ServerChannel, command: string, user: string, e
   // An argument array, never a shell: nothing in the path is ever read as shell syntax. The environment is the
   // server's PATH and HOME, with the client's GIT_PROTOCOL (protocol version 2) when it sent one.
   const args = service === 'git-receive-pack'
-    ? ['-c', `receive.maxInputSize=${pushBound(repository)}`, 'receive-pack', repository.dir]
+    ? ['-c', `receive.maxInputSize=${admitted.bound}`, 'receive-pack', repository.dir]
     : service === 'git-upload-pack' ? ['upload-pack', '--strict', repository.dir] : ['upload-archive', repository.dir];
   const child = spawn('git', args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...env } });
   // Each way, no faster than the other side reads: pipe() waits for 'drain'.

@@ -9,6 +9,8 @@ import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, residentMiB, socketOf } from './hostile.ts';
 import { count, logged, processTree, ssh, ssh2Login, sshEnv, sshOptions, stalled, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { admit, walks } from '../shared/channels/git-quotas.ts';
+import { limits } from '../shared/core/options.ts';
 
 const dir = temporaryDir();
 const repos = join(dir, 'repos');
@@ -97,6 +99,25 @@ function commandLine(pid: number): string {
     return '';
   }
 }
+
+describe('step 19\'s quotas (shared/channels/git-quotas.ts)', () => {
+  test('hostile: 30 push requests at once to an owner of 3,000 files walk the folder once, and share what is left', async () => {
+    // Each push request walked the owner's whole folder, synchronously: 30,000 refs took some 270 ms a request, and
+    // a loop of requests closed at once held every other user up for seconds.
+    const dir = temporaryDir();
+    const refs = join(dir, 'alice', 'big.git', 'refs', 'heads');
+    mkdirSync(refs, { recursive: true });
+    for (let i = 0; i < 3000; i++) writeFileSync(join(refs, `b${i}`), `${'0'.repeat(40)}\n`);
+    const repository = { owner: 'alice', name: 'big.git', dir: join(dir, 'alice', 'big.git') };
+    const before = walks;
+    const admitted = await Promise.all(Array.from({ length: 30 }, (_, i) => admit(`user${i}`, repository, true, true)));
+    assert.equal(walks - before, 1);
+    // Pushes at once share what is left of GIT_MAX_DISK: together they may write no more than it.
+    const bounds = admitted.map((release) => (typeof release === 'string' ? assert.fail(release) : release.bound));
+    assert.ok(bounds.reduce((a, b) => a + b, 0) <= limits.gitMaxDisk * 1024 * 1024, JSON.stringify(bounds));
+    for (const release of admitted) if (typeof release !== 'string') release();
+  });
+});
 
 describe('step 19: a git server', { timeout: 600_000 }, () => {
   const step = useStep('19-git-server.ts', {
