@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, raw, residentMiB } from './hostile.ts';
 import { lines, root, ssh, ssh2Login, sshEnv, sshOptions, startStep, Terminal, useStep, waitFor } from './helpers.ts';
-import { pacedInput, TURN_COST } from '../shared/channels/paced-input.ts';
+import { LAYOUT_TIME_SHARE, pacedInput, pacedLayout, TURN_COST } from '../shared/channels/paced-input.ts';
 
 /** `ssh -p PORT USER@localhost` in a tmux terminal of its own, WIDTHxHEIGHT, typing the password through SSH_ASKPASS. */
 function user(port: number, name: string, password: string, width = 100, height = 30): Terminal {
@@ -202,6 +202,24 @@ describe('step 18\'s paced input (shared/channels/paced-input.ts)', () => {
       assert.ok(Math.max(...slices) <= TURN_COST / 64, `${JSON.stringify(key)}: ${Math.max(...slices)} in one turn`);
       channel.destroy();
     }
+  });
+});
+
+describe('step 18\'s paced layouts (shared/channels/paced-input.ts)', () => {
+  test('costly layouts (large screens) are spaced by what they cost: a fifth of the time at most', async () => {
+    // A window-change storm in 30 sessions of 400x200 held other users up for 876 ms: two layouts every 50 ms,
+    // whatever they cost. Three layouts of 30 ms each, from three sessions: two in the first turn, then a pause.
+    const ran: [number, number][] = [];
+    const busy = () => {
+      const begun = performance.now();
+      while (performance.now() - begun < 30); // a layout's synchronous work
+      ran.push([begun, performance.now()]);
+    };
+    for (const session of [{}, {}, {}]) pacedLayout(session, busy);
+    await waitFor('the three layouts', () => ran.length === 3 || undefined);
+    const took = ran[1]![1] - ran[0]![0];
+    const waited = ran[2]![0] - ran[1]![1];
+    assert.ok(waited >= took / LAYOUT_TIME_SHARE - took - 2, `${waited.toFixed(0)} ms after layouts that took ${took.toFixed(0)} ms`);
   });
 });
 

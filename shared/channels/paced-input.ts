@@ -100,20 +100,29 @@ export const LAYOUTS_AT_ONCE = 2;
 const layouts = new Map<object, () => void>();
 let layoutTimer: NodeJS.Timeout | undefined;
 
+/**
+ * The most of the process's time that layouts may take: a layout's cost grows with the screen (one of 400x200 takes
+ * tens of milliseconds), so after layouts that took T ms the next turn waits 4 T, LAYOUT_MS at least.
+ */
+export const LAYOUT_TIME_SHARE = 1 / 5;
+
 function layoutTurn(): void {
   layoutTimer = undefined;
+  const begun = performance.now();
   let made = 0;
   for (const [session, layout] of layouts) {
     if (made++ === LAYOUTS_AT_ONCE) break;
     layouts.delete(session);
     layout();
   }
-  if (layouts.size) layoutTimer = setTimeout(layoutTurn, LAYOUT_MS);
+  const took = performance.now() - begun;
+  if (layouts.size) layoutTimer = setTimeout(layoutTurn, Math.max(LAYOUT_MS, took / LAYOUT_TIME_SHARE - took));
 }
 
 /**
- * Makes `layout` (a session's screen laid out again, after a window-change) at the next turn: every LAYOUT_MS, the
- * layouts of LAYOUTS_AT_ONCE sessions at most, each session's latest, in the order they asked. A storm of
+ * Makes `layout` (a session's screen laid out again, after a window-change) at the next turn: every LAYOUT_MS, or
+ * later after costly layouts (LAYOUT_TIME_SHARE), the layouts of LAYOUTS_AT_ONCE sessions at most, each session's
+ * latest, in the order they asked. A storm of
  * window-changes is one layout a turn, and storms in many sessions take turns, however many there are. `undefined`
  * drops what `session` asked for (it has gone).
  */
