@@ -186,6 +186,19 @@ for (const kind of ['redis', 'valkey'] as const) {
       });
       const A = () => machines.a.step!;
       const B = () => machines.b.step!;
+      /** ssh2's client logged in to A from `address`, and its shell in a terminal `cols` wide (ended if that fails). */
+      async function shellOnA(address: string, username: string, password: string, cols: number) {
+        const client = new ssh2.Client();
+        client.on('error', () => {});
+        await new Promise<void>((resolve) => client.once('ready', () => resolve()).connect({ host: '127.0.0.2', port: A().port,
+          localAddress: address, username, password }));
+        const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+          client.shell({ term: 'xterm', cols, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c)))).catch((err) => {
+          client.end();
+          throw err;
+        });
+        return { client, channel };
+      }
 
       test('a client with one @cert-authority line logs in to A, to B and through HAProxy, with StrictHostKeyChecking=yes', async () => {
         // `npm run host-cert` printed the line for the names it signed (B's here); the fleet's one line covers all.
@@ -295,13 +308,8 @@ for (const kind of ['redis', 'valkey'] as const) {
       });
 
       test('hostile: a client that never reads, typing keys that redraw its long line, is read no more, and A stays small', async () => {
-        const client = new ssh2.Client();
-        client.on('error', () => {});
-        await new Promise<void>((resolve) => client.once('ready', () => resolve()).connect({ host: '127.0.0.2', port: A().port,
-          localAddress: from(13), username: 'alice', password: 'wonderland' }));
+        const { client, channel } = await shellOnA(from(13), 'alice', 'wonderland', 1000);
         try {
-          const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-            client.shell({ term: 'xterm', cols: 1000, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c))));
           let shown = '';
           channel.on('data', (chunk: Buffer) => (shown += chunk));
           channel.write('x'.repeat(300));
@@ -319,13 +327,8 @@ for (const kind of ['redis', 'valkey'] as const) {
       });
 
       test('hostile: 2,000 lines of /who pasted at once ask the store no more than CHAT_RATE allows; the rest are told to slow down', async () => {
-        const client = new ssh2.Client();
-        client.on('error', () => {});
-        await new Promise<void>((resolve) => client.once('ready', () => resolve()).connect({ host: '127.0.0.2', port: A().port,
-          localAddress: from(14), username: 'bob', password: 'builder' }));
+        const { client, channel } = await shellOnA(from(14), 'bob', 'builder', 200);
         try {
-          const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-            client.shell({ term: 'xterm', cols: 200, rows: 30 }, (err, c) => (err ? reject(err) : resolve(c))));
           let shown = '';
           channel.on('data', (chunk: Buffer) => (shown += chunk));
           await waitFor('the welcome', () => shown.includes('Welcome, bob') || undefined);
