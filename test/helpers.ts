@@ -103,6 +103,8 @@ export interface Step {
   pid: number;
   /** Everything the step has printed on standard output so far. */
   output(): string;
+  /** And on standard error. */
+  errors(): string;
   /** Sends SIGTERM and resolves with the exit status. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -143,6 +145,7 @@ export function startStep(file: string, options: StartOptions = {}): Promise<Ste
         port: Number(match[1]),
         pid: child.pid!,
         output: () => printed.stdout,
+        errors: () => printed.stderr,
         stop: async (signal = 'SIGTERM') => {
           if (child.exitCode === null && child.signalCode === null) child.kill(signal);
           return exited;

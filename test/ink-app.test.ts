@@ -349,6 +349,8 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
       });
       // Unpaced and one render an input, this took the step from about 150 to 740 MiB.
       assert.ok(peak - before < 300, `grew by ${(peak - before).toFixed(0)} MiB`);
+      // Eleven apps at once, each with its listener on the process: Node warned of a leak past ten.
+      assert.doesNotMatch(step().errors(), /MaxListenersExceededWarning/);
     } finally {
       attacker.end();
     }
