@@ -3,12 +3,12 @@
 // says anything of the clients, whose terminals are what Ink draws on. Imported before Ink, this module takes
 // those readings away; each session then decides from its own client (its TERM) what to draw.
 //
-// It also sets up the process for many React apps at once (many Ink apps, each with a listener on the process). React runs its production build unless NODE_ENV says
-// otherwise (the development build checks more, and keeps more of each render). And V8's heap grows to twice what
-// was live at its last full collection before the next one, not four times: Ink makes objects for every key it
-// reads, and a paste of a megabyte of escape sequences into each of 30 sessions took the step from about 150 MiB to
-// 400 (npm run bench -- --attacks), nearly all of it garbage waiting for a collection. Collections then come more
-// often, for some more CPU.
+// It also sets up the process for many React apps at once, each with a listener on the process. React runs its
+// production build unless NODE_ENV says otherwise (the development build checks more, and keeps more of each
+// render). And V8's heap grows to twice what was live at its last full collection before the next one, not four
+// times: Ink makes objects for every key it reads, and a paste of a megabyte of escape sequences into each of 30
+// sessions took the step from about 150 MiB to 400 (npm run bench -- --attacks), nearly all of it garbage waiting
+// for a collection. Collections then come more often, for some more CPU.
 import process, { env } from 'node:process';
 import v8 from 'node:v8';
 import { limits } from '../core/options.ts';
