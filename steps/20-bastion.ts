@@ -80,7 +80,12 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       if (full) return (log(info, `${user}'s session refused: ${full}`), say('bastion: no session can be recorded now', 1));
       const connection = new Client();
       let refused: string | undefined; // why the inner server's host key was refused
-      channel.on('finish', () => connection.destroy()); // the user has gone: so has their inner session, logged in or not
+      // The user has left this session, or gone (the first of its end, its close or theirs): so has the inner one.
+      let left = false;
+      const leave = () => ((left = true), connection.destroy());
+      channel.once('finish', leave).once('close', leave);
+      client.once('close', leave);
+      connection.once('close', () => client.off('close', leave));
       connection.on('error', (err: Error & { level?: string }) => {
         // An agent that fails is logged, and ssh2 goes on without it; once joined, the session's close says the rest.
         if (err.level === 'agent') return log(info, `${user}'s agent failed: ${err.message}`);
@@ -110,6 +115,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
           stream.on('close', () => {
             recording!.end();
             connection.end();
+            if (left) return log(info, `${user} left; their session on ${target.shown} ended with it`);
             if (exit) return ended(channel, ...exit);
             log(info, `${user} → ${target.shown}: the connection was lost`);
             say(`bastion: the connection to ${target.shown} was lost`, 255);

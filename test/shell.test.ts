@@ -5,8 +5,8 @@ import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from '
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { atPrompt, count, execute, ssh, ssh2Login, sshOptions, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
-import { peakDuring, residentMiB } from './hostile.ts';
+import { atPrompt, count, execute, ssh, ssh2Login, sshOptions, stalled, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
+import { peakDuring, residentMiB, socketOf } from './hostile.ts';
 
 const dir = temporaryDir();
 execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
@@ -301,6 +301,25 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       terminal.close(); // tmux ends, and takes ssh with it: the connection drops
       await waitFor('no child left', () => (children(step().pid).length === 0) || undefined);
       await waitFor('no sleep left', () => (leftover(started) === '') || undefined, 5000).catch(() => assert.equal(leftover(started), ''));
+    }
+  });
+
+  test('a client that vanishes while what it typed waits for a program that reads none: the program is hung up all the same', async () => {
+    const client = await keyClient();
+    try {
+      const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        client.exec('sleep 300', (err, c) => (err ? reject(err) : resolve(c))));
+      channel.on('error', () => {});
+      const started = await waitFor('the program', () => (sleepsUnder(step().pid).length === 1 ? sleepsUnder(step().pid) : undefined));
+      // Typed ahead, never read: the pipe to the program fills, then ssh's window, and the step stops reading the
+      // channel with some of it still waiting there (ssh2 closed such a channel only once it was read: never).
+      channel.write(Buffer.alloc(16 * 2 ** 20, 0x61));
+      await stalled('the step to stop taking what is typed', step().pid);
+      socketOf(client).destroy(); // gone, without a word
+      await waitFor('no child left', () => (children(step().pid).length === 0) || undefined);
+      assert.equal(leftover(started), '');
+    } finally {
+      client.end();
     }
   });
 

@@ -1345,6 +1345,73 @@ describe('the ssh2 patch: what a server has sent and the client not yet read, bo
   });
 });
 
+describe('the ssh2 patch: a channel of a lost connection closes, read or not', { timeout: 60_000 }, () => {
+  /** A server whose one exec session's channel is handed to `take`; each side's channel, and the sockets. */
+  async function session(take: (channel: ServerChannel) => void) {
+    const connections: Connection[] = [];
+    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
+      connections.push(connection);
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password'])));
+      connection.on('session', (accept) => accept().on('exec', (acceptExec) => take(acceptExec())));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = await loggedIn((server.address() as { port: number }).port);
+    const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+      client.exec('anything', (err, c) => (err ? reject(err) : resolve(c))));
+    channel.on('error', () => {});
+    const socketOf = (side: unknown) => (side as { _sock: import('node:net').Socket })._sock;
+    return { server, client, channel, clientSocket: socketOf(client), serverSocket: () => socketOf(connections[0]) };
+  }
+
+  test('close-when-connection-lost: a server\'s channel with data its paused reader never read closes as the client vanishes', async () => {
+    let serverChannel: ServerChannel | undefined;
+    const { server, client, channel, clientSocket } = await session((c) => (serverChannel = c.pause()));
+    let closed = false;
+    try {
+      const taken = await waitFor('the server\'s channel', () => serverChannel);
+      taken.on('close', () => (closed = true));
+      channel.write(Buffer.alloc(64 * 1024, 0x61));
+      await waitFor('the data to wait, unread, in the server\'s channel', () => taken.readableLength >= 64 * 1024 || undefined);
+      clientSocket.destroy();
+      // Unpatched, it waited for an 'end' that only reading would bring: a program fed by a pipe that it never read
+      // (step 14's) was never hung up, for as long as the server ran.
+      await waitFor('the server\'s channel to close', () => closed || undefined);
+    } finally {
+      client.destroy();
+      server.close();
+    }
+  });
+
+  test('close-when-connection-lost: a client\'s channel whose reader is paused closes as the server goes; one that reads gets every byte first', async () => {
+    const channels: ServerChannel[] = [];
+    const { server, client, channel, serverSocket } = await session((c) => {
+      channels.push(c);
+      c.write(Buffer.alloc(64 * 1024, 0x62));
+    });
+    const reading = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+      client.exec('anything', (err, c) => (err ? reject(err) : resolve(c))));
+    reading.on('error', () => {});
+    try {
+      let closed = false;
+      let read = 0;
+      let readAtClose = -1;
+      channel.pause().on('close', () => (closed = true));
+      reading.on('data', (data: Buffer) => (read += data.length)).on('close', () => (readAtClose = read));
+      await waitFor('the data to wait, unread, in the client\'s channel', () => channel.readableLength >= 64 * 1024 || undefined);
+      await waitFor('the other channel to read it', () => read >= 64 * 1024 || undefined);
+      serverSocket().destroy();
+      await waitFor('the paused channel to close', () => closed || undefined);
+      await waitFor('the reading channel to close', () => readAtClose >= 0 || undefined);
+      assert.equal(readAtClose, 64 * 1024);
+    } finally {
+      client.destroy();
+      server.close();
+    }
+  });
+});
+
 describe('the patch as a series of parts (shared/patches/)', { timeout: 120_000 }, () => {
   test('each part applies in order to a fresh ssh2 1.17.0, and together they give the ssh2 installed here', () => {
     const parts = patchParts();

@@ -67,14 +67,21 @@ export class ForwardedAgent extends OpenSSHAgent {
     try {
       this.#connection.openssh_authAgent((err, channel) => {
         if (err) return callback(err, channel);
-        // One question, one answer: its length, then that many bytes. A length past the bound is refused at once.
+        // One question, one answer: its length, then that many bytes. A length past the bound is refused at once, and
+        // what the agent sends until its side closes (a window's worth) is dropped: ssh2's parser would keep it all,
+        // copying it whole again at each packet (2 MiB once took 70 MiB of memory).
         let head = Buffer.alloc(0);
         let received = 0;
-        channel.on('data', (data: Buffer) => {
+        const cut = () => {
+          channel.removeListener('data', count);
+          channel.unpipe().resume().destroy();
+        };
+        const count = (data: Buffer) => {
           if (head.length < 4) head = Buffer.concat([head, data]).subarray(0, 4);
           received += data.length;
-          if (received > MAX_AGENT_BYTES + 4 || (head.length === 4 && head.readUInt32BE(0) > MAX_AGENT_BYTES)) channel.destroy();
-        });
+          if (received > MAX_AGENT_BYTES + 4 || (head.length === 4 && head.readUInt32BE(0) > MAX_AGENT_BYTES)) cut();
+        };
+        channel.on('data', count);
         callback(undefined, channel);
       });
     } catch (err) {
