@@ -12,7 +12,7 @@ import { readHostKeys } from '../shared/server/host-keys.ts';
 import { keyMayLogIn } from '../shared/login/key-login.ts';
 import { beforeStop, listen } from '../shared/server/listen.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
-import { pacedInput, pacedLayout } from '../shared/channels/paced-input.ts';
+import { INPUT_WINDOW, pacedInput, pacedLayout } from '../shared/channels/paced-input.ts';
 import { App } from './18-ink-app/app.ts';
 
 const { Server } = ssh2;
@@ -88,7 +88,8 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
 const apps = new Set<ReturnType<typeof inkApp>>();
 beforeStop(() => apps.forEach((app) => app.stop()));
 
-const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+// Each channel's window is what its client may type ahead: enough for a paste to flow, not megabytes a session.
+const server = new Server({ hostKeys: readHostKeys(), algorithms, channelWindow: INPUT_WINDOW }, (client, info) => {
   let user = '';
   client.on('authentication', async (ctx) => {
     if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {

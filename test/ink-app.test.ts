@@ -357,6 +357,47 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
     await stillDraws();
   });
 
+  test('one user\'s hundred sessions (ten connections of ten), each sent more ESC than it can take: each holds a window, not megabytes', async () => {
+    const attackers: ssh2.Client[] = [];
+    try {
+      // One after another: PER_SOURCE_MAX_STARTUPS counts connections logging in at once from an address.
+      for (let i = 0; i < 10; i += 1) attackers.push((await ssh2Login(step().port, 'bob', 'builder')).on('error', () => {}));
+      const sessions = (await Promise.all(attackers.map((attacker) => Promise.all(Array.from({ length: 10 }, () =>
+        new Promise<ssh2.ClientChannel>((resolve, reject) =>
+          attacker.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c))))))))).flat();
+      let drawn = 0;
+      for (const channel of sessions) {
+        let tail = '';
+        channel.on('data', (chunk: Buffer) => {
+          if (tail === 'drawn') return;
+          tail = `${tail}${chunk}`;
+          tail = tail.includes('Who is who') ? (drawn += 1, 'drawn') : tail.slice(-16); // a chunk may end mid-word
+        });
+      }
+      // Every app drawn first: its first layout is not the attack.
+      await waitFor('every app drawn', () => drawn === sessions.length || undefined, 60_000);
+      const before = residentMiB(step().pid);
+      const flood = Buffer.alloc(4 * 1024 * 1024, 0x1b);
+      const peak = await peakDuring(step().pid, async () => {
+        for (const channel of sessions) channel.write(flood);
+        // Each session is given what its window lets the client send ahead, and then waits: its window is used up.
+        const window = (channel: ssh2.ClientChannel) => (channel as unknown as { outgoing: { window: number } }).outgoing.window;
+        await waitFor('every session to wait for its window', () => sessions.every((channel) => window(channel) === 0) || undefined, 60_000);
+        // Meanwhile alice logs in, and her keys are answered.
+        const alice = await session(step().port, 80, 24);
+        await waitFor('alice\'s app', () => alice.said().includes('Who is who') || undefined, 60_000);
+        alice.channel.write('\x1b[B\r');
+        await waitFor('alice\'s page', () => alice.said().includes('The Cheshire Cat') && alice.said().includes('Your note:') || undefined, 60_000);
+        alice.client.end();
+      });
+      // With ssh2's 2 MiB a channel, up to 3 MiB waited in each: the step grew by some 580 MiB (with 64 KiB, some 80).
+      assert.ok(peak - before < 150, `grew by ${(peak - before).toFixed(0)} MiB, from ${before.toFixed(0)}`);
+    } finally {
+      for (const attacker of attackers) attacker.end();
+    }
+    await stillDraws();
+  });
+
   test('window-change storms in ten sessions at once: two layouts a turn among them all, each ending at its last size', async () => {
     const attacker = await ssh2Login(step().port, 'bob', 'builder');
     attacker.on('error', () => {});

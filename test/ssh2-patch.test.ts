@@ -558,8 +558,8 @@ describe('the ssh2 patch: a server that uses the agent ssh -A forwards', { timeo
   const dir = temporaryDir();
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
   const socket = join(dir, 'agent.sock');
-  const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
   const env = { ...process.env, SSH_AUTH_SOCK: socket };
+  let agent: ReturnType<typeof spawn> | undefined; // started in before(): a suite whose tests are all filtered out runs no hooks
   let port = 0;
   const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
     connection.on('error', () => {});
@@ -588,13 +588,14 @@ describe('the ssh2 patch: a server that uses the agent ssh -A forwards', { timeo
     });
   });
   before(async () => {
+    agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
     await waitFor('the agent', () => existsSync(socket) || undefined);
     execFileSync('ssh-add', ['-q', join(dir, 'key')], { env, stdio: 'ignore' });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as { port: number }).port;
   });
   after(() => {
-    agent.kill();
+    agent?.kill();
     server.close();
   });
   // Not spawnSync: the server is in this process, and must go on running.
@@ -1408,6 +1409,55 @@ describe('the ssh2 patch: a channel of a lost connection closes, read or not', {
     } finally {
       client.destroy();
       server.close();
+    }
+  });
+});
+
+describe('the ssh2 patch: the window a server gives its channels, settable', { timeout: 60_000 }, () => {
+  /** A server with `config`, whose exec channels are paused and handed to `take`; a client logged in to it. */
+  async function serving(config: Partial<ssh2.ServerConfig>, take: (channel: ServerChannel) => void) {
+    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], ...config }, (connection) => {
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password'])));
+      connection.on('session', (accept) => accept().on('exec', (acceptExec) => take(acceptExec().pause())));
+      connection.on('tcpip', (accept) => take(accept().pause()));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return { server, client: await loggedIn((server.address() as { port: number }).port) };
+  }
+  const windowOf = (channel: ssh2.ClientChannel) => (channel as unknown as { outgoing: { window: number } }).outgoing.window;
+
+  test('channel-window-size: channelWindow is each channel\'s window, and all a paused reader is made to hold; 2 MiB without it', async () => {
+    for (const [config, window] of [[{ channelWindow: 64 * 1024 }, 64 * 1024], [{}, 2 * 1024 * 1024]] as const) {
+      const taken: ServerChannel[] = [];
+      const { server, client } = await serving(config, (channel) => taken.push(channel));
+      try {
+        const session = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+          client.exec('anything', (err, c) => (err ? reject(err) : resolve(c))));
+        const forward = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+          client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, c) => (err ? reject(err) : resolve(c))));
+        assert.deepEqual([windowOf(session), windowOf(forward)], [window, window]);
+        // A reader that never reads: the client sends while the window lets it, and then waits.
+        session.write(Buffer.alloc(4 * window, 0x61));
+        const [channel] = await waitFor('the server\'s channel', () => (taken.length === 2 ? taken : undefined));
+        // Once the window the server gave is all used, what it holds is all the client could send.
+        const left = () => (channel as unknown as { incoming: { window: number } }).incoming.window;
+        await waitFor('the window to be used up', () => (left() === 0 || undefined));
+        // Unpatched: 2 MiB given, and up to 4 MiB held; the setting was ignored.
+        assert.ok(channel!.readableLength <= 1.5 * window, `${channel!.readableLength} bytes held for a window of ${window}`);
+        assert.ok(channel!.readableLength >= window / 2, `${channel!.readableLength} bytes held for a window of ${window}`);
+      } finally {
+        client.destroy();
+        server.close();
+      }
+    }
+  });
+
+  test('channel-window-size: a window under 1 KiB or past 2^32-1, or not a whole number, is refused when the server is made', () => {
+    for (const channelWindow of [0, 1023, 2 ** 32, 65536.5, Number.NaN]) {
+      assert.throws(() => new ssh2.Server({ hostKeys: [newHostKey('ed25519')], channelWindow } as ssh2.ServerConfig),
+        /channelWindow must be an integer from 1024 to 2\^32-1/, String(channelWindow));
     }
   });
 });

@@ -17,6 +17,20 @@ export const SHARE_MIN = 64 * 64;
 /** The most bytes one session may have waiting: past this its channel is paused, ssh's window closes, and the client waits. */
 export const INPUT_QUEUE_MAX = 64 * 1024;
 
+// The local type fix: the patch adds this setting, which @types/ssh2 does not know.
+declare module 'ssh2' {
+  interface ServerConfig {
+    /** The window each channel is given: what a client may send ahead of what is read (ssh2 patch part 032). */
+    channelWindow?: number;
+  }
+}
+
+/**
+ * The window for a session's typing (the server's `channelWindow`): what a client may send before the app has taken
+ * it. ssh2 gives 2 MiB, and a paused channel holds up to half as much again: 100 sessions pasting, some 300 MiB.
+ */
+export const INPUT_WINDOW = INPUT_QUEUE_MAX;
+
 /** A session's input waiting to be handed on. */
 interface Queue {
   channel: NodeJS.ReadableStream;

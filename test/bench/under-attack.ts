@@ -154,6 +154,16 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
       })));
       for (const client of clients) client.destroy();
     }],
+    ['4 MiB of ESC sent to each of 10 sessions on each of 10 connections of one user, for 10 s', '18-ink-app.ts', async (port) => {
+      const clients: ssh2.Client[] = [];
+      for (let i = 0; i < 10; i++) clients.push(await attacker(port)); // PER_SOURCE_MAX_STARTUPS: 5 logging in at once
+      const channels = await Promise.all(clients.flatMap((client) => Array.from({ length: 10 }, () => new Promise<ssh2.ClientChannel>(
+        (resolve, reject) => client.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c)))))));
+      const flood = Buffer.alloc(4 * 1024 * 1024, 0x1b);
+      for (const channel of channels) channel.resume().write(flood);
+      await sleep(10_000);
+      for (const client of clients) client.destroy();
+    }],
     ['15 wrong codes for one user from four addresses (its codes locked after 10)', '16-two-factors.ts', async (port) => {
       for (let i = 0; i < 15; i++) {
         await new Promise<void>((resolve) => {
