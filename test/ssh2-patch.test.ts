@@ -1454,6 +1454,49 @@ describe('the ssh2 patch: the window a server gives its channels, settable', { t
     }
   });
 
+  test('channel-window-size: SFTP, on both sides, moves more than a window each way with channelWindow set and without', async () => {
+    const { OK, EOF } = ssh2.utils.sftp.STATUS_CODE;
+    for (const config of [{ channelWindow: 64 * 1024 }, {}]) {
+      // An SFTP server of one file in memory: enough for ssh2's writeFile and readFile.
+      let file = Buffer.alloc(0);
+      const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')], ...config }, (connection) => {
+        connection.on('error', () => {});
+        connection.on('authentication', (ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password'])));
+        // Each request waits for its answer: no Nagle delay on either side (@types/ssh2 lacks the server's setNoDelay).
+        (connection as unknown as { setNoDelay(on: boolean): void }).setNoDelay(true);
+        connection.on('session', (accept) => accept().on('sftp', (acceptSftp) => {
+          const sftp = acceptSftp();
+          sftp.on('OPEN', (id) => sftp.handle(id, Buffer.from('the file')));
+          sftp.on('WRITE', (id, handle, offset, data) => {
+            if (offset + data.length > file.length) file = Buffer.concat([file, Buffer.alloc(offset + data.length - file.length)]);
+            data.copy(file, offset);
+            sftp.status(id, OK);
+          });
+          sftp.on('READ', (id, handle, offset, length) => (offset >= file.length ? sftp.status(id, EOF)
+            : sftp.data(id, file.subarray(offset, offset + length))));
+          sftp.on('FSTAT', (id) => sftp.attrs(id, { mode: 0o100644, uid: 0, gid: 0, size: file.length, atime: 0, mtime: 0 }));
+          sftp.on('CLOSE', (id) => sftp.status(id, OK));
+        }));
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const client = await loggedIn((server.address() as { port: number }).port);
+      client.setNoDelay(true);
+      try {
+        const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+        // 5 MiB: past the 2 MiB window of either side, so each must adjust its window, again and again.
+        const sent = randomBytes(5 * 1024 * 1024);
+        await new Promise<void>((resolve, reject) => sftp.writeFile('up', sent, (err) => (err ? reject(err) : resolve())));
+        assert.ok(file.equals(sent), `${JSON.stringify(config)}: ${file.length} bytes came`);
+        const back = await new Promise<Buffer>((resolve, reject) => sftp.readFile('up', (err, b) => (err ? reject(err) : resolve(b))));
+        assert.ok(back.equals(sent), `${JSON.stringify(config)}: ${back.length} bytes came back`);
+      } finally {
+        client.destroy();
+        server.close();
+      }
+    }
+  });
+
   test('channel-window-size: a window under 1 KiB or past 2^32-1, or not a whole number, is refused when the server is made', () => {
     for (const channelWindow of [0, 1023, 2 ** 32, 65536.5, Number.NaN]) {
       assert.throws(() => new ssh2.Server({ hostKeys: [newHostKey('ed25519')], channelWindow } as ssh2.ServerConfig),
