@@ -223,6 +223,16 @@ describe('step 18\'s paced layouts (shared/channels/paced-input.ts)', () => {
   });
 });
 
+/** Calls `seen` once, when `text` has come on `channel`, however its chunks are cut. */
+function whenSaid(channel: ssh2.ClientChannel, text: string, seen: () => void): void {
+  let tail: string | undefined = '';
+  channel.on('data', (chunk: Buffer) => {
+    if (tail === undefined) return; // seen already; still read, so that the channel flows
+    tail = `${tail}${chunk}`;
+    tail = tail.includes(text) ? (seen(), undefined) : tail.slice(-text.length); // a chunk may end mid-word
+  });
+}
+
 describe('step 18 attacked', { timeout: 300_000 }, () => {
   const step = useStep('18-ink-app.ts');
 
@@ -330,12 +340,7 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
         // Ink makes an input of each ESC: ten million of them. Then Enter, whose page says a session has taken them all.
         let taken = 0;
         for (const channel of sessions) {
-          let tail = '';
-          channel.on('data', (chunk: Buffer) => {
-            if (tail === 'taken') return;
-            tail = `${tail}${chunk}`;
-            tail = tail.includes('Your note:') ? (taken += 1, 'taken') : tail.slice(-16); // a chunk may end mid-word
-          });
+          whenSaid(channel, 'Your note:', () => (taken += 1));
           channel.write(Buffer.alloc(1024 * 1024, 0x1b));
           channel.write('\r');
         }
@@ -366,14 +371,7 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
         new Promise<ssh2.ClientChannel>((resolve, reject) =>
           attacker.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c))))))))).flat();
       let drawn = 0;
-      for (const channel of sessions) {
-        let tail = '';
-        channel.on('data', (chunk: Buffer) => {
-          if (tail === 'drawn') return;
-          tail = `${tail}${chunk}`;
-          tail = tail.includes('Who is who') ? (drawn += 1, 'drawn') : tail.slice(-16); // a chunk may end mid-word
-        });
-      }
+      for (const channel of sessions) whenSaid(channel, 'Who is who', () => (drawn += 1));
       // Every app drawn first: its first layout is not the attack.
       await waitFor('every app drawn', () => drawn === sessions.length || undefined, 60_000);
       const before = residentMiB(step().pid);
