@@ -57,10 +57,10 @@ async function serveGit(channel: ServerChannel, command: string, user: string, e
     log(info, `${user} made the repository ${shownName}`);
   }
   if (closed) return; // the client left while the repository was being made: nothing to run for it
-  // An argument array, never a shell: nothing in the path is ever read as shell syntax. The environment is the
-  // server's PATH and HOME, with the client's GIT_PROTOCOL (protocol version 2) when it sent one.
+  // An argument array, never a shell. The environment: the server's PATH and HOME, and the client's GIT_PROTOCOL
+  // (version 2) if sent. A pack is kept as it came (unpackLimit 1): unpacked, near-copies grow a hundredfold.
   const args = service === 'git-receive-pack'
-    ? ['-c', `receive.maxInputSize=${admitted.bound}`, 'receive-pack', repository.dir]
+    ? ['-c', `receive.maxInputSize=${admitted.bound}`, '-c', 'receive.unpackLimit=1', 'receive-pack', repository.dir]
     : service === 'git-upload-pack' ? ['upload-pack', '--strict', repository.dir] : ['upload-archive', repository.dir];
   const child = spawn('git', args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...env } });
   // Each way, no faster than the other side reads: pipe() waits for 'drain'.

@@ -329,6 +329,27 @@ describe('step 19: a git server', { timeout: 600_000 }, () => {
     }
   });
 
+  test('hostile: a small pack of near-copies, which git would unpack a hundredfold, is kept as it came', async () => {
+    const boundedRepos = temporaryDir();
+    const bounded = await startStep('19-git-server.ts', { env: { GIT_REPOS_DIR: boundedRepos, GIT_ACCESS: accessFile, GIT_MAX_DISK: '8' } });
+    try {
+      // 30 files of 1 MiB, each the same random bytes but for 8 of them: a pack of about 1 MiB, 30 MiB unpacked.
+      const base = randomBytes(1024 * 1024);
+      const files = Object.fromEntries(Array.from({ length: 30 }, (_, i) => {
+        const copy = Buffer.from(base);
+        copy.write(String(i).padStart(8, '0'), i * 1000);
+        return [`copy${i}.bin`, copy];
+      }));
+      const pushed = await git(workTree(files), ['push', `ssh://alice@localhost:${bounded.port}/alice/copies.git`, 'main']);
+      assert.equal(pushed.status, 0, pushed.stderr);
+      // Unpacked (git's default for fewer than 100 objects), the repository held some 30 MiB, past GIT_MAX_DISK's 8.
+      const held = Number(execFileSync('du', ['-sb', join(boundedRepos, 'alice', 'copies.git')], { encoding: 'utf8' }).split('\t')[0]);
+      assert.ok(held < 4 * 1024 * 1024, `the repository holds ${held} bytes`);
+    } finally {
+      await bounded.stop();
+    }
+  });
+
   test('quotas: repositories per user, git programs per user and in all, bytes per user; each refusal says which', async () => {
     const boundedRepos = temporaryDir();
     const bounded = await startStep('19-git-server.ts', { env: { GIT_REPOS_DIR: boundedRepos, GIT_ACCESS: accessFile,
