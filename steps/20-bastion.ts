@@ -110,6 +110,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
           stream.pipe(channel, { end: false });
           stream.stderr.pipe(channel.stderr, { end: false });
           channel.pipe(stream);
+          if (!pty) channel.on('data', recording.input); // no terminal echoes what is typed: it is recorded itself
           let exit: [number | null, string | null] | undefined;
           stream.on('exit', (status: number | null, signal?: string) => (exit = [status, signal ?? null]));
           stream.on('close', () => {

@@ -96,6 +96,18 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     assert.equal(ssh(bastion().port, 'alice', ['-A', 'cat; exit 0'], 'what was typed\n').stdout, 'what was typed\n');
   });
 
+  test('a session without a terminal whose program shows nothing: what was sent to it is in its recording', async () => {
+    const before = casts();
+    const sent = 'exec >/dev/null 2>&1\necho unseen > /dev/null\nexit 4\n';
+    assert.equal(ssh(bastion().port, 'alice', ['-A', '-T'], sent).status, 4);
+    const [name] = casts().filter((each) => !before.includes(each));
+    assert.ok(name, 'a new recording');
+    // Until this change the recording was its header alone: nothing was echoed, and only output was kept.
+    const typed = () => recorded(name).trimEnd().split('\n').slice(1).map((line) => JSON.parse(line))
+      .filter(([, code]) => code === 'i').map(([, , data]) => data).join('');
+    await waitFor('all that was sent, recorded', () => (typed() === sent || undefined));
+  });
+
   test('ssh -A in a terminal: a shell there, the size follows the window, exit 5; the recording replays it', async () => {
     const before = casts();
     const command = ['ssh', ...sshOptions, '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR', '-A', '-p',
@@ -400,7 +412,9 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     assert.ok(executablePath, 'Debian\'s chromium is installed (.ci/run installs it): `command -v chromium` finds none');
     const [, base, token] = /recordings: (http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]{32})/.exec(bastion().output())!;
     const title = `alice@localhost:${inner.port}: shell`;
-    const shell = casts().find((name) => readFileSync(join(recordings, name), 'utf8').includes(`"title":"${title}"`));
+    // (Its resize tells it from the shell without a terminal, of the same title, that another test makes.)
+    const shell = casts().find((name) => readFileSync(join(recordings, name), 'utf8').includes(`"title":"${title}"`)
+      && recorded(name).includes(',"r","120x40"]\n'));
     assert.ok(shell, 'the recording of the session in a terminal (the test "ssh -A in a terminal" makes it)');
     // Where the player stands once it has drawn the last frame: at the recording's last event, as mm:ss.
     const end = Math.floor(Number(JSON.parse(recorded(shell).trimEnd().split('\n').at(-1)!)[0]));
@@ -431,8 +445,8 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
         const listed = await page.goto(`${base}/?token=${token}`);
         assert.equal(listed?.status(), 200);
         assert.equal(page.url(), `${base}/`);
-        const link = page.getByRole('link', { name: title, exact: true });
-        assert.equal(await link.getAttribute('href'), `/play/${shell}`);
+        const link = page.locator(`a[href="/play/${shell}"]`);
+        assert.equal(await link.textContent(), title);
         await link.click();
         await page.waitForURL(`${base}/play/${shell}`);
         // The player's own state: its timer reads --:-- until it has read the recording and fed its terminal the frame

@@ -64,8 +64,8 @@ export interface Recorded {
 
 /**
  * Starts the recording of one session: returns what to call with its output (bytes, as the terminal gets them),
- * with each resize, and at its end. Each event is written as it happens (the file is appended to, not kept in
- * memory); input is not recorded (see the lesson). The header's texts are cut short, NUL bytes (which a terminal
+ * with its input (for a session without a terminal, which echoes nothing: see the lesson), with each resize, and at
+ * its end. Each event is written as it happens (the file is appended to, not kept in memory). The header's texts are cut short, NUL bytes (which a terminal
  * ignores) are left out, and past RECORDING_MAX MiB the recording ends with a marker that says so; `note` is told
  * that, and a file that cannot be written (the session then goes on unrecorded).
  */
@@ -89,6 +89,7 @@ export function startRecording(session: Recorded, note: (message: string) => voi
   // The whole command: the title shows its start, and a command padded past that would hide the rest of it.
   if (session.command !== undefined) write(`${JSON.stringify([0, 'm', `command: ${session.command.replaceAll('\0', '')}`])}\n`);
   const text = new StringDecoder('utf8'); // a character cut between two reads waits for its end
+  const typed = new StringDecoder('utf8');
   const event = (code: string, data: string) => {
     if (file.destroyed || file.writableEnded) return;
     const seconds = Math.round((Date.now() - started.getTime()) / 1000 * 1e6) / 1e6;
@@ -103,6 +104,10 @@ export function startRecording(session: Recorded, note: (message: string) => voi
     output: (data: Buffer) => {
       const chunk = text.write(data).replaceAll('\0', '');
       if (chunk) event('o', chunk);
+    },
+    input: (data: Buffer) => {
+      const chunk = typed.write(data).replaceAll('\0', '');
+      if (chunk) event('i', chunk);
     },
     resize: (cols: number, rows: number) => event('r', `${cols}x${rows}`),
     end: () => {
