@@ -11,7 +11,7 @@ import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import ssh2 from 'ssh2';
-import { atPrompt, debianTesting, debianTestingHome, execute, inDebianTesting, logged, processTree, root, sshOptions, stalled, startStep,
+import { atPrompt, commandLine, debianTesting, debianTestingHome, execute, inDebianTesting, logged, processTree, root, sshOptions, stalled, startStep,
   type Step, temporaryDir, useStep, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB, socketOf } from './hostile.ts';
 import { PAGE_CONNECTIONS_MAX } from '../shared/channels/recordings-page.ts';
@@ -52,16 +52,6 @@ function login(port: number, agent: string | ssh2.BaseAgent = agentSocket, usern
     client.connect({ host: '127.0.0.1', port, username, privateKey: readFileSync(key), agent, agentForward: true,
       authHandler: ['publickey'] });
   });
-}
-
-
-/** A process's command line, its words joined by spaces ('' once it has ended). */
-function commandLine(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
-  } catch {
-    return '';
-  }
 }
 
 /** The recordings' files, oldest first (their names begin with when they started). */

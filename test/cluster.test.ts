@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
-import { count, logged, ssh, sshEnv, sshOptions, startHaproxy, startStep, type Step, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
+import { commandLine, count, logged, ssh, sshEnv, sshOptions, startHaproxy, startStep, type Step, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
 
 /**
  * How long a session of these tests has to log in, set apart from ssh2's default. A connection lost on its way to a
@@ -83,11 +83,11 @@ function inStartOrder(pids: number[]): number[] {
   return pids.toSorted((a, b) => id(a) - id(b));
 }
 
-/** The step's worker processes (children of the primary that run node). */
+/** The step's worker processes (children of the primary that run node; one that has just ended is none). */
 function workersOf(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
     readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number))
-    .filter((child) => readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('17-every-core'));
+    .filter((child) => commandLine(child).includes('17-every-core'));
 }
 
 describe('step 17: every core', { timeout: 180_000 }, () => {

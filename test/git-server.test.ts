@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, residentMiB, socketOf } from './hostile.ts';
-import { count, logged, processTree, ssh, ssh2Login, sshEnv, sshOptions, stalled, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { commandLine, count, logged, processTree, ssh, ssh2Login, sshEnv, sshOptions, stalled, startStep, temporaryDir, useStep, waitFor } from './helpers.ts';
 import { admit, walks } from '../shared/channels/git-quotas.ts';
 import { limits } from '../shared/core/options.ts';
 
@@ -89,15 +89,6 @@ function gitChildren(pid: number): number[] {
       return false;
     }
   });
-}
-
-/** A process's command line, its words joined by spaces ('' once it has ended). */
-function commandLine(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
-  } catch {
-    return '';
-  }
 }
 
 describe('step 19\'s quotas (shared/channels/git-quotas.ts)', () => {

@@ -37,6 +37,15 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/** A process's command line, its words joined by spaces ('' once it has ended: a process may end while it is looked at). */
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
+}
+
 /** The process and every process below it, from /proc (sshd forks two for each connection, and the shell below those). */
 export function processTree(pid: number): number[] {
   const parents = new Map<number, number[]>();
