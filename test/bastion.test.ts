@@ -11,8 +11,8 @@ import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import ssh2 from 'ssh2';
-import { atPrompt, commandLine, debianTesting, debianTestingHome, execute, inDebianTesting, logged, processTree, root, sshOptions, stalled, startStep,
-  type Step, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { atPrompt, commandLine, debianTesting, debianTestingHome, execute, inDebianTesting, logged, processTree, root, sshOptions,
+  stalled, startStep, type Step, temporaryDir, useStep, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB, socketOf } from './hostile.ts';
 import { PAGE_CONNECTIONS_MAX } from '../shared/channels/recordings-page.ts';
 
