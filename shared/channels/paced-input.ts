@@ -27,7 +27,8 @@ declare module 'ssh2' {
 
 /**
  * The window for a session's typing (the server's `channelWindow`): what a client may send before the app has taken
- * it. ssh2 gives 2 MiB, and a paused channel holds up to half as much again: 100 sessions pasting, some 300 MiB.
+ * it. ssh2 gives 2 MiB, and a paused channel holds up to half as much again: 100 sessions pasting grew step 18 by
+ * some 580 MiB (with this window, some 80: test/ink-app.test.ts).
  */
 export const INPUT_WINDOW = INPUT_QUEUE_MAX;
 

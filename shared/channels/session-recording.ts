@@ -65,9 +65,10 @@ export interface Recorded {
 /**
  * Starts the recording of one session: returns what to call with its output (bytes, as the terminal gets them),
  * with its input (for a session without a terminal, which echoes nothing: see the lesson), with each resize, and at
- * its end. Each event is written as it happens (the file is appended to, not kept in memory). The header's texts are cut short, NUL bytes (which a terminal
- * ignores) are left out, and past RECORDING_MAX MiB the recording ends with a marker that says so; `note` is told
- * that, and a file that cannot be written (the session then goes on unrecorded).
+ * its end. Each event is written as it happens (the file is appended to, not kept in memory). The header's texts
+ * are cut short, NUL bytes (which a terminal ignores) are left out, and past RECORDING_MAX MiB the recording ends
+ * with a marker that says so; `note` is told that, and a file that cannot be written (the session then goes on
+ * unrecorded).
  */
 export function startRecording(session: Recorded, note: (message: string) => void) {
   const started = new Date();
@@ -113,6 +114,8 @@ export function startRecording(session: Recorded, note: (message: string) => voi
     end: () => {
       const rest = text.end().replaceAll('\0', '');
       if (rest) event('o', rest);
+      const typedRest = typed.end().replaceAll('\0', '');
+      if (typedRest) event('i', typedRest);
       if (!file.destroyed) file.end();
     },
   };
