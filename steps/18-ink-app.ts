@@ -57,26 +57,26 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
   // opened at once take turns, as resizes do. (Cast: Ink's types ask for a process's own stdout and stdin.)
   channel.write('\x1b[?1049h');
   let app: ReturnType<typeof render> | undefined;
-  pacedLayout(stdout, () => {
-    pacedInput(channel, stdin); // until now, what is typed waits in the channel
+  pacedLayout(stdout, user, () => {
+    pacedInput(channel, stdin, user); // until now, what is typed waits in the channel
     app = render(h(App, props()), {
       stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream,
       stderr: stdout as unknown as NodeJS.WriteStream, exitOnCtrlC: false, patchConsole: false,
     });
     void app.waitUntilExit().then(leave);
   });
-  // A storm of window-changes is laid out once a turn (50 ms), at the latest size; two sessions' a turn at most.
+  // A storm of window-changes is laid out once a turn (50 ms), at the latest size; two users' a turn at most.
   return {
-    resize: () => app && pacedLayout(stdout, () => {
+    resize: () => app && pacedLayout(stdout, user, () => {
       Object.assign(stdout, { columns: size().cols, rows: size().rows });
       app!.rerender(h(App, props()));
       stdout.emit('resize'); // Ink lays the screen out again, and draws it whole
     }),
     stop: () => ((goodbye = 'The server is stopping. Goodbye!\r\n'),
-      app ? app.unmount() : (pacedLayout(stdout, undefined), leave())), // an app not drawn yet is simply not drawn
+      app ? app.unmount() : (pacedLayout(stdout, user, undefined), leave())), // an app not drawn yet is simply not drawn
     // The channel is gone (the user left, or the connection dropped): the React tree goes, with all it holds.
     gone: () => {
-      pacedLayout(stdout, undefined);
+      pacedLayout(stdout, user, undefined);
       app?.unmount();
       stdin.destroy();
       stdout.destroy();

@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { peakDuring, raw, residentMiB } from './hostile.ts';
 import { lines, root, ssh, ssh2Login, sshEnv, sshOptions, startStep, Terminal, useStep, waitFor } from './helpers.ts';
-import { LAYOUT_TIME_SHARE, pacedInput, pacedLayout, TURN_COST } from '../shared/channels/paced-input.ts';
+import { INPUT_TIME_SHARE, LAYOUT_TIME_SHARE, pacedInput, pacedLayout, TURN_COST } from '../shared/channels/paced-input.ts';
 
 /** `ssh -p PORT USER@localhost` in a tmux terminal of its own, WIDTHxHEIGHT, typing the password through SSH_ASKPASS. */
 function user(port: number, name: string, password: string, width = 100, height = 30): Terminal {
@@ -195,7 +195,7 @@ describe('step 18\'s paced input (shared/channels/paced-input.ts)', () => {
       const [channel, into] = [new PassThrough(), new PassThrough()];
       const slices: number[] = [];
       into.on('data', (chunk: Buffer) => slices.push(chunk.length));
-      pacedInput(channel, into);
+      pacedInput(channel, into, 'alice');
       channel.write(Buffer.alloc(32 * 1024, key));
       await waitFor('the whole paste', () => slices.reduce((a, b) => a + b, 0) === 32 * 1024 || undefined);
       // Unpatched, Enter counted as a letter: 32 KiB of it went in at once, one step of the app's reducer each.
@@ -203,19 +203,42 @@ describe('step 18\'s paced input (shared/channels/paced-input.ts)', () => {
       channel.destroy();
     }
   });
+  test('what input sets off is spaced by what it costs: half the time at most, and one session of each user a turn', async () => {
+    // bob's two sessions and alice's one, each with more ESC than a turn hands on; each write into the app costs 20 ms
+    // of synchronous work (a render of a large screen). Unpaced, every turn served all three, back to back.
+    const handed: [string, number, number][] = [];
+    for (const [user, n] of [['bob', 1], ['bob', 2], ['alice', 1]] as const) {
+      const [channel, into] = [new PassThrough(), new Writable({
+        write(chunk, encoding, done) {
+          const begun = performance.now();
+          while (performance.now() - begun < 20); // the render a key sets off
+          handed.push([`${user} ${n}`, begun, performance.now()]);
+          done();
+        },
+      })];
+      pacedInput(channel, into, user);
+      channel.write(Buffer.alloc(TURN_COST / 64 * 3, 0x1b)); // three turns' worth, at least
+    }
+    await waitFor('six slices handed on', () => handed.length >= 6 || undefined);
+    // A turn: bob's first session and alice's; the next, after a pause as long: bob's second, and alice's again.
+    assert.deepEqual(handed.slice(0, 4).map(([who]) => who), ['bob 1', 'alice 1', 'bob 2', 'alice 1']);
+    const took = handed[1]![2] - handed[0]![1];
+    const waited = handed[2]![1] - handed[1]![2];
+    assert.ok(waited >= took / INPUT_TIME_SHARE - took - 2, `${waited.toFixed(0)} ms after a turn that took ${took.toFixed(0)} ms`);
+  });
 });
 
 describe('step 18\'s paced layouts (shared/channels/paced-input.ts)', () => {
   test('costly layouts (large screens) are spaced by what they cost: a fifth of the time at most', async () => {
     // A window-change storm in 30 sessions of 400x200 held other users up for 876 ms: two layouts every 50 ms,
-    // whatever they cost. Three layouts of 30 ms each, from three sessions: two in the first turn, then a pause.
+    // whatever they cost. Three layouts of 30 ms each, from three users' sessions: two in the first turn, then a pause.
     const ran: [number, number][] = [];
     const busy = () => {
       const begun = performance.now();
       while (performance.now() - begun < 30); // a layout's synchronous work
       ran.push([begun, performance.now()]);
     };
-    for (const session of [{}, {}, {}]) pacedLayout(session, busy);
+    for (const user of ['alice', 'bob', 'carol']) pacedLayout({}, user, busy);
     await waitFor('the three layouts', () => ran.length === 3 || undefined);
     const took = ran[1]![1] - ran[0]![0];
     const waited = ran[2]![0] - ran[1]![1];
@@ -362,18 +385,102 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
     await stillDraws();
   });
 
-  test('one user\'s hundred sessions (ten connections of ten), each sent more ESC than it can take: each holds a window, not megabytes', async () => {
+  /**
+   * Bob's hundred sessions (ten connections of ten, 80x24), each app drawn: its first layout is not the attack.
+   * `drew` is the set of sessions (by number) that have been sent anything since it was last cleared.
+   */
+  const hundredSessions = async () => {
     const attackers: ssh2.Client[] = [];
+    // One after another: PER_SOURCE_MAX_STARTUPS counts connections logging in at once from an address.
+    for (let i = 0; i < 10; i += 1) attackers.push((await ssh2Login(step().port, 'bob', 'builder')).on('error', () => {}));
+    const sessions = (await Promise.all(attackers.map((attacker) => Promise.all(Array.from({ length: 10 }, () =>
+      new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        attacker.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c))))))))).flat();
+    let drawn = 0;
+    const drew = new Set<number>();
+    for (const [n, channel] of sessions.entries()) {
+      whenSaid(channel, 'Who is who', () => (drawn += 1));
+      channel.on('data', () => drew.add(n));
+    }
+    await waitFor('every app drawn', () => drawn === sessions.length || undefined, 60_000);
+    return { attackers, sessions, drew };
+  };
+
+  test('one user\'s hundred sessions pressing keys: another user\'s key is answered after a few of theirs are drawn, not all', async () => {
+    // Each of bob's sessions presses Down every 10 ms: a few bytes a second, far below the input pacing, but each key
+    // a whole render. Unpaced across sessions, every session's key was rendered in each turn, alice's among them:
+    // some 100 of bob's sessions drew before each key of hers was answered (at 400x200, after seconds).
+    const { attackers, sessions, drew } = await hundredSessions();
+    let pressing = true;
+    const pressed = (async () => {
+      while (pressing) {
+        for (const channel of sessions) channel.write('\x1b[B');
+        await new Promise((resolve) => setTimeout(resolve, 10)); // pacing, not waiting: the attack
+      }
+    })();
     try {
-      // One after another: PER_SOURCE_MAX_STARTUPS counts connections logging in at once from an address.
-      for (let i = 0; i < 10; i += 1) attackers.push((await ssh2Login(step().port, 'bob', 'builder')).on('error', () => {}));
-      const sessions = (await Promise.all(attackers.map((attacker) => Promise.all(Array.from({ length: 10 }, () =>
-        new Promise<ssh2.ClientChannel>((resolve, reject) =>
-          attacker.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, c) => (err ? reject(err) : resolve(c))))))))).flat();
-      let drawn = 0;
-      for (const channel of sessions) whenSaid(channel, 'Who is who', () => (drawn += 1));
-      // Every app drawn first: its first layout is not the attack.
-      await waitFor('every app drawn', () => drawn === sessions.length || undefined, 60_000);
+      const alice = await session(step().port, 80, 24);
+      await waitFor('alice\'s app', () => alice.said().includes('Who is who') || undefined, 60_000);
+      const drewBefore: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const from = alice.said().length;
+        drew.clear();
+        alice.channel.write('\x1b[B');
+        await waitFor('alice\'s key answered', () => alice.said().length > from || undefined, 60_000);
+        drewBefore.push(drew.size);
+      }
+      alice.client.end();
+      // Bob's turn, then hers: a turn serves one session of each user with keys waiting.
+      assert.ok(Math.max(...drewBefore) < 50, `bob's sessions drawn before each of alice's keys was answered: ${drewBefore.join(', ')}`);
+    } finally {
+      pressing = false;
+      await pressed;
+      for (const attacker of attackers) attacker.end();
+    }
+    await stillDraws();
+  });
+
+  test('window-change storms in one user\'s hundred sessions: another user\'s first screen comes after a few of theirs, not all', async () => {
+    // Every 10 ms, a window-change in each of bob's sessions. With one queue for all sessions, alice's first layout
+    // waited behind bob's hundred: at 80x24, after some 650 of his frames and 3 s.
+    const { attackers, sessions, drew } = await hundredSessions();
+    // Which sessions have been drawn at a size of the storm's (30 to 38 rows; at first each had 24).
+    const resized = new Set<number>();
+    for (const [n, channel] of sessions.entries()) {
+      let tail = '';
+      channel.on('data', (chunk: Buffer) => {
+        tail = `${tail}${chunk}`;
+        if (/ bob \| \d+x3\d/.test(tail)) resized.add(n);
+        tail = tail.slice(-16); // a chunk may end mid-word
+      });
+    }
+    let storming = true;
+    const stormed = (async () => {
+      for (let i = 0; storming; i++) {
+        for (const channel of sessions) channel.setWindow(30 + (i % 9), 60 + (i % 20), 0, 0);
+        await new Promise((resolve) => setTimeout(resolve, 10)); // pacing, not waiting: the attack
+      }
+    })();
+    try {
+      // Every session laid out at least once in the storm: each has asked again since, and waits for its next turn.
+      await waitFor('the storm under way', () => resized.size === sessions.length || undefined, 60_000);
+      drew.clear();
+      const alice = await session(step().port, 80, 24);
+      await waitFor('alice\'s first screen', () => alice.said().includes('Who is who') || undefined, 60_000);
+      alice.client.end();
+      // A layout turn serves one session of each of two users: bob's next, and alice's first.
+      assert.ok(drew.size < 50, `${drew.size} of bob's sessions drawn before alice's first screen`);
+    } finally {
+      storming = false;
+      await stormed;
+      for (const attacker of attackers) attacker.end();
+    }
+    await stillDraws();
+  });
+
+  test('one user\'s hundred sessions (ten connections of ten), each sent more ESC than it can take: each holds a window, not megabytes', async () => {
+    const { attackers, sessions } = await hundredSessions();
+    try {
       const before = residentMiB(step().pid);
       const flood = Buffer.alloc(4 * 1024 * 1024, 0x1b);
       const peak = await peakDuring(step().pid, async () => {
@@ -396,7 +503,7 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
     await stillDraws();
   });
 
-  test('window-change storms in ten sessions at once: two layouts a turn among them all, each ending at its last size', async () => {
+  test('window-change storms in ten sessions of one user at once: one layout a turn among them all, each ending at its last size', async () => {
     const attacker = await ssh2Login(step().port, 'bob', 'builder');
     attacker.on('error', () => {});
     try {

@@ -40,9 +40,15 @@ interface Queue {
   queued: number;
 }
 
-/** The sessions with input waiting, in the order of their next turns. */
-const ring: Queue[] = [];
+/** Each user with input waiting, in the order of their next turns, and their sessions with input waiting, in theirs. */
+const ring = new Map<string, Queue[]>();
 let scheduled = false;
+
+/**
+ * The most of the process's time that what input sets off may take: handing on a key is cheap, but the render it
+ * brings is not (at 400x200, tens of milliseconds). After a turn whose input and renders took T ms, the next waits T.
+ */
+export const INPUT_TIME_SHARE = 1 / 2;
 
 /** The first bytes of `buffer` that cost no more than `budget` (one at least), and what they cost. */
 function within(buffer: Buffer, budget: number): [number, number] {
@@ -52,55 +58,82 @@ function within(buffer: Buffer, budget: number): [number, number] {
   return [end, spent];
 }
 
-/** One turn: an equal share of TURN_COST (SHARE_MIN at least) for each session in the ring, in order; then the next. */
-function turn(): void {
-  scheduled = false;
-  let budget = TURN_COST;
-  const share = Math.max(SHARE_MIN, Math.floor(TURN_COST / ring.length));
-  for (let served = ring.length; served > 0 && budget > 0; served--) {
-    const queue = ring.shift()!;
-    let left = Math.min(share, budget);
-    const parts: Buffer[] = [];
-    while (queue.waiting.length && left > 0) {
-      const head = queue.waiting[0]!;
-      const [end, spent] = within(head, left);
-      parts.push(head.subarray(0, end));
-      left -= spent;
-      budget -= spent;
-      queue.queued -= end;
-      if (end === head.length) queue.waiting.shift();
-      else queue.waiting[0] = head.subarray(end);
-    }
-    if (parts.length) queue.into.write(Buffer.concat(parts));
-    if (queue.channel.isPaused() && queue.queued <= INPUT_QUEUE_MAX / 4) queue.channel.resume();
-    if (queue.queued > 0) ring.push(queue); // its next turn, after the others'
+/** Hands on what `queue` has waiting, up to `budget`; returns what that cost. */
+function serve(queue: Queue, budget: number): number {
+  let left = budget;
+  const parts: Buffer[] = [];
+  while (queue.waiting.length && left > 0) {
+    const head = queue.waiting[0]!;
+    const [end, spent] = within(head, left);
+    parts.push(head.subarray(0, end));
+    left -= spent;
+    queue.queued -= end;
+    if (end === head.length) queue.waiting.shift();
+    else queue.waiting[0] = head.subarray(end);
   }
-  if (ring.length) schedule();
-}
-
-function schedule(): void {
-  if (!scheduled) (scheduled = true, setImmediate(turn));
+  if (parts.length) queue.into.write(Buffer.concat(parts));
+  if (queue.channel.isPaused() && queue.queued <= INPUT_QUEUE_MAX / 4) queue.channel.resume();
+  return budget - left;
 }
 
 /**
- * Passes what `channel` receives to `into` a slice at a time, each turn of the event loop (setImmediate): a session
- * alone takes a turn's worth (TURN_COST); sessions pasting floods together are served in turn, and the server with
- * them. While more than INPUT_QUEUE_MAX bytes wait, the channel is paused; it reads again once a quarter of that is
- * left. What waits when it closes is dropped.
+ * One turn: each user with input waiting, in order, hands on an equal share of TURN_COST (SHARE_MIN at least) to one
+ * of their sessions, the next in their own ring; then the next turn, once the renders this one set off have run.
  */
-export function pacedInput(channel: NodeJS.ReadableStream, into: NodeJS.WritableStream): void {
+function turn(): void {
+  const begun = performance.now();
+  let budget = TURN_COST;
+  const share = Math.max(SHARE_MIN, Math.floor(TURN_COST / ring.size));
+  for (const [user, queues] of [...ring]) {
+    if (budget <= 0) break;
+    const queue = queues.shift()!;
+    budget -= serve(queue, Math.min(share, budget));
+    if (queue.queued > 0) queues.push(queue); // its next turn, after its user's other sessions'
+    ring.delete(user);
+    if (queues.length) ring.set(user, queues); // the user's next turn, after the other users'
+  }
+  // What was handed on is read by the apps, and rendered, in the ticks and microtasks after this turn: its cost is
+  // known at the next turn of the event loop (with all else that loop did: a busy server takes input more slowly).
+  setImmediate(() => {
+    const took = performance.now() - begun;
+    scheduled = false;
+    if (ring.size) schedule(took / INPUT_TIME_SHARE - took);
+  });
+}
+
+function schedule(wait = 0): void {
+  if (scheduled) return;
+  scheduled = true;
+  if (wait < 1) setImmediate(turn);
+  else setTimeout(turn, wait);
+}
+
+/**
+ * Passes what `channel` (a session of `user`'s) receives to `into` a slice at a time, each turn of the event loop: a
+ * session alone takes a turn's worth (TURN_COST); users pasting floods, or typing into many sessions, are served in
+ * turn, one session of each a turn, and the server with them: the renders that input sets off take half the
+ * process's time at most (INPUT_TIME_SHARE). While more than INPUT_QUEUE_MAX bytes wait, the channel is paused; it
+ * reads again once a quarter of that is left. What waits when it closes is dropped.
+ */
+export function pacedInput(channel: NodeJS.ReadableStream, into: NodeJS.WritableStream, user: string): void {
   const queue: Queue = { channel, into, waiting: [], queued: 0 };
   channel.on('data', (data: Buffer) => {
     if (data.length === 0) return;
-    if (queue.queued === 0) ring.push(queue);
+    if (queue.queued === 0) { // its first waiting: to the back of its user's ring (a user's first: of the users')
+      const queues = ring.get(user);
+      if (queues) queues.push(queue);
+      else ring.set(user, [queue]);
+    }
     queue.waiting.push(data);
     queue.queued += data.length;
     if (queue.queued > INPUT_QUEUE_MAX) channel.pause();
     schedule();
   });
   channel.on('close', () => {
-    const at = ring.indexOf(queue);
-    if (at !== -1) ring.splice(at, 1);
+    const queues = ring.get(user) ?? [];
+    const at = queues.indexOf(queue);
+    if (at !== -1) queues.splice(at, 1);
+    if (!queues.length) ring.delete(user);
     queue.waiting.length = 0;
     queue.queued = 0;
   });
@@ -108,11 +141,11 @@ export function pacedInput(channel: NodeJS.ReadableStream, into: NodeJS.Writable
 
 /** How often the layouts that window-changes ask for are made, */
 export const LAYOUT_MS = 50;
-/** and how many of all sessions' at most each time: a full layout of a large screen takes milliseconds. */
+/** and how many users' at most each time, one layout each: a full layout of a large screen takes milliseconds. */
 export const LAYOUTS_AT_ONCE = 2;
 
-/** The layouts waiting, one a session (its latest), in the order the sessions first asked. */
-const layouts = new Map<object, () => void>();
+/** Each user with layouts waiting, in the order of their next turns, and theirs: one a session (its latest), in the order asked. */
+const layouts = new Map<string, Map<object, () => void>>();
 let layoutTimer: NodeJS.Timeout | undefined;
 
 /**
@@ -121,13 +154,15 @@ let layoutTimer: NodeJS.Timeout | undefined;
  */
 export const LAYOUT_TIME_SHARE = 1 / 5;
 
+/** One turn: the next layout of each of LAYOUTS_AT_ONCE users, in turn. */
 function layoutTurn(): void {
   layoutTimer = undefined;
   const begun = performance.now();
-  let made = 0;
-  for (const [session, layout] of layouts) {
-    if (made++ === LAYOUTS_AT_ONCE) break;
-    layouts.delete(session);
+  for (const [user, waiting] of [...layouts].slice(0, LAYOUTS_AT_ONCE)) {
+    const [session, layout] = waiting.entries().next().value!;
+    waiting.delete(session);
+    layouts.delete(user);
+    if (waiting.size) layouts.set(user, waiting); // the user's next turn, after the other users'
     layout();
   }
   const took = performance.now() - begun;
@@ -135,14 +170,20 @@ function layoutTurn(): void {
 }
 
 /**
- * Makes `layout` (a session's screen laid out again, after a window-change) at the next turn: every LAYOUT_MS, or
- * later after costly layouts (LAYOUT_TIME_SHARE), the layouts of LAYOUTS_AT_ONCE sessions at most, each session's
- * latest, in the order they asked. A storm of
- * window-changes is one layout a turn, and storms in many sessions take turns, however many there are. `undefined`
- * drops what `session` asked for (it has gone).
+ * Makes `layout` (the screen of `session`, one of `user`'s, laid out: its first, or again after a window-change) at
+ * a turn of its user's: every LAYOUT_MS, or later after costly layouts (LAYOUT_TIME_SHARE), one layout of each of
+ * LAYOUTS_AT_ONCE users, in turn, and of each user's sessions in turn, each session's latest. A storm of
+ * window-changes is one layout a turn, and storms in many sessions take turns, however many there are; another
+ * user's first screen waits for a turn or two, not for them. `undefined` drops what `session` asked for (it has gone).
  */
-export function pacedLayout(session: object, layout: (() => void) | undefined): void {
-  if (!layout) return void layouts.delete(session);
-  layouts.set(session, layout); // a session already waiting keeps its place
+export function pacedLayout(session: object, user: string, layout: (() => void) | undefined): void {
+  const waiting = layouts.get(user);
+  if (!layout) {
+    waiting?.delete(session);
+    if (waiting?.size === 0) layouts.delete(user);
+    return;
+  }
+  if (waiting) waiting.set(session, layout); // a session already waiting keeps its place
+  else layouts.set(user, new Map([[session, layout]]));
   layoutTimer ??= setTimeout(layoutTurn, LAYOUT_MS);
 }

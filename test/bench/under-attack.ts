@@ -56,6 +56,53 @@ async function attacker(port: number): Promise<ssh2.Client> {
   return client;
 }
 const GiB = 1024 ** 3;
+
+/** A session of step 18's app on `client`, at `cols` x `rows`, once its first screen has come. */
+function drawnApp(client: ssh2.Client, cols: number, rows: number): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) => client.shell({ term: 'xterm', cols, rows }, (err, channel) => {
+    if (err) return reject(err);
+    let tail = '';
+    channel.on('data', (chunk: Buffer) => {
+      tail = `${tail}${chunk}`;
+      if (tail.includes('Who is who')) resolve(channel);
+      tail = tail.slice(-16); // a chunk may end mid-word
+    });
+  }));
+}
+
+/** bob's hundred sessions of step 18's app (ten connections of ten, by his key), each drawn at `cols` x `rows`. */
+async function bobsHundredSessions(port: number, cols: number, rows: number): Promise<ssh2.ClientChannel[]> {
+  const clients: ssh2.Client[] = [];
+  for (let i = 0; i < 10; i++) clients.push((await connect({ port, username: 'bob', privateKey: userKey })).on('error', () => {}));
+  return (await Promise.all(clients.map((client) => Promise.all(Array.from({ length: 10 }, () => drawnApp(client, cols, rows)))))).flat();
+}
+
+/**
+ * alice's key presses, one a call, in a session of step 18's app of her own (opened at the first call, whose time
+ * includes her login, from another address): each resolves when the app has answered it.
+ */
+function aliceTyping(): (port: number) => Promise<void> {
+  const people = ['The White Rabbit', 'The Cheshire Cat', 'The Mad Hatter', 'The Queen of Hearts', 'The Caterpillar'];
+  let channel: Promise<ssh2.ClientChannel> | undefined;
+  let selected = 0;
+  return async (port) => {
+    channel ??= connect({ port, localAddress: '127.0.0.2', ...alice.password }).then((client) => drawnApp(client, 80, 24));
+    const open = await channel;
+    selected = (selected + 1) % people.length;
+    const chosen = `> ${people[selected]}`; // the row her Down chooses
+    await new Promise<void>((resolve) => {
+      let tail = '';
+      const read = (chunk: Buffer) => {
+        tail = `${tail}${chunk}`;
+        if (tail.includes(chosen)) resolve(void open.off('data', read));
+        tail = tail.slice(-chosen.length); // a chunk may end mid-word
+      };
+      open.on('data', read);
+      open.write('\x1b[B');
+    });
+  };
+}
+
 export type UnderAttack = Awaited<ReturnType<typeof underAttack>>;
 
 /** Runs every attack (with --attacks, or with no --only) into `results.underAttack`; resolves with their figures. */
@@ -164,6 +211,28 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
       await sleep(10_000);
       for (const client of clients) client.destroy();
     }],
+    ['Down pressed every 10 ms in each of 100 sessions of bob\'s at 400x200, for 10 s; alice\'s key presses', '18-ink-app.ts',
+      async (port) => {
+        const channels = await bobsHundredSessions(port, 400, 200);
+        const pressing = setInterval(() => channels.forEach((channel) => channel.write('\x1b[B')), 10);
+        await sleep(10_000);
+        clearInterval(pressing);
+        for (const channel of channels) channel.close();
+      }, {}, aliceTyping()],
+    ['window-changes every 10 ms in each of 100 sessions of bob\'s, for 10 s; alice\'s logins to her first screen', '18-ink-app.ts',
+      async (port) => {
+        const channels = await bobsHundredSessions(port, 80, 24);
+        let i = 0;
+        const storming = setInterval(() => channels.forEach((channel) => channel.setWindow(30 + (++i % 9), 60 + (i % 20), 0, 0)), 10);
+        await sleep(10_000);
+        clearInterval(storming);
+        for (const channel of channels) channel.close();
+      }, {}, async (port) => {
+        const client = await connect({ port, localAddress: '127.0.0.2', ...alice.password });
+        const channel = await drawnApp(client, 80, 24);
+        channel.close();
+        await close(client);
+      }],
     ['15 wrong codes for one user from four addresses (its codes locked after 10)', '16-two-factors.ts', async (port) => {
       for (let i = 0; i < 15; i++) {
         await new Promise<void>((resolve) => {
