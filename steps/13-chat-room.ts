@@ -6,7 +6,7 @@ import type { ClientInfo, PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { LineEditor } from '../shared/channels/line-editor.ts';
-import { maySay } from '../shared/channels/chat-rate.ts';
+import { mayArrive, maySay } from '../shared/channels/chat-rate.ts';
 import { listen } from '../shared/server/listen.ts';
 import { log, safe } from '../shared/core/log.ts';
 import { limits } from '../shared/core/options.ts';
@@ -113,9 +113,12 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     });
     session.on('shell', (acceptShell) => {
       const channel = acceptShell();
-      if (!terminal) {
-        channel.stderr.write('The chat room needs a terminal, to edit your line as you type: connect from one, '
-          + 'without -T (ssh -tt forces one).\n');
+      // Each arrival is announced to everyone: sessions opened and closed in a loop are CHAT_RATE arrivals at most.
+      const refused = !terminal ? 'The chat room needs a terminal, to edit your line as you type: connect from one, '
+        + 'without -T (ssh -tt forces one).\n'
+        : mayArrive(user) ? '' : `* slow down: at most ${limits.chatRate} arrivals in 10 seconds (CHAT_RATE)\r\n`;
+      if (!terminal || refused) {
+        channel.stderr.write(refused);
         channel.exit(1);
         return void channel.end();
       }

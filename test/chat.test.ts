@@ -108,6 +108,34 @@ describe('step 13: three people in the room, in real terminals', { timeout: 120_
     }
   });
 
+  test('hostile: sessions opened and closed in a loop are CHAT_RATE arrivals at most; the rest told to slow down, status 1', async () => {
+    // Each arrival is a "joined" and a "left" line to everyone: one user's loop of sessions once sent another
+    // 41,524 of them in 30 s (step 21), and nothing counted them.
+    const watcher = await member(step().port, 'user6', 'pw6');
+    const churner = await ssh2Login(step().port, 'user7', 'pw7');
+    try {
+      const outcomes: string[] = [];
+      for (let i = 0; i < 15; i++) {
+        outcomes.push(await new Promise<string>((resolve, reject) => churner.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, channel) => {
+          if (err) return reject(err);
+          let said = '';
+          channel.on('data', (chunk: Buffer) => (said += chunk)).stderr.on('data', (chunk: Buffer) => (said += chunk));
+          let status: number | undefined;
+          channel.on('exit', (code: number) => (status = code));
+          channel.on('close', () => resolve(`${status} ${said.includes('* slow down: at most 10 arrivals in 10 seconds (CHAT_RATE)')}`));
+          channel.on('data', () => said.includes('Welcome') && channel.end()); // in, then straight out again (Ctrl-D)
+        })));
+      }
+      assert.deepEqual(outcomes, [...Array(10).fill('0 false'), ...Array(5).fill('1 true')]);
+      watcher.channel.write('/who\r'); // answered after every line about user7 before it
+      await waitFor('the answer to /who', () => watcher.said.includes('* here: ') || undefined);
+      assert.equal(watcher.said.split('* user7 joined').length - 1, 10);
+    } finally {
+      churner.end();
+      watcher.client.end();
+    }
+  });
+
   test('without a terminal, the room says how to join, and ssh exits 1', async () => {
     const result = await ssh(step().port, 'bob', 'builder', ['-T'], 'hi\n', { SSH_PASSWORDS: passwords });
     assert.deepEqual(lines(result.stderr), ['The chat room needs a terminal, to edit your line as you type: connect '

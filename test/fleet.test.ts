@@ -147,8 +147,12 @@ for (const kind of ['redis', 'valkey'] as const) {
       // Each test comes from addresses of its own, so that one's penalties do not reach another.
       const from = (n: number) => `127.0.0.${(kind === 'redis' ? 10 : 60) + n}`;
 
+      // The demo accounts, and one for the test whose sessions come and go: a user's arrivals are counted.
+      const passwords = join(dir, 'ssh-passwords');
+      writeFileSync(passwords, 'alice:wonderland\nbob:builder\ndodo:race\n');
+
       const machineEnv = (name: string, keys: string) => ({
-        STORE_URL: `redis://127.0.0.1:${storePort}`, MACHINE: name, HOST_KEYS_DIR: keys,
+        STORE_URL: `redis://127.0.0.1:${storePort}`, MACHINE: name, HOST_KEYS_DIR: keys, SSH_PASSWORDS: passwords,
         PROXY_PROTOCOL_FROM: '127.0.0.1', SOURCE_PENALTY_MAX: '600', AUTH_PENALTY_MAX: '8',
       });
 
@@ -340,6 +344,37 @@ for (const kind of ['redis', 'valkey'] as const) {
           assert.ok(answers().who <= 10, `${answers().who} lines of /who were asked of the store`);
         } finally {
           client.end();
+        }
+      });
+
+      test('hostile: sessions opened and closed in a loop are CHAT_RATE arrivals at most, each announced; the rest told to slow down', async () => {
+        // Each arrival asks the store who is here, and is a "joined" and a "left" line to everyone: a loop of
+        // sessions once sent another user 41,524 of them in 30 s, and her logins took 193 ms instead of 7.
+        const watcher = await shellOnA(from(15), 'bob', 'builder', 200);
+        const churner = await shellOnA(from(16), 'dodo', 'race', 80);
+        try {
+          let shown = '';
+          watcher.channel.on('data', (chunk: Buffer) => (shown += chunk));
+          churner.channel.end(); // the first session: out again at once (Ctrl-D), as the 24 after it
+          const refusals: boolean[] = [];
+          for (let i = 0; i < 24; i++) {
+            refusals.push(await new Promise<boolean>((resolve, reject) => churner.client.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, channel) => {
+              if (err) return reject(err);
+              let said = '';
+              channel.on('data', (chunk: Buffer) => (said += chunk)).stderr.on('data', (chunk: Buffer) => (said += chunk));
+              channel.on('data', () => said.includes('Welcome') && channel.end());
+              channel.on('close', () => resolve(said.includes('* slow down: at most 10 arrivals in 10 seconds (CHAT_RATE)')));
+            })));
+          }
+          // The first session and 9 more; then every one is refused.
+          assert.deepEqual(refusals, [...Array(9).fill(false), ...Array(15).fill(true)]);
+          // Answered after the lines about dodo before it (or told to slow down: the test before spent bob's CHAT_RATE).
+          watcher.channel.write('/who\r');
+          await waitFor('the answer to /who', () => /\* here: |\* slow down: at most 10 messages/.test(shown) || undefined);
+          assert.ok(shown.split('* dodo joined').length - 1 <= 10, 'dodo joined more than 10 times');
+        } finally {
+          churner.client.end();
+          watcher.client.end();
         }
       });
 

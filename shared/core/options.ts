@@ -40,7 +40,8 @@ Environment:
   SFTP_MAX_HANDLES        files and folders one SFTP session may have open at once (default: 100)
   CHAT_LINE_MAX           the longest message, in characters, of the chat room (step 13; default:
                           300)
-  CHAT_RATE               messages one user may send in 10 seconds (step 13; default: 10)
+  CHAT_RATE               messages one user may send in 10 seconds, and times they may join (step
+                          13; default: 10)
   CHAT_QUEUE_MAX          bytes waiting for a chat client that is not reading, past which it is
                           disconnected (step 13; default: 65536)
   FORWARD_TO              where ssh -L and -D may connect (step 11): address blocks, separated by
