@@ -13,6 +13,7 @@ import { log } from '../shared/core/log.ts';
 import { setClientEnv } from '../shared/channels/client-env.ts';
 import { target } from '../shared/core/options.ts';
 import { ForwardedAgent } from '../shared/channels/forwarded-agent.ts';
+import { connectOnward, endOnward } from '../shared/channels/onward-logins.ts';
 import { recordingsFull, startRecording } from '../shared/channels/session-recording.ts';
 import { serveRecordings } from '../shared/channels/recordings-page.ts';
 
@@ -68,7 +69,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     });
 
     /** Logs the user in to the inner server with their agent, runs `command` (or a shell) there, and joins the two. */
-    const run = (channel: ServerChannel, command?: string) => {
+    const run = async (channel: ServerChannel, command?: string) => {
       const newline = terminal ? '\r\n' : '\n';
       const say = (line: string, status: number) => {
         channel.stderr.write(`${line}${newline}`);
@@ -80,16 +81,16 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       if (full) return (log(info, `${user}'s session refused: ${full}`), say('bastion: no session can be recorded now', 1));
       const connection = new Client();
       let refused: string | undefined; // why the inner server's host key was refused
-      // The user has left this session, or gone (the first of its end, its close or theirs): so has the inner one.
+      // The user has left (the session's end or close, or theirs): so has the inner one, once logged in (see below).
       let left = false;
-      const leave = () => ((left = true), connection.destroy());
+      const leave = () => ((left = true), endOnward(connection));
       channel.once('finish', leave).once('close', leave);
       client.once('close', leave);
       connection.once('close', () => client.off('close', leave));
       connection.on('error', (err: Error & { level?: string }) => {
         // An agent that fails is logged, and ssh2 goes on without it; once joined, the session's close says the rest.
         if (err.level === 'agent') return log(info, `${user}'s agent failed: ${err.message}`);
-        if (inner) return;
+        if (inner || left) return;
         const why = refused ?? (err.level !== 'client-authentication' ? `cannot reach ${target.shown}: ${err.message}`
           : agent?.offered === 0 ? `your agent offers no key for ${target.shown} (ssh-add -h may keep yours to other hosts)`
             : `${target.shown} refused ${user} with the keys in your agent`);
@@ -125,9 +126,10 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         if (command === undefined) connection.shell(pty ?? false, { env }, opened);
         else connection.exec(command, { pty: pty ?? false, env }, opened);
       });
-      // The bastion holds no key of the user's: the agent at the other end of their connection signs.
-      connection.connect({ host: target.host, port: target.port, username: user, agent,
+      // The user's own agent signs (the bastion holds no key of theirs); each user's logins go one at a time (shared/).
+      const busy = await connectOnward(user, connection, { host: target.host, port: target.port, username: user, agent,
         hostVerifier: (key: Buffer) => !(refused = hostKeyProblem(target.host, target.port, key)) });
+      if (busy) return (log(info, `${user}'s session refused: ${busy}`), say(`bastion: ${busy}`, 1));
     };
     session.on('shell', (accept) => run(accept()));
     session.on('exec', (accept, reject, { command }) => run(accept(), command));

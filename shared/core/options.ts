@@ -67,6 +67,8 @@ Environment:
                           default: localhost:2023)
   KNOWN_HOSTS             the inner servers' host keys, as ssh-keyscan prints them (step 20;
                           default: keys/known_hosts)
+  ONWARD_FAILURES_MAX     failed logins to the inner server one user may have in a minute, past
+                          which that user's sessions are refused for a while (step 20; default: 3)
   RECORDINGS_DIR          the folder of the recorded sessions (step 20; default: recordings/)
   RECORDINGS_PORT         the port of the recordings page, on 127.0.0.1 (step 20; default: 2080)
   RECORDING_MAX           the largest recording of one session, in MiB, past which the rest of it is
@@ -171,6 +173,7 @@ export const limits = {
   gitMaxDisk: setting('GIT_MAX_DISK', 2048, 1, 1_000_000_000),
   gitMaxRunning: setting('GIT_MAX_RUNNING', 10, 1),
   gitMaxRunningAll: setting('GIT_MAX_RUNNING_ALL', 50, 1),
+  onwardFailuresMax: setting('ONWARD_FAILURES_MAX', 3, 1),
   recordingMax: setting('RECORDING_MAX', 64, 1, 1_000_000),
   recordingsMax: setting('RECORDINGS_MAX', 10_000, 1),
   recordingsPerUser: setting('RECORDINGS_PER_USER', 1000, 1),
