@@ -1,12 +1,13 @@
 // The steps under attack (`--attacks`, and the end of a full run without --only): each attack of test/hostile.ts on a
 // step started afresh, its CPU and memory meanwhile, and how another address's logins fare.
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { toBase32 } from '../../shared/login/totp.ts';
 import { escapeFlood, exec, flood, peakDuring, ptyStorm, remoteForwardBurst, residentMiB, sendWithoutReading, shell, slotHolder } from '../hostile.ts';
-import { alice, type Args, cpuMs, dir, env, keysDir, median, progress, sleep, startStep, userKey, userPublicKey } from './harness.ts';
+import { alice, type Args, cpuMs, dir, env, keysDir, median, progress, sleep, started, startStep, userKey, userPublicKey } from './harness.ts';
 import { close, connect } from './load.ts';
 
 /**
@@ -103,6 +104,36 @@ function aliceTyping(): (port: number) => Promise<void> {
   };
 }
 
+/**
+ * Step 20's inner server, step 14 with its own limits for an address (the bench's are lifted for its load
+ * generator), and an agent holding the bench's key, alice's and bob's: started once. Resolves with the bastion's
+ * settings, and the agent's socket.
+ */
+let bastionSetUp: Promise<{ bastionEnv: Record<string, string>; agent: string }> | undefined;
+function bastionWithInner() {
+  bastionSetUp ??= (async () => {
+    const inner = await startStep('14-real-shell.ts', { ...env, SHELL: '/bin/sh', AUTH_PENALTY_MAX: '', SOURCE_PENALTY_MAX: '',
+      PER_SOURCE_MAX_STARTUPS: '' });
+    const knownHosts = join(dir, 'bastion-known-hosts');
+    writeFileSync(knownHosts, execFileSync('ssh-keyscan', ['-p', String(inner.port), 'localhost'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+    const agent = join(dir, 'agent.sock');
+    started.push(spawn('ssh-agent', ['-D', '-a', agent], { stdio: 'ignore', detached: true }));
+    while (!existsSync(agent)) await sleep(10); // the agent's socket, made as it starts
+    execFileSync('ssh-add', ['-q', join(dir, 'id_ed25519')], { env: { ...process.env, SSH_AUTH_SOCK: agent }, stdio: 'ignore' });
+    return { agent, bastionEnv: { TARGET: `localhost:${inner.port}`, KNOWN_HOSTS: knownHosts, SSH_AUTH_SOCK: '',
+      RECORDINGS_DIR: join(dir, 'recordings'), RECORDINGS_PORT: '0' } };
+  })();
+  return bastionSetUp;
+}
+
+/** A logged-in client of the bastion's, by the bench's key, whose sessions forward the agent. */
+async function bastionUser(port: number, username: string, localAddress = '127.0.0.1'): Promise<ssh2.Client> {
+  const { agent } = await bastionWithInner();
+  const client = await connect({ port, localAddress, username, privateKey: userKey, agent, agentForward: true });
+  client.on('error', () => {});
+  return client;
+}
+
 export type UnderAttack = Awaited<ReturnType<typeof underAttack>>;
 
 /** Runs every attack (with --attacks, or with no --only) into `results.underAttack`; resolves with their figures. */
@@ -122,7 +153,8 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
     client.on('error', (err) => (err.message === 'All configured authentication methods failed' ? resolve() : reject(err)));
     client.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2', ...alice.key, authHandler: ['publickey'] });
   });
-  const attacks: [string, string, (port: number) => Promise<unknown>, Record<string, string>?, ((port: number) => Promise<void>)?][] = [
+  const attacks: [string, string, (port: number) => Promise<unknown>,
+    (Record<string, string> | (() => Promise<Record<string, string>>))?, ((port: number) => Promise<void>)?][] = [
     ['none, for 5 s (for comparison)', '03-trivial-channel.ts', () => sleep(5000)],
     ['1 GiB offered to the echo, never reading, until 5 s without progress', '05-accepting-input.ts', async (port) => {
       const client = await attacker(port);
@@ -233,6 +265,25 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
         channel.close();
         await close(client);
       }],
+    ['bob\'s sessions, twenty at a time, each closed as the bastion logs him in onward, for 10 s; alice\'s commands through it',
+      '20-bastion.ts', async (port) => {
+        const bobs = [await bastionUser(port, 'bob'), await bastionUser(port, 'bob')];
+        const until = performance.now() + 10_000;
+        while (performance.now() < until) {
+          await Promise.all(bobs.flatMap((bob) => Array.from({ length: 10 }, () => new Promise<void>((resolve) => bob.exec('sleep 30', (err, channel) => {
+            if (err) return resolve();
+            channel.on('close', () => resolve()).resume();
+            setTimeout(() => channel.close(), 5 + Math.random() * 30); // while the bastion logs him in onward
+          })))));
+        }
+        for (const bob of bobs) bob.end();
+      }, async () => (await bastionWithInner()).bastionEnv, async (port) => {
+        const client = await bastionUser(port, 'alice', '127.0.0.2');
+        const status = await new Promise<number>((resolve, reject) => client.exec('true', (err, channel) =>
+          (err ? reject(err) : channel.on('exit', resolve).resume())));
+        await close(client);
+        if (status !== 0) throw new Error(`status ${status}`); // a failed login: "cannot reach", or refused
+      }],
     ['15 wrong codes for one user from four addresses (its codes locked after 10)', '16-two-factors.ts', async (port) => {
       for (let i = 0; i < 15; i++) {
         await new Promise<void>((resolve) => {
@@ -249,7 +300,7 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
   results.underAttack = underAttacks;
   for (const [name, file, attack, stepEnv, login] of attacks.filter(() => args.attacks || !args.only)) {
     progress(`under attack: ${file}, ${name}`);
-    underAttacks[`${file.slice(0, 2)}: ${name}`] = await underAttack(file, attack, stepEnv, login);
+    underAttacks[`${file.slice(0, 2)}: ${name}`] = await underAttack(file, attack, typeof stepEnv === 'function' ? await stepEnv() : stepEnv, login);
   }
   return underAttacks;
 }
