@@ -83,10 +83,9 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       let refused: string | undefined; // why the inner server's host key was refused
       // The user has left (the session's end or close, or theirs): so has the inner one, once logged in (see below).
       let left = false;
-      const leave = () => ((left = true), endOnward(connection));
+      const leave = () => ((left = true), client.off('close', leave), endOnward(connection));
       channel.once('finish', leave).once('close', leave);
-      client.once('close', leave);
-      connection.once('close', () => client.off('close', leave));
+      client.once('close', leave); // one on the connection for each session, until it is left
       connection.on('error', (err: Error & { level?: string }) => {
         // An agent that fails is logged, and ssh2 goes on without it; once joined, the session's close says the rest.
         if (err.level === 'agent') return log(info, `${user}'s agent failed: ${err.message}`);

@@ -28,6 +28,9 @@ export function listen(server: Server): void {
     // An 'error' nobody listens for would end the whole process: a reset socket or a bad packet must only
     // end this connection, which ssh2 does by itself once the error is reported.
     client.on('error', (err) => log(info, `error: ${err.message}`));
+    // A step may listen on the connection once for each of its open sessions (step 20 does): MAX_SESSIONS of them
+    // are no leak, and Node warns of one past ten listeners. Past these, it still warns.
+    client.setMaxListeners(limits.maxSessions + 10);
     watchLogins(client, info);
     limitChannels(client, info);
   });
