@@ -30,19 +30,19 @@ const MAX_ROWS = 200;
  */
 function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
   const size = () => ({ cols: Math.min(terminal.cols || 80, MAX_COLS), rows: Math.min(terminal.rows || 24, MAX_ROWS) });
-  // Ink's frames, with CR LF as a terminal's lines end; a client not reading gets none piled up, then the latest.
+  // Ink's frames, CR LF ending their lines; none queued past 256 KiB (two), the screen drawn whole once it is read.
+  let dropped = false;
   const stdout = Object.assign(new Writable({
     write(chunk: Buffer, encoding, done) {
-      if (channel.writable && !channel.writableNeedDrain) channel.write(chunk.toString().replaceAll('\n', '\r\n'));
+      if (channel.writable && channel.writableLength < 256 * 1024) channel.write(chunk.toString().replaceAll('\n', '\r\n'));
+      else dropped = true;
       done();
     },
   }), { isTTY: true, columns: size().cols, rows: size().rows });
-  channel.on('drain', () => stdout.emit('resize'));
-  // The keys typed, to Ink, which asks for a raw terminal: ssh made this one raw already. A paste comes as fast as
-  // the link, so Ink takes it a slice at a time, each session in turn, and a client that sends faster waits.
+  channel.on('drain', () => dropped && app && ((dropped = false), pacedLayout(stdout, user, layout)));
+  // The keys typed, to Ink, which asks for a raw terminal (ssh made this one raw already), a slice at a time.
   const stdin = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => stdin, ref: () => stdin, unref: () => stdin });
-  // Colour if the client's terminal has it: its TERM says, not the server's.
-  const colour = !/^(dumb|vt\d+)$/.test(terminal.term);
+  const colour = !/^(dumb|vt\d+)$/.test(terminal.term); // colour if the client's terminal has it: its TERM says
   const props = () => ({ user, ...size(), colour });
 
   // q or Ctrl-C (the app's own exit()), or the step stopping: the cursor shown and the normal screen back, then status 0.
@@ -65,21 +65,22 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
     });
     void app.waitUntilExit().then(leave);
   });
-  // A storm of window-changes is laid out once a turn (50 ms), at the latest size; two users' a turn at most.
+  // The screen at the latest size: a storm of window-changes is laid out once a turn (50 ms), two users' a turn.
+  const layout = () => {
+    Object.assign(stdout, { columns: size().cols, rows: size().rows });
+    app!.rerender(h(App, props()));
+    stdout.emit('resize'); // Ink lays the screen out again, and draws it whole
+  };
   return {
-    resize: () => app && pacedLayout(stdout, user, () => {
-      Object.assign(stdout, { columns: size().cols, rows: size().rows });
-      app!.rerender(h(App, props()));
-      stdout.emit('resize'); // Ink lays the screen out again, and draws it whole
-    }),
+    resize: () => app && pacedLayout(stdout, user, layout),
     stop: () => ((goodbye = 'The server is stopping. Goodbye!\r\n'),
       app ? app.unmount() : (pacedLayout(stdout, user, undefined), leave())), // an app not drawn yet is simply not drawn
     // The channel is gone (the user left, or the connection dropped): the React tree goes, with all it holds.
     gone: () => {
       pacedLayout(stdout, user, undefined);
+      stdout.destroy(); // first: Ink would draw a last frame for nobody (100 sessions of 400x200 closed took 7 s)
       app?.unmount();
       stdin.destroy();
-      stdout.destroy();
     },
   };
 }

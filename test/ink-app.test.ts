@@ -534,6 +534,48 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
     await stillDraws();
   });
 
+  test('a 400x200 session whose client gives a 32 KiB window, topped up as frames come: one frame, not a redraw loop', async () => {
+    // A frame of 400x200 is some 86 KB: past the window, it waits for the client's window adjustments, and the
+    // channel's 'drain' came once it had gone. The step drew the screen whole again at every drain, the new frame
+    // waited in its turn, and so on, some 15 frames a second for as long as the session lasted, outside the paced
+    // turns: ten such sessions kept alice's keys waiting 0.4 s, a hundred 2 s.
+    const client = await ssh2Login(step().port, 'bob', 'builder');
+    client.on('error', () => {});
+    try {
+      const proto = raw(client);
+      const handlers = (proto as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
+      let [said, drawnWhole] = ['', false];
+      let received = 0;
+      const original = { data: handlers.CHANNEL_DATA!, confirmed: handlers.CHANNEL_OPEN_CONFIRMATION! };
+      const id = await new Promise<number>((resolve) => {
+        handlers.CHANNEL_OPEN_CONFIRMATION = (p, info) => {
+          const { recipient, sender } = info as { recipient: number; sender: number };
+          if (recipient !== 1000) return original.confirmed(p, info);
+          resolve(sender);
+        };
+        proto.session(1000, 32 * 1024, 32 * 1024); // a channel ssh2's client does not know of: its data is ours
+      });
+      handlers.CHANNEL_DATA = (p, recipient, data) => {
+        if (recipient !== 1000) return original.data(p, recipient, data);
+        received += (data as Buffer).length;
+        said = `${said}${data}`;
+        drawnWhole ||= said.includes(' bob | 400x200');
+        said = said.slice(-16); // a chunk may end mid-word
+        proto.channelWindowAdjust(id, (data as Buffer).length); // ordinary flow control, with a small window
+      };
+      proto.pty(id, 200, 400, 0, 0, 'xterm', null, false);
+      proto.shell(id, false);
+      await waitFor('the first screen, to its status bar', () => drawnWhole || undefined);
+      const drawn = received;
+      // Two seconds in which the session is sent nothing: nothing was typed, and nothing changed.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      assert.ok(received - drawn < 32 * 1024, `${received - drawn} bytes sent after the first screen, with nothing typed`);
+    } finally {
+      client.end();
+    }
+    await stillDraws();
+  });
+
   test('a 1x1 terminal, a 10000x10000 one, and a thousand window-changes a second, never read: the step goes on', async () => {
     const small = await session(step().port, 1, 1);
     const before = residentMiB(step().pid);
