@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { atPrompt, count, execute, ssh, ssh2Login, sshOptions, stalled, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
-import { peakDuring, residentMiB, socketOf } from './hostile.ts';
+import { peakDuring, raw, residentMiB, socketOf } from './hostile.ts';
 
 const dir = temporaryDir();
 execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
@@ -241,6 +241,42 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
       assert.ok(peak - before < 30, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
     } finally {
       client.end();
+    }
+  });
+
+  test('hostile: cat /dev/zero for a client that gives a 4 GiB window, then reads its socket no more: the step stays small', async () => {
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => client.once('ready', resolve).on('error', reject)
+      .connect({ host: '127.0.0.1', port: step().port, ...keyLogin }));
+    client.on('error', () => {});
+    try {
+      const proto = raw(client);
+      const handlers = (proto as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
+      const original = handlers.CHANNEL_OPEN_CONFIRMATION!;
+      const id = await new Promise<number>((resolve) => {
+        handlers.CHANNEL_OPEN_CONFIRMATION = (p, info) => {
+          const { recipient, sender } = info as { recipient: number; sender: number };
+          return recipient === 1000 ? resolve(sender) : original(p, info);
+        };
+        proto.session(1000, 2 ** 32 - 1, 32768); // a channel ssh2's client does not know of, with a window of 4 GiB
+      });
+      const before = residentMiB(step().pid);
+      const peak = await peakDuring(step().pid, async () => {
+        socketOf(client).pause(); // reads no more
+        proto.exec(id, 'cat /dev/zero', false);
+        const cat = await waitFor('cat', () => under(step().pid).find(({ args }) => args === 'cat /dev/zero'));
+        // Stopped: cat has written nothing for half a second, its pipe full. Unpatched (ssh2 part 033), everything
+        // it wrote went to the socket's buffer: the step grew by some 230 MiB a second, past 3.6 GiB in 10 s.
+        let [written, since] = [-1, Date.now()];
+        await waitFor('cat to be stopped', () => {
+          const now = Number(/^wchar: (\d+)$/m.exec(readProc(`/proc/${cat.pid}/io`) ?? '')?.[1]);
+          if (now !== written) [written, since] = [now, Date.now()];
+          return Date.now() - since >= 500 || undefined;
+        });
+      });
+      assert.ok(peak - before < 64, `grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+    } finally {
+      client.destroy();
     }
   });
 

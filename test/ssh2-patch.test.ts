@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { Algorithms, Connection, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
@@ -1302,6 +1303,51 @@ describe('the ssh2 patch: session-bind, for agent keys restricted to hosts (ssh-
 });
 
 describe('the ssh2 patch: what a server has sent and the client not yet read, bounded', { timeout: 60_000 }, () => {
+  test('channel-output-backpressure: a channel\'s writes wait while 4 MiB wait in the socket, whatever the window', async () => {
+    // A client that gives a window of 4 GiB, then reads its socket no more. Unpatched, a channel's writes went
+    // straight to the socket, which kept them all: step 14 running cat /dev/zero grew by some 230 MiB a second.
+    const connections: Connection[] = [];
+    let produced = 0;
+    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
+      connections.push(connection);
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password'])));
+      connection.on('session', (accept) => accept().on('exec', (acceptExec) => {
+        const channel = acceptExec();
+        channel.on('error', () => {});
+        // An endless output, at the pace the channel takes it.
+        new Readable({ read() { produced += 65536; this.push(Buffer.alloc(65536)); } }).pipe(channel);
+      }));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = await loggedIn((server.address() as { port: number }).port);
+    try {
+      const proto = rawClient(client);
+      const handlers = (proto as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
+      const original = handlers.CHANNEL_OPEN_CONFIRMATION!;
+      const id = await new Promise<number>((resolve) => {
+        handlers.CHANNEL_OPEN_CONFIRMATION = (p, info) => {
+          const { recipient, sender } = info as { recipient: number; sender: number };
+          return recipient === 1000 ? resolve(sender) : original(p, info);
+        };
+        proto.session(1000, 2 ** 32 - 1, 32768); // a channel ssh2's client does not know of, with a window of 4 GiB
+      });
+      (client as unknown as { _sock: import('node:net').Socket })._sock.pause(); // read no more
+      proto.exec(id, 'endless', false);
+      const serverSocket = () => (connections[0] as unknown as { _sock: import('node:net').Socket })._sock;
+      await waitFor('4 MiB waiting in the server\'s socket', () => serverSocket().writableLength > 4 * 1024 * 1024 || undefined);
+      const then = produced;
+      // A second in which the output should stay where it is: the client reads nothing.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.ok(produced - then <= 1024 * 1024, `${((produced - then) / 1048576).toFixed(0)} MiB more produced`);
+      assert.ok(serverSocket().writableLength <= 5 * 1024 * 1024, `${(serverSocket().writableLength / 1048576).toFixed(0)} MiB waited`);
+    } finally {
+      client.destroy();
+      server.close();
+    }
+  });
+
   test('output-backpressure: PINGs from a client that never reads the PONGs are read no more past 4 MiB waiting', async () => {
     const connections: Connection[] = [];
     const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
