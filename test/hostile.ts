@@ -23,6 +23,29 @@ export interface RawProtocol {
 
 export const raw = (client: ssh2.Client) => (client as unknown as { _protocol: RawProtocol })._protocol;
 export const socketOf = (client: ssh2.Client) => (client as unknown as { _sock: Socket })._sock;
+/** ssh2's handlers of what the server sends, by message name (replaceable: ssh2's types do not describe them). */
+export const handlersOf = (client: ssh2.Client) =>
+  (raw(client) as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
+
+/**
+ * Opens a session channel that ssh2's client does not know of (its number here 1000), with the window and packet
+ * size given, and resolves with the server's number for it once confirmed: what the server sends on it is for the
+ * caller's own CHANNEL_DATA handler, and ssh2 never adjusts its window.
+ */
+export function rawSession(client: ssh2.Client, window: number, packetSize = 32 * 1024): Promise<number> {
+  const handlers = handlersOf(client);
+  const original = handlers.CHANNEL_OPEN_CONFIRMATION!;
+  return new Promise((resolve) => {
+    handlers.CHANNEL_OPEN_CONFIRMATION = (protocol, info) => {
+      const { recipient, sender } = info as { recipient: number; sender: number };
+      if (recipient !== 1000) return original(protocol, info);
+      handlers.CHANNEL_OPEN_CONFIRMATION = original;
+      resolve(sender);
+    };
+    raw(client).session(1000, window, packetSize);
+  });
+}
+
 /** The server's number for a channel the client opened (ssh2 keeps it; its types do not say so). */
 export const remoteId = (channel: ssh2.ClientChannel) => (channel as unknown as { outgoing: { id: number } }).outgoing.id;
 

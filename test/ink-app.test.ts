@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import type ssh2 from 'ssh2';
-import { peakDuring, raw, residentMiB } from './hostile.ts';
+import { handlersOf, peakDuring, raw, rawSession, residentMiB } from './hostile.ts';
 import { lines, root, ssh, ssh2Login, sshEnv, sshOptions, startStep, Terminal, useStep, waitFor } from './helpers.ts';
 import { INPUT_TIME_SHARE, LAYOUT_TIME_SHARE, pacedInput, pacedLayout, TURN_COST } from '../shared/channels/paced-input.ts';
 
@@ -543,20 +543,13 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
     client.on('error', () => {});
     try {
       const proto = raw(client);
-      const handlers = (proto as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
+      const handlers = handlersOf(client);
       let [said, drawnWhole] = ['', false];
       let received = 0;
-      const original = { data: handlers.CHANNEL_DATA!, confirmed: handlers.CHANNEL_OPEN_CONFIRMATION! };
-      const id = await new Promise<number>((resolve) => {
-        handlers.CHANNEL_OPEN_CONFIRMATION = (p, info) => {
-          const { recipient, sender } = info as { recipient: number; sender: number };
-          if (recipient !== 1000) return original.confirmed(p, info);
-          resolve(sender);
-        };
-        proto.session(1000, 32 * 1024, 32 * 1024); // a channel ssh2's client does not know of: its data is ours
-      });
+      const id = await rawSession(client, 32 * 1024); // its data is ours
+      const original = handlers.CHANNEL_DATA!;
       handlers.CHANNEL_DATA = (p, recipient, data) => {
-        if (recipient !== 1000) return original.data(p, recipient, data);
+        if (recipient !== 1000) return original(p, recipient, data);
         received += (data as Buffer).length;
         said = `${said}${data}`;
         drawnWhole ||= said.includes(' bob | 400x200');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { atPrompt, count, execute, ssh, ssh2Login, sshOptions, stalled, temporaryDir, Terminal, useStep, waitFor } from './helpers.ts';
-import { peakDuring, raw, residentMiB, socketOf } from './hostile.ts';
+import { peakDuring, raw, rawSession, residentMiB, socketOf } from './hostile.ts';
 
 const dir = temporaryDir();
 execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
@@ -251,15 +251,7 @@ describe('step 14: a real shell', { timeout: 120_000 }, () => {
     client.on('error', () => {});
     try {
       const proto = raw(client);
-      const handlers = (proto as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
-      const original = handlers.CHANNEL_OPEN_CONFIRMATION!;
-      const id = await new Promise<number>((resolve) => {
-        handlers.CHANNEL_OPEN_CONFIRMATION = (p, info) => {
-          const { recipient, sender } = info as { recipient: number; sender: number };
-          return recipient === 1000 ? resolve(sender) : original(p, info);
-        };
-        proto.session(1000, 2 ** 32 - 1, 32768); // a channel ssh2's client does not know of, with a window of 4 GiB
-      });
+      const id = await rawSession(client, 2 ** 32 - 1); // a window of 4 GiB
       const before = residentMiB(step().pid);
       const peak = await peakDuring(step().pid, async () => {
         socketOf(client).pause(); // reads no more

@@ -13,7 +13,7 @@ import type { Algorithms, Connection, PseudoTtyInfo, PublicKeyAuthContext, Serve
 import { newHostKey } from '../shared/server/host-keys.ts';
 import { parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/login/openssh-certificate.ts';
 import { guarded, root, sshOptions, temporaryDir, Terminal, todaysSsh, waitFor } from './helpers.ts';
-import { raw as rawClient } from './hostile.ts';
+import { raw as rawClient, rawSession } from './hostile.ts';
 import { softwareSecurityKey } from './security-key-token.ts';
 import { patchParts, withParts } from '../shared/tools/patch-series.ts';
 
@@ -1324,15 +1324,7 @@ describe('the ssh2 patch: what a server has sent and the client not yet read, bo
     const client = await loggedIn((server.address() as { port: number }).port);
     try {
       const proto = rawClient(client);
-      const handlers = (proto as unknown as { _handlers: Record<string, (...args: unknown[]) => void> })._handlers;
-      const original = handlers.CHANNEL_OPEN_CONFIRMATION!;
-      const id = await new Promise<number>((resolve) => {
-        handlers.CHANNEL_OPEN_CONFIRMATION = (p, info) => {
-          const { recipient, sender } = info as { recipient: number; sender: number };
-          return recipient === 1000 ? resolve(sender) : original(p, info);
-        };
-        proto.session(1000, 2 ** 32 - 1, 32768); // a channel ssh2's client does not know of, with a window of 4 GiB
-      });
+      const id = await rawSession(client, 2 ** 32 - 1); // a window of 4 GiB
       (client as unknown as { _sock: import('node:net').Socket })._sock.pause(); // read no more
       proto.exec(id, 'endless', false);
       const serverSocket = () => (connections[0] as unknown as { _sock: import('node:net').Socket })._sock;
