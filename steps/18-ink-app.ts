@@ -13,6 +13,7 @@ import { keyMayLogIn } from '../shared/login/key-login.ts';
 import { beforeStop, listen } from '../shared/server/listen.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
 import { INPUT_WINDOW, pacedInput, pacedLayout } from '../shared/channels/paced-input.ts';
+import { changedRows } from '../shared/channels/changed-rows.ts';
 import { App } from './18-ink-app/app.ts';
 
 const { Server } = ssh2;
@@ -25,16 +26,16 @@ const MAX_ROWS = 200;
 
 /**
  * One user's app, in their channel as in a terminal of its own: Ink writes to `stdout` and reads `stdin`, streams
- * of this channel alone, so each session has its own React tree and state. Returns what the session calls on
- * `window-change` and when the channel goes.
+ * of this channel alone, so each session has its own React tree and state. Returns its `resize`, `stop` and `gone`.
  */
 function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
   const size = () => ({ cols: Math.min(terminal.cols || 80, MAX_COLS), rows: Math.min(terminal.rows || 24, MAX_ROWS) });
-  // Ink's frames, CR LF ending their lines; none queued past 256 KiB (two), the screen drawn whole once it is read.
+  // Ink's frames, as the rows that changed; none queued past 256 KiB, the screen drawn whole once it is read.
   let dropped = false;
+  const rows = changedRows();
   const stdout = Object.assign(new Writable({
     write(chunk: Buffer, encoding, done) {
-      if (channel.writable && channel.writableLength < 256 * 1024) channel.write(chunk.toString().replaceAll('\n', '\r\n'));
+      if (channel.writable && channel.writableLength < 256 * 1024) channel.write(rows(chunk.toString()));
       else dropped = true;
       done();
     },
@@ -44,7 +45,6 @@ function inkApp(channel: ServerChannel, user: string, terminal: PseudoTtyInfo) {
   const stdin = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => stdin, ref: () => stdin, unref: () => stdin });
   const colour = !/^(dumb|vt\d+)$/.test(terminal.term); // colour if the client's terminal has it: its TERM says
   const props = () => ({ user, ...size(), colour });
-
   // q or Ctrl-C (the app's own exit()), or the step stopping: the cursor shown and the normal screen back, then status 0.
   let goodbye = '';
   const leave = () => {

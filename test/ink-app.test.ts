@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { ansiCodesToString, diffAnsiCodes, styledCharsFromTokens, styledCharsToString, tokenize } from '@alcalzone/ansi-tokenize';
 import type ssh2 from 'ssh2';
 import { handlersOf, peakDuring, raw, rawSession, residentMiB } from './hostile.ts';
 import { lines, root, ssh, ssh2Login, sshEnv, sshOptions, startStep, Terminal, useStep, waitFor } from './helpers.ts';
@@ -228,6 +229,26 @@ describe('step 18\'s paced input (shared/channels/paced-input.ts)', () => {
   });
 });
 
+describe('the patches to Ink and its tokenizer (shared/patches)', () => {
+  test('a row of styled characters is the same string as when every two neighbours had their styles compared', () => {
+    // The patch skips the comparison between characters of the same styles: the same array, or equal ones.
+    // Bold cyan, inverse, dim and bold together, bold alone, underlined red, white on blue: as chalk writes them.
+    const styled = styledCharsFromTokens(tokenize('\x1b[1m\x1b[36mab\x1b[39m\x1b[22mcd\x1b[7m alice | 80x24 \x1b[27m'
+      + '\x1b[2m\x1b[1me\x1b[22m\x1b[22m\x1b[1mf\x1b[22m\x1b[4m\x1b[31mgh\x1b[39m\x1b[24m  \x1b[44m\x1b[37m│ \x1b[39m\x1b[49m'));
+    const blank = { type: 'char' as const, value: ' ', fullWidth: false, styles: [] };
+    for (let seed = 1; seed <= 200; seed++) {
+      // Blanks (one object, as Ink's are) and styled characters, in an order of the seed's own.
+      const row = Array.from({ length: 40 }, (_, i) => {
+        const hash = Math.imul(seed * 40503 + i, 2654435761) >>> 0;
+        return hash % 4 ? styled[(hash >>> 4) % styled.length]! : blank;
+      });
+      const compared = row.map((char, i) => ansiCodesToString(diffAnsiCodes(i ? row[i - 1]!.styles : [], char.styles)) + char.value)
+        .join('') + ansiCodesToString(diffAnsiCodes(row.at(-1)!.styles, []));
+      assert.equal(styledCharsToString(row), compared);
+    }
+  });
+});
+
 describe('step 18\'s paced layouts (shared/channels/paced-input.ts)', () => {
   test('costly layouts (large screens) are spaced by what they cost: a fifth of the time at most', async () => {
     // A window-change storm in 30 sessions of 400x200 held other users up for 876 ms: two layouts every 50 ms,
@@ -267,6 +288,23 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
       assert.equal(/\x1b\[(3[0-7]|9[0-7])m/.test(said()), coloured, term);
       client.end();
     }
+  });
+
+  test('a key press at 400x200 is sent as the two rows it changed, each placed and erased first: not the whole screen again', async () => {
+    // Ink draws an app as tall as its terminal whole at each render: some 86 kB at 400x200 for each key pressed.
+    const { client, channel, said } = await session(step().port, 400, 200);
+    await waitFor('the whole first frame, to its status bar', () => said().includes(' alice | 400x200') || undefined);
+    channel.write('\x1b[B'); // Down: the Cheshire Cat (the first frame after the first screen goes whole)
+    await waitFor('the Cheshire Cat chosen', () => said().includes('> The Cheshire Cat') || undefined);
+    const before = said().length;
+    channel.write('\x1b[B'); // Down: the Mad Hatter
+    await waitFor('the Mad Hatter chosen', () => said().slice(before).includes('> The Mad Hatter') || undefined);
+    await waitFor('the Cheshire Cat left', () => said().slice(before).includes('  The Cheshire Cat') || undefined);
+    const sent = said().slice(before);
+    // Rows 5 and 6 (under the border, the title, a gap and the White Rabbit), each moved to, erased, then written.
+    assert.deepEqual([...sent.matchAll(/\x1b\[(\d+)H\x1b\[2K/g)].map((match) => match[1]), ['5', '6']);
+    assert.ok(sent.length < 2 * 1024, `${sent.length} bytes sent for one key`);
+    client.end();
   });
 
   /** A new session in a real terminal still gets the app drawn; the step logged no internal error. */
