@@ -1340,6 +1340,39 @@ describe('the ssh2 patch: what a server has sent and the client not yet read, bo
     }
   });
 
+  test('read-per-turn: 12 MB of requests sent at once are handled about 64 KiB a turn of the event loop, all of them in the end', async () => {
+    // Unpatched, each turn handled all the connection had in its socket, megabytes, every other connection waiting.
+    const perTurn: number[] = [0];
+    let turns = true;
+    const turn = () => turns && (perTurn.push(0), setImmediate(turn));
+    setImmediate(turn);
+    const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {
+      connection.on('error', () => {});
+      connection.on('authentication', (ctx) => (ctx.method === 'password' ? ctx.accept() : ctx.reject(['password'])));
+      connection.on('session', (accept) => accept().on('env', (acceptEnv, reject) => {
+        perTurn[perTurn.length - 1]! += 1;
+        const until = performance.now() + 0.2; // a request that costs some work, so that the socket fills meanwhile
+        while (performance.now() < until);
+        reject?.();
+      }));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = await loggedIn((server.address() as { port: number }).port);
+    try {
+      const id = await rawSession(client, 2 ** 20);
+      const value = 'x'.repeat(30_000);
+      for (let i = 0; i < 400; i++) rawClient(client).env(id, `LC_${i}`, value, false);
+      await waitFor('all 400 handled', () => perTurn.reduce((sum, each) => sum + each) === 400 || undefined);
+      // 64 KiB, and the chunk that went past it: five requests of 30 kB at most.
+      assert.ok(Math.max(...perTurn) <= 5, `${Math.max(...perTurn)} requests of 30 kB in one turn`);
+    } finally {
+      turns = false;
+      client.destroy();
+      server.close();
+    }
+  });
+
   test('output-backpressure: PINGs from a client that never reads the PONGs are read no more past 4 MiB waiting', async () => {
     const connections: Connection[] = [];
     const server = new ssh2.Server({ hostKeys: [newHostKey('ed25519')] }, (connection) => {

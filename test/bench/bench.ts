@@ -6,6 +6,7 @@
 //   --profile DIR   run the steps under `node --cpu-prof`, keep the profiles in DIR, print where time goes
 //   --only TEXT     only the figures of the servers whose names hold TEXT, such as "step 09" or "go|Curve25519"
 //   --attacks       only the figures under attack: a step's memory, and a login's latency, while it is attacked
+//                   (with --only TEXT, the attacks whose rows hold TEXT, such as "step 18" or "step 14|step 20")
 //   --load N        processes of the load generator at eight clients at a time (default: a core less than the
 //                   machine has, from 1 to 4, so that one core at least is left to the server)
 //   --soak N        only a soak: N sessions of step 03 at eight at a time, on this machine's Node and on the

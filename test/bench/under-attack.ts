@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { toBase32 } from '../../shared/login/totp.ts';
-import { escapeFlood, exec, flood, peakDuring, ptyStorm, remoteForwardBurst, residentMiB, sendWithoutReading, shell, slotHolder } from '../hostile.ts';
+import { escapeFlood, exec, flood, handlersOf, peakDuring, raw, rawSession, ptyStorm, remoteForwardBurst, residentMiB, sendWithoutReading, shell, slotHolder } from '../hostile.ts';
 import { alice, type Args, cpuMs, dir, env, keysDir, median, progress, sleep, started, startStep, userKey, userPublicKey } from './harness.ts';
 import { close, connect } from './load.ts';
 
@@ -134,9 +134,52 @@ async function bastionUser(port: number, username: string, localAddress = '127.0
   return client;
 }
 
+/** `command` on `client`, given no input; resolves with its exit status, once the channel has closed. */
+function exitStatus(client: ssh2.Client, command: string): Promise<number | undefined> {
+  return new Promise((resolve) => client.exec(command, (err, channel) => {
+    if (err) return resolve(undefined);
+    let status: number | undefined;
+    channel.on('exit', (code: number) => (status = code)).on('close', () => resolve(status)).resume().end();
+    channel.stderr.resume();
+  }));
+}
+
+/**
+ * 2000 variables of 30 kB each (60 MB), sent as `env` requests in a session of `client`'s own, the last with a reply
+ * asked for; resolves once it comes. Sent four at a time, so that the bench's own logins go on meanwhile.
+ */
+async function envFlood(client: ssh2.Client): Promise<void> {
+  const id = await rawSession(client, 2 ** 20);
+  const handlers = handlersOf(client);
+  const answered = new Promise<void>((resolve) => {
+    for (const name of ['CHANNEL_SUCCESS', 'CHANNEL_FAILURE']) {
+      const original = handlers[name]!;
+      handlers[name] = (protocol, recipient) => (recipient === 1000 ? resolve() : original(protocol, recipient));
+    }
+  });
+  const value = 'x'.repeat(30_000);
+  for (let i = 0; i < 2000; i++) {
+    raw(client).env(id, `LC_${i}`, value, i === 1999);
+    if (i % 4 === 3) await new Promise(setImmediate);
+  }
+  await answered;
+}
+
+/** alice's login to the bastion from another address, and a command run through it on the inner server. */
+async function bastionCommand(port: number): Promise<void> {
+  const client = await bastionUser(port, 'alice', '127.0.0.2');
+  const status = await new Promise<number>((resolve, reject) => client.exec('true', (err, channel) =>
+    (err ? reject(err) : channel.on('exit', resolve).resume())));
+  await close(client);
+  if (status !== 0) throw new Error(`status ${status}`); // a failed login: "cannot reach", or refused
+}
+
 export type UnderAttack = Awaited<ReturnType<typeof underAttack>>;
 
-/** Runs every attack (with --attacks, or with no --only) into `results.underAttack`; resolves with their figures. */
+/**
+ * Runs every attack (with --attacks, those whose row names --only's text; without, all of them if there is no --only)
+ * into `results.underAttack`; resolves with their figures.
+ */
 export async function measureUnderAttack(args: Args, results: Record<string, any>): Promise<Record<string, UnderAttack>> {
   /** Step 16's users: alice and bob hold the bench's key, and bob a one-time code secret. */
   const totpDir = join(dir, 'totp');
@@ -265,6 +308,8 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
         channel.close();
         await close(client);
       }],
+    ['none, for 5 s (for comparison); alice\'s commands through it', '20-bastion.ts', () => sleep(5000),
+      async () => (await bastionWithInner()).bastionEnv, bastionCommand],
     ['bob\'s sessions, twenty at a time, each closed as the bastion logs him in onward, for 10 s; alice\'s commands through it',
       '20-bastion.ts', async (port) => {
         const bobs = [await bastionUser(port, 'bob'), await bastionUser(port, 'bob')];
@@ -277,13 +322,30 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
           })))));
         }
         for (const bob of bobs) bob.end();
-      }, async () => (await bastionWithInner()).bastionEnv, async (port) => {
-        const client = await bastionUser(port, 'alice', '127.0.0.2');
-        const status = await new Promise<number>((resolve, reject) => client.exec('true', (err, channel) =>
-          (err ? reject(err) : channel.on('exit', resolve).resume())));
-        await close(client);
-        if (status !== 0) throw new Error(`status ${status}`); // a failed login: "cannot reach", or refused
-      }],
+      }, async () => (await bastionWithInner()).bastionEnv, bastionCommand],
+    ['2000 env requests of 30 kB in a session of each of 5 connections', '14-real-shell.ts', async (port) => {
+      const clients = await Promise.all(Array.from({ length: 5 }, async () => (await connect({ port, ...alice.key })).on('error', () => {})));
+      await Promise.all(clients.map(envFlood)); // this step takes keys alone
+      for (const client of clients) client.destroy();
+    }, { SHELL: '/bin/sh' }, async (port) => close(await connect({ port, localAddress: '127.0.0.2', ...alice.key }))],
+    ['2000 env requests of 30 kB in a session of each of 5 connections to the bastion; alice\'s commands through it',
+      '20-bastion.ts', async (port) => {
+        const bobs: ssh2.Client[] = [];
+        for (let i = 0; i < 5; i++) bobs.push(await bastionUser(port, 'bob'));
+        await Promise.all(bobs.map(envFlood));
+        for (const bob of bobs) bob.end();
+      }, async () => (await bastionWithInner()).bastionEnv, bastionCommand],
+    ['bare git-receive-pack requests of bob\'s to 500 new repositories (GIT_MAX_REPOS 100), then 100 held at once', '19-git-server.ts', async (port) => {
+      const bobs: ssh2.Client[] = [];
+      for (let i = 0; i < 10; i++) bobs.push((await connect({ port, username: 'bob', privateKey: userKey })).on('error', () => {}));
+      for (let i = 0; i < 500; i++) await exitStatus(bobs[i % 10]!, `git-receive-pack 'bob/r${i}.git'`);
+      const held = await Promise.all(bobs.flatMap((bob) => Array.from({ length: 10 }, (unused, i) =>
+        new Promise<ssh2.ClientChannel | undefined>((resolve) => bob.exec(`git-receive-pack 'bob/r${i}.git'`, (err, channel) =>
+          resolve(err ? undefined : channel.resume()))))));
+      await sleep(2000); // while they are held
+      for (const channel of held) channel?.end();
+      for (const bob of bobs) bob.end();
+    }, { GIT_REPOS_DIR: join(dir, 'git-attacked') }],
     ['15 wrong codes for one user from four addresses (its codes locked after 10)', '16-two-factors.ts', async (port) => {
       for (let i = 0; i < 15; i++) {
         await new Promise<void>((resolve) => {
@@ -298,7 +360,8 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
   ];
   const underAttacks: Record<string, UnderAttack> = {};
   results.underAttack = underAttacks;
-  for (const [name, file, attack, stepEnv, login] of attacks.filter(() => args.attacks || !args.only)) {
+  for (const [name, file, attack, stepEnv, login] of attacks.filter(([name, file]) => (args.attacks
+    ? (args.only ?? '').split('|').some((text) => `step ${file.slice(0, 2)}: ${name}`.includes(text)) : !args.only))) {
     progress(`under attack: ${file}, ${name}`);
     underAttacks[`${file.slice(0, 2)}: ${name}`] = await underAttack(file, attack, typeof stepEnv === 'function' ? await stepEnv() : stepEnv, login);
   }
