@@ -1340,6 +1340,29 @@ describe('the ssh2 patch: what a server has sent and the client not yet read, bo
     }
   });
 
+  test('ed25519-keygen-leading-zero: a key pair whose public key begins with a zero byte keeps all 32 bytes; OpenSSH reads it', () => {
+    // One Ed25519 key in 256 begins with a zero byte; ssh2 took every leading zero off, and wrote a key of 31 bytes.
+    const dir = temporaryDir();
+    try {
+      let pair: ReturnType<typeof ssh2.utils.generateKeyPairSync> | undefined;
+      for (let i = 0; i < 5000 && !pair; i++) {
+        const made = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'zero' });
+        const blob = Buffer.from(made.public.split(' ')[1]!, 'base64'); // "ssh-ed25519" and its length, then the key's
+        if (blob.readUInt32BE(15) !== 32 || blob[19] === 0) pair = made; // a key cut short, or one that begins with zero
+      }
+      assert.ok(pair, 'no key in 5000 began with a zero byte'); // one in 256 does
+      const blob = Buffer.from(pair.public.split(' ')[1]!, 'base64');
+      assert.equal(blob.readUInt32BE(15), 32);
+      const parsed = ssh2.utils.parseKey(pair.private);
+      assert.ok(!(parsed instanceof Error), String(parsed));
+      assert.ok(parsed.verify(Buffer.from('data'), parsed.sign(Buffer.from('data'))));
+      writeFileSync(join(dir, 'id'), pair.private, { mode: 0o600 });
+      assert.equal(execFileSync('ssh-keygen', ['-y', '-f', join(dir, 'id')], { encoding: 'utf8' }).trim(), pair.public.trim());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('read-per-turn: 12 MB of requests sent at once are handled about 64 KiB a turn of the event loop, all of them in the end', async () => {
     // Unpatched, each turn handled all the connection had in its socket, megabytes, every other connection waiting.
     const perTurn: number[] = [0];
