@@ -307,6 +307,24 @@ describe('step 18 attacked', { timeout: 300_000 }, () => {
     client.end();
   });
 
+  test('a row with a character a terminal may draw wider than Ink counts it goes with the whole screen', async () => {
+    // Such a row spills into the next, which Ink does not know to draw again: sent alone, it left text behind.
+    const { client, channel, said } = await session(step().port, 400, 200);
+    await waitFor('the whole first frame, to its status bar', () => said().includes(' alice | 400x200') || undefined);
+    channel.write('\r'); // the White Rabbit's page (the first frame after the first screen goes whole)
+    await waitFor('the page', () => said().includes('Your note:') || undefined);
+    const typed = said().length;
+    channel.write('a');
+    await waitFor('the note "a"', () => said().slice(typed).includes('Your note: a') || undefined);
+    assert.doesNotMatch(said().slice(typed), /\x1b\[2J/); // a row of ASCII: the rows that changed
+    // A Hangul jamo, which Ink counts one column wide and some terminals draw two: the screen goes whole.
+    const jamo = said().length;
+    channel.write('\u1100');
+    await waitFor('the jamo', () => said().slice(jamo).includes('Your note: a\u1100') || undefined);
+    assert.match(said().slice(jamo), /\x1b\[2J/);
+    client.end();
+  });
+
   /** A new session in a real terminal still gets the app drawn; the step logged no internal error. */
   const stillDraws = async () => {
     const terminal = user(step().port, 'alice', 'wonderland');
