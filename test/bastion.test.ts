@@ -471,6 +471,19 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
     }
   });
 
+  test('the connection onward gets TCP_NODELAY as it opens', async () => {
+    // Without it each session through the bastion waited some 90 ms for Nagle's algorithm (npm run bench -- --attacks).
+    const spied = await startStep('20-bastion.ts', { preload: ['./test/spy-nodelay.ts'], env: { SSH_AUTH_SOCK: '',
+      SSH_AUTHORIZED_KEYS_DIR: bastionKeys, KNOWN_HOSTS: knownHosts, RECORDINGS_DIR: join(dir, 'spied-recordings'),
+      RECORDINGS_PORT: '0', TARGET: target() } });
+    try {
+      assert.deepEqual(ssh(spied.port, 'alice', ['-A', 'echo onward']), { stdout: 'onward\n', stderr: '', status: 0 });
+      await logged(spied, new RegExp(`^setNoDelay\\(true\\) for (127\\.0\\.0\\.1|::1):${inner.port}$`, 'm'));
+    } finally {
+      await spied.stop();
+    }
+  });
+
   test('audit evasion: long and padded commands and TERMs recorded whole, listed cut; NUL bytes cost nothing; RECORDING_MAX, RECORDINGS_PER_USER and RECORDINGS_MAX hold', async () => {
     const folder = join(dir, 'bounded-recordings');
     const bounded = await startStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,

@@ -563,3 +563,40 @@ describe('step 21 with no store to reach', { timeout: 60_000 }, () => {
     assert.doesNotMatch(step.output(), /^internal error/m);
   });
 });
+
+describe('step 21 with its store hung, and STORE_TIMEOUT 30 s', { timeout: 90_000 }, () => {
+  test('a login waits for the store 0.1 s at most, says the count is this machine\'s, and its late place is given back', async () => {
+    const storePort = await freePort();
+    const store = startStore('redis', storePort);
+    await storeUp(storePort);
+    // Counted unreachable only after 30 s: until then each call waits for the store, and logins must not.
+    const step = await startStep('21-fleet.ts', { env: { STORE_URL: `redis://127.0.0.1:${storePort}`, MACHINE: 'hung',
+      STORE_TIMEOUT: '30', CHAT_RATE: '100' } });
+    const terminals: Terminal[] = [];
+    try {
+      await waitFor('the store', () => /store \S+: connected$/m.test(step.output()) || undefined);
+      store.kill('SIGSTOP');
+      // Each login's place among its address's connections logging in, its welcome and /who: none waits for the store.
+      // (Before, each waited STORE_TIMEOUT for each: 60 s here, past these waits of 20 s.)
+      for (const [user, password] of [['alice', 'wonderland'], ['bob', 'builder']] as const) {
+        const terminal = chatter(step.port, '127.0.0.1', '127.0.0.1', user, password);
+        terminals.push(terminal);
+        await seen(terminal, new RegExp(`^Welcome, ${user}, on hung\\. 1 here;`));
+        await seen(terminal, '* the store is slow to answer: only this machine\'s people are counted (hung)');
+        await terminal.typeLine('/who', `* here: ${user} (hung)`);
+        terminal.sendKeys('-l', '/quit');
+        terminal.sendKeys('Enter');
+        assert.equal(await waitFor(`${user}'s session to end`, () => terminal.exitStatus()), 0);
+      }
+      assert.doesNotMatch(step.output(), /^store .*unreachable/m); // not yet 30 s
+      // What the store was sent meanwhile it runs as it wakes, in order: each place taken late is given back after.
+      store.kill('SIGCONT');
+      await until('the logins\' places given back', async () => await storeCommand(storePort, 'ZCARD', 'startups:127.0.0.1') === ':0\r\n');
+    } finally {
+      for (const terminal of terminals) terminal.close();
+      store.kill('SIGKILL');
+      await step.stop('SIGKILL');
+    }
+    assert.doesNotMatch(step.output(), /^internal error/m);
+  });
+});

@@ -73,6 +73,8 @@ export async function connectOnward(user: string, connection: Client, config: Co
   connection.once('handshake', () => (keysExchanged = true));
   connection.prependOnceListener('ready', () => ((state.ready = true), finished()));
   connection.once('close', () => finished(keysExchanged)); // unless it was logged in first
+  // Each packet at once, as on the server's own connections: Nagle's delay cost every session onward some 90 ms.
+  connection.once('connect', () => connection.setNoDelay(true));
   connection.connect(config);
 }
 

@@ -81,6 +81,8 @@ Environment:
                           redis://HOST:PORT (step 21; default: redis://127.0.0.1:6379)
   MACHINE                 this machine's name in the fleet, as /who shows it (step 21; default:
                           the host name)
+  STORE_TIMEOUT           seconds a call to the store may take before it counts as unreachable
+                          (step 21; default: 1); a login waits for it 0.1 s at most
   MAX_CONNECTIONS         logged-in connections the step serves at once (default: 1000)
   AUTH_PENALTY_MAX        the longest delay, in seconds, before answering an address that keeps
                           failing to log in (default: 8; 0: no delay)
@@ -193,7 +195,10 @@ export const limits = {
   retireTimeout: setting('RETIRE_TIMEOUT', 86_400, 0, MAX_SECONDS),
 };
 
-/** Step 21's fleet: `STORE_URL`, the store every machine shares its state in, and `MACHINE`, this one's name. */
+/**
+ * Step 21's fleet: `STORE_URL`, the store every machine shares its state in, `MACHINE`, this one's name, and
+ * `STORE_TIMEOUT`, how long a call to the store may take before it counts as unreachable (in seconds).
+ */
 export const fleet = {
   storeUrl: ((text) => {
     if (!/^rediss?:\/\/([^/@\s]+@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?(\/\d{1,2})?$/.test(text)) {
@@ -205,6 +210,7 @@ export const fleet = {
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(text)) fail(`MACHINE must be letters, digits, . _ or -, at most 64, not "${text}"`);
     return text;
   })(process.env.MACHINE || hostname()),
+  storeTimeout: setting('STORE_TIMEOUT', 1, 0.1, 3600),
 };
 
 /** `TARGET`, as HOST:PORT (`[::1]:2023` for an IPv6 address): where step 20, the bastion, takes its users. */

@@ -5,11 +5,17 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { explain } from './errors.ts';
+import { fleet } from './options.ts';
 
-/** How long one call may take before the store counts as unreachable, in milliseconds. */
-const ANSWER_MS = 1000;
+/** How long one call may take before the store counts as unreachable, in milliseconds (STORE_TIMEOUT). */
+const ANSWER_MS = fleet.storeTimeout * 1000;
 /** How often a store that stopped answering is asked again, in milliseconds. */
 const PROBE_MS = 1000;
+/**
+ * How long someone logging in waits for the store, in milliseconds, before the step goes on with what this machine
+ * knows (its own limits, its own people): a store that hangs must not hang logins for ANSWER_MS each.
+ */
+export const LOGIN_WAIT_MS = 100;
 
 /** ioredis, set to fail at once rather than queue a call while it is not connected, and to reconnect within 2 s. */
 const settings: RedisOptions = {
@@ -37,6 +43,8 @@ export class Store extends EventEmitter {
   private readonly probeChannel = `store-probe:${randomUUID()}`;
   private echo?: (message: string) => void;
   private state: 'connecting' | 'up' | 'down' = 'connecting';
+  /** When each call not yet answered was sent, by its number, oldest first: the store answers them in that order. */
+  private readonly unanswered = new Map<number, number>();
   private everUp = false;
   private closed = false;
   private probing?: NodeJS.Timeout;
@@ -58,10 +66,13 @@ export class Store extends EventEmitter {
 
   /**
    * Runs the Lua script `source` on the store with `keys` and `args` (ioredis sends it once, then by its SHA-1),
-   * and returns what it returns, or undefined when the store is unreachable or does not answer in time.
+   * and returns what it returns, or undefined when the store is unreachable or does not answer in time: ANSWER_MS,
+   * or `waitMs` if given. Past `waitMs` the call is not taken back: it may still run on the store, later.
    */
-  async script(source: string, keys: string[], args: (string | number)[]): Promise<unknown> {
+  async script(source: string, keys: string[], args: (string | number)[], waitMs?: number): Promise<unknown> {
     if (!this.up) return undefined;
+    // A call already waiting longer than that is answered first: this one could only be answered later still.
+    if (waitMs !== undefined && this.waitedMs() >= waitMs) return undefined;
     let name = this.scripts.get(source);
     if (!name) {
       name = `script${this.scripts.size}`;
@@ -70,7 +81,17 @@ export class Store extends EventEmitter {
     }
     // (Cast: ioredis types the commands defineCommand adds as unknown to it.)
     const run = (this.commands as unknown as Record<string, (...all: unknown[]) => Promise<unknown>>)[name]!;
-    return this.call(() => run.call(this.commands, keys.length, ...keys, ...args));
+    const answer = this.call(() => run.call(this.commands, keys.length, ...keys, ...args));
+    if (waitMs === undefined) return answer;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), waitMs)));
+    return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** How long the oldest call not yet answered has waited, in milliseconds; 0 when every call is answered. */
+  private waitedMs(): number {
+    const [oldest] = this.unanswered.values();
+    return oldest === undefined ? 0 : performance.now() - oldest;
   }
 
   /** Publishes `message` on `channel`; false when the store is unreachable. */
@@ -99,7 +120,8 @@ export class Store extends EventEmitter {
   }
 
   private async call<T>(run: () => Promise<T>): Promise<T | undefined> {
-    this.roundTrips += 1;
+    const number = ++this.roundTrips;
+    this.unanswered.set(number, performance.now());
     try {
       return await run();
     } catch (err) {
@@ -108,6 +130,8 @@ export class Store extends EventEmitter {
       if (err instanceof ReplyError) console.log(`store ${this.shown}: ${(err as Error).message}`);
       else this.down(err as Error);
       return undefined;
+    } finally {
+      this.unanswered.delete(number);
     }
   }
 

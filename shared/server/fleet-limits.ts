@@ -4,7 +4,7 @@
 // same amounts. Each is a Lua script, run by the store in one round trip and all at once, on the store's clock; every
 // key expires by itself. The process's own limits stay in force beside them: with the store gone, those are left.
 import { createHash } from 'node:crypto';
-import type { Store } from '../core/store.ts';
+import { LOGIN_WAIT_MS, type Store } from '../core/store.ts';
 import { limits } from '../core/options.ts';
 import { amounts } from './penalties.ts';
 
@@ -106,11 +106,13 @@ const userKey = (user: string) => `failed-user:${createHash('sha256').update(use
 /**
  * Asks the store whether the connection `id` from `ip` may start logging in: undefined when it may (it then counts
  * among the address's connections logging in on every machine, until `finishShared`), or why not. Also undefined
- * when the limits are not shared or the store does not answer: the process's own limits then decide alone.
+ * when the limits are not shared or the store does not answer within LOGIN_WAIT_MS: the process's own limits then
+ * decide alone (and a late answer's place is given back by `finishShared`, as any other).
  */
 export async function admitShared(ip: string, id: string): Promise<string | undefined> {
   const grace = (limits.loginGraceTime || 86_400) * 1000;
-  const answer = await store?.script(ADMIT, [`penalty:${ip}`, `startups:${ip}`], [id, grace, limits.perSourceMaxStartups]);
+  const answer = await store?.script(ADMIT, [`penalty:${ip}`, `startups:${ip}`], [id, grace, limits.perSourceMaxStartups],
+    LOGIN_WAIT_MS);
   if (answer === 'penalty') {
     return 'this address is serving a penalty for connections that did not log in, on this fleet';
   }
@@ -153,7 +155,7 @@ async function failed(ip: string, user: string, add: number, onFirst: (what: str
   const max = limits.authPenaltyMax * 1000;
   if (!store || max === 0) return undefined;
   const answer = await store.script(FAILED, [`failed:${ip}`, userKey(user)],
-    [add, amounts.freeConnections, amounts.forgivenPerMinute, amounts.firstDelayMs, max]);
+    [add, amounts.freeConnections, amounts.forgivenPerMinute, amounts.firstDelayMs, max], add ? undefined : LOGIN_WAIT_MS);
   if (!Array.isArray(answer)) return undefined;
   const [addressDelay, addressFirst, userDelay, userFirst] = answer.map(Number) as [number, number, number, number];
   if (addressFirst) onFirst('this address');

@@ -1,11 +1,12 @@
 // The steps under attack (`--attacks`, and the end of a full run without --only): each attack of test/hostile.ts on a
 // step started afresh, its CPU and memory meanwhile, and how another address's logins fare.
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { toBase32 } from '../../shared/login/totp.ts';
+import { freePort } from '../helpers.ts';
 import { escapeFlood, exec, flood, handlersOf, peakDuring, raw, rawSession, ptyStorm, remoteForwardBurst, residentMiB, sendWithoutReading, shell, slotHolder } from '../hostile.ts';
 import { alice, type Args, cpuMs, dir, env, keysDir, median, progress, sleep, started, startStep, userKey, userPublicKey } from './harness.ts';
 import { close, connect } from './load.ts';
@@ -174,6 +175,39 @@ async function bastionCommand(port: number): Promise<void> {
   if (status !== 0) throw new Error(`status ${status}`); // a failed login: "cannot reach", or refused
 }
 
+/**
+ * A store for step 21 of its own (valkey-server, else redis-server), started once: its process, and the step's
+ * settings to share it. Undefined when neither is installed.
+ */
+let storeSetUp: Promise<{ store: ChildProcess; storeEnv: Record<string, string> } | undefined> | undefined;
+function fleetStore() {
+  storeSetUp ??= (async () => {
+    const binary = ['valkey-server', 'redis-server'].map((name) =>
+      spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim()).find(Boolean);
+    if (!binary) return undefined;
+    const port = await freePort();
+    const store = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    started.push(store);
+    // alice logs in more often than CHAT_RATE lets anyone join the room: the bench's logins are not an attack.
+    return { store, storeEnv: { STORE_URL: `redis://127.0.0.1:${port}`, MACHINE: 'a', CHAT_RATE: '1000000' } };
+  })();
+  return storeSetUp;
+}
+
+/** alice's login to the chat room from another address, until its welcome has come (it asks the store who is here). */
+async function chatWelcome(port: number): Promise<void> {
+  const client = await connect({ port, localAddress: '127.0.0.2', ...alice.password });
+  await new Promise<void>((resolve, reject) => client.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, channel) => {
+    if (err) return reject(err);
+    let tail = '';
+    channel.on('data', (chunk: Buffer) => {
+      tail = `${tail}${chunk}`.slice(-200);
+      if (/Welcome, alice, on a\. \d+ here/.test(tail)) resolve();
+    }).on('close', () => reject(new Error(`no welcome: ${tail}`)));
+  }));
+  await close(client);
+}
+
 export type UnderAttack = Awaited<ReturnType<typeof underAttack>>;
 
 /**
@@ -335,6 +369,14 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
         await Promise.all(bobs.map(envFlood));
         for (const bob of bobs) bob.end();
       }, async () => (await bastionWithInner()).bastionEnv, bastionCommand],
+    ['the store stopped (SIGSTOP) for 5 s, then going on (SIGCONT); alice\'s logins to her welcome', '21-fleet.ts', async () => {
+      const { store } = (await fleetStore())!;
+      await sleep(1000); // logins with the store answering first
+      store.kill('SIGSTOP');
+      await sleep(5000);
+      store.kill('SIGCONT');
+      await sleep(3000); // and again once it answers
+    }, async () => (await fleetStore())?.storeEnv ?? {}, chatWelcome],
     ['bare git-receive-pack requests of bob\'s to 500 new repositories (GIT_MAX_REPOS 100), then 100 held at once', '19-git-server.ts', async (port) => {
       const bobs: ssh2.Client[] = [];
       for (let i = 0; i < 10; i++) bobs.push((await connect({ port, username: 'bob', privateKey: userKey })).on('error', () => {}));
@@ -362,6 +404,10 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
   results.underAttack = underAttacks;
   for (const [name, file, attack, stepEnv, login] of attacks.filter(([name, file]) => (args.attacks
     ? (args.only ?? '').split('|').some((text) => `step ${file.slice(0, 2)}: ${name}`.includes(text)) : !args.only))) {
+    if (file === '21-fleet.ts' && !(await fleetStore())) {
+      progress('step 21 left out: it needs valkey-server or redis-server (Debian: apt-get install -y valkey-server)');
+      continue;
+    }
     progress(`under attack: ${file}, ${name}`);
     underAttacks[`${file.slice(0, 2)}: ${name}`] = await underAttack(file, attack, typeof stepEnv === 'function' ? await stepEnv() : stepEnv, login);
   }
