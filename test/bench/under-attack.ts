@@ -362,6 +362,16 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
       await Promise.all(clients.map(envFlood)); // this step takes keys alone
       for (const client of clients) client.destroy();
     }, { SHELL: '/bin/sh' }, async (port) => close(await connect({ port, localAddress: '127.0.0.2', ...alice.key }))],
+    ['bob\'s commands of 17 KiB, each sending 1 MB of NUL bytes, four at a time for 10 s (all recorded); alice\'s commands through it',
+      '20-bastion.ts', async (port) => {
+        const bobs = [await bastionUser(port, 'bob'), await bastionUser(port, 'bob')];
+        const command = `: ${'x'.repeat(17 * 1024)}; head -c 1000000 /dev/zero`;
+        const until = performance.now() + 10_000;
+        await Promise.all(bobs.flatMap((bob) => [0, 1].map(async () => {
+          while (performance.now() < until) await exitStatus(bob, command);
+        })));
+        for (const bob of bobs) bob.end();
+      }, async () => (await bastionWithInner()).bastionEnv, bastionCommand],
     ['2000 env requests of 30 kB in a session of each of 5 connections to the bastion; alice\'s commands through it',
       '20-bastion.ts', async (port) => {
         const bobs: ssh2.Client[] = [];
