@@ -221,6 +221,8 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
       GIT_REPOS_DIR: join(sharedRepos, 'repos'), GIT_ACCESS: join(sharedRepos, 'git-access'),
       // Step 20's recordings page on a free port, not 2080: any number of steps run at once.
       RECORDINGS_DIR: join(sharedRecordings, 'recordings'), RECORDINGS_PORT: '0',
+      // Step 22's HTTP front on a free port, not 8080, and its names apart from the reader's.
+      TUNNELS_HTTP: '127.0.0.1:0', TUNNEL_NAMES: join(sharedRecordings, 'tunnel-names'),
       // And no draining at SIGTERM (what a test leaves open must not keep the step), unless a test asks.
       SOURCE_PENALTY_MAX: '0', DRAIN_TIMEOUT: '0',
       ...options.env,

@@ -77,6 +77,12 @@ Environment:
                           (step 20; default: 10000)
   RECORDINGS_PER_USER     the recordings of one user the folder may hold, past which that user's new
                           sessions are refused (step 20; default: 1000)
+  TUNNELS_HTTP            where the HTTP front of the tunnels listens, HOST:PORT (step 22; default:
+                          127.0.0.1:8080)
+  TUNNELS_DOMAIN          the domain under which the tunnels' names are, NAME.DOMAIN (step 22;
+                          default: localhost)
+  TUNNEL_NAMES            the file of tunnel names and their owners, a NAME OWNER line each
+                          (step 22; default: keys/tunnel-names)
   STORE_URL               the Valkey or Redis server the machines of a fleet share their state in,
                           redis://HOST:PORT (step 21; default: redis://127.0.0.1:6379)
   MACHINE                 this machine's name in the fleet, as /who shows it (step 21; default:

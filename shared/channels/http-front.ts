@@ -1,0 +1,99 @@
+// Step 22's HTTP front: each request's Host names a tunnel, and the request goes through a channel of that tunnel's
+// to the app on its owner's computer. Node's http reads both sides (never this file): keep-alive with the browser,
+// bodies streamed both ways at the pace of the slower side, and an Upgrade (WebSockets) passed through as bytes.
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { fail } from '../core/errors.ts';
+
+/** Opens a channel to one of the tunnels of `name`, for a request from `from`; undefined when no tunnel has it. */
+export type Route = (name: string, from: { address: string; port: number }) => Promise<Duplex> | undefined;
+
+/** Where the front listens: `TUNNELS_HTTP`, HOST:PORT (default 127.0.0.1:8080; port 0 picks a free one). */
+const [, host = '', portText = ''] = /^(\S+):(\d{1,5})$/.exec(process.env.TUNNELS_HTTP || '127.0.0.1:8080') ?? [];
+if (!host || Number(portText) > 65535) fail(`TUNNELS_HTTP must be HOST:PORT, such as 127.0.0.1:8080, not "${process.env.TUNNELS_HTTP}"`);
+/** The domain under which the names are: `TUNNELS_DOMAIN` (default `localhost`, which browsers and curl resolve). */
+export const domain = (process.env.TUNNELS_DOMAIN || 'localhost').toLowerCase();
+
+/** The tunnel name a Host header asks for: `Alice-App.localhost.:8080` is `alice-app`; undefined if none. */
+export function nameIn(hostHeader: string | undefined): string | undefined {
+  const hostName = (hostHeader ?? '').toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
+  return hostName.endsWith(`.${domain}`) ? hostName.slice(0, -domain.length - 1) : undefined;
+}
+
+/** A short page that says what went wrong, in the front's own words: never the app's. */
+function page(response: ServerResponse, status: number, text: string): void {
+  if (response.headersSent) return void response.destroy();
+  response.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(`${status}: ${text}\n`);
+}
+
+/** Headers about one connection, not the request (RFC 9110, 7.6.1): never passed on, either way, but for an Upgrade. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+/** Whether a header is about this connection alone: one of HOP_BY_HOP, or one its Connection header names. */
+const hopByHop = (field: string, connection = '') =>
+  HOP_BY_HOP.includes(field.toLowerCase()) || connection.toLowerCase().split(/\s*,\s*/).includes(field.toLowerCase());
+
+/** The request's headers as the app gets them: its own, and who asked, through what, for which host. */
+function forwarded(incoming: IncomingMessage, upgrade = false): IncomingHttpHeaders {
+  const headers = Object.fromEntries(Object.entries(incoming.headers)
+    .filter(([field]) => upgrade || !hopByHop(field, incoming.headers.connection)));
+  const from = incoming.socket.remoteAddress ?? '';
+  headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${headers['x-forwarded-for']}, ${from}` : from;
+  headers['x-forwarded-proto'] = 'http';
+  headers['x-forwarded-host'] = incoming.headers.host ?? '';
+  return headers;
+}
+
+/**
+ * Starts the front on `TUNNELS_HTTP`, sending each request to the channel `route` opens for its Host's name: 404
+ * for a name no tunnel has, 502 when the tunnel cannot be reached. Calls `listening` with its port.
+ */
+export function serveHttpFront(route: Route, listening: (port: number) => void): void {
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024 });
+  const open = (incoming: IncomingMessage) => {
+    const name = nameIn(incoming.headers.host);
+    const from = { address: incoming.socket.remoteAddress ?? '', port: incoming.socket.remotePort ?? 0 };
+    return name === undefined ? undefined : route(name, from);
+  };
+  server.on('request', (incoming: IncomingMessage, response: ServerResponse) => {
+    const opening = open(incoming);
+    if (!opening) return page(response, 404, `no tunnel is named ${nameIn(incoming.headers.host) ?? 'by this host'}`);
+    opening.then((channel) => {
+      // One channel a request, to the app through the owner's ssh; the browser's connection is kept alive here.
+      const upstream = request({ method: incoming.method, path: incoming.url, headers: forwarded(incoming), createConnection: () => channel as Socket });
+      upstream.on('response', (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.statusMessage, answer.rawHeaders.flatMap((field, i, all) =>
+          (i % 2 === 0 && !hopByHop(field, answer.headers.connection) ? [field, all[i + 1]!] : [])));
+        answer.pipe(response);
+        answer.once('close', () => answer.complete || response.destroy()); // the tunnel went halfway: so does the answer
+      });
+      upstream.on('error', () => page(response, 502, 'the tunnel\'s app did not answer'));
+      response.on('close', () => channel.destroy());
+      incoming.pipe(upstream);
+    }, () => page(response, 502, 'the tunnel cannot be reached now'));
+  });
+  // An Upgrade (a WebSocket): the request as it came, then the bytes both ways, as they come.
+  server.on('upgrade', (incoming: IncomingMessage, socket: Socket, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const refuse = (status: string) => socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    const opening = open(incoming);
+    if (!opening) return refuse('404 Not Found');
+    opening.then((channel) => {
+      const headers = Object.entries(forwarded(incoming, true)).flatMap(([field, value]) =>
+        (Array.isArray(value) ? value : [value ?? '']).map((each) => `${field}: ${each}\r\n`));
+      channel.write(`${incoming.method} ${incoming.url} HTTP/1.1\r\n${headers.join('')}\r\n`);
+      channel.write(head);
+      socket.pipe(channel).pipe(socket);
+      channel.on('error', () => socket.destroy());
+      socket.once('close', () => channel.destroy());
+      channel.once('close', () => socket.destroy());
+    }, () => refuse('502 Bad Gateway'));
+  });
+  server.on('clientError', (err, socket: Socket) => {
+    // A request Node's parser refuses (too large, malformed, Content-Length beside Transfer-Encoding): 400, no route.
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  server.on('error', (err) => fail(`the HTTP front cannot listen on ${host}:${portText}: ${err.message} (set TUNNELS_HTTP)`));
+  server.listen(Number(portText), host, () => listening((server.address() as { port: number }).port));
+}

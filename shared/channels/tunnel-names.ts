@@ -1,0 +1,67 @@
+// Step 22's names: who owns which tunnel name. The first user to bind a name owns it, and keeps it across restarts:
+// TUNNEL_NAMES (default keys/tunnel-names) holds a line `NAME OWNER` for each, written as names are taken.
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { explain, fail, shown } from '../core/errors.ts';
+
+/** The file of names and their owners: `TUNNEL_NAMES`, else `keys/tunnel-names` (git ignores it). */
+export const namesFile = process.env.TUNNEL_NAMES || fileURLToPath(new URL('../../keys/tunnel-names', import.meta.url));
+/** The most names one user may own. */
+export const NAMES_PER_USER = 10;
+/** A name: a DNS label, in lowercase (letters, digits and hyphens, at most 63, no hyphen first or last). */
+const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Each name's owner, read at start. A line that is not `NAME OWNER` stops the step, naming the file and line. */
+const owners = new Map<string, string>();
+if (existsSync(namesFile)) {
+  readFileSync(namesFile, 'utf8').split('\n').forEach((line, i) => {
+    if (!line.trim() || line.startsWith('#')) return;
+    const [name, owner, ...rest] = line.trim().split(/\s+/);
+    if (!NAME.test(name!) || !owner || rest.length) fail(`${shown(namesFile)}, line ${i + 1}: expected NAME OWNER, not "${line}"`);
+    owners.set(name!, owner!);
+  });
+}
+
+/**
+ * The name a `tcpip-forward` request asks for, from its address: `alice-app` as it is, in lowercase; `localhost`
+ * or nothing (`ssh -R 80:localhost:3000`) asks for a new name, which `taken` must not already hold. Undefined when
+ * the address is not a name.
+ */
+export function askedName(bindAddr: string, taken: (name: string) => boolean): string | undefined {
+  const name = bindAddr.toLowerCase();
+  if (name !== '' && name !== 'localhost') return NAME.test(name) ? name : undefined;
+  for (;;) {
+    // Eight letters and digits, which no one owns and no tunnel uses: a name of this connection's alone.
+    const made = randomBytes(5).toString('hex').slice(0, 8).replace(/^[0-9]/, 'x');
+    if (!owners.has(made) && !taken(made)) return made;
+  }
+}
+
+/** Whether someone owns `name`: then a request for it while no tunnel has it is the tunnel gone, not a wrong name. */
+export function owned(name: string): boolean {
+  return owners.has(name);
+}
+
+/**
+ * Whether `user` may bind `name`: a name nobody owns becomes theirs (and is written to the file), unless they own
+ * NAMES_PER_USER already. Resolves with why not, or undefined when they may.
+ */
+export function claim(name: string, user: string, generated: boolean): string | undefined {
+  const owner = owners.get(name);
+  if (owner === user || generated) return undefined; // a generated name is nobody's: it ends with its tunnel
+  if (owner) return `the name ${name} belongs to another user`;
+  if ([...owners.values()].filter((each) => each === user).length >= NAMES_PER_USER) {
+    return `you own ${NAMES_PER_USER} names already`;
+  }
+  owners.set(name, user);
+  try {
+    // Written whole, then put in place: a step stopped halfway leaves the old file, never half of one.
+    writeFileSync(`${namesFile}.new`, [...owners].map(([each, who]) => `${each} ${who}\n`).join(''), { mode: 0o600 });
+    renameSync(`${namesFile}.new`, namesFile);
+  } catch (err) {
+    owners.delete(name);
+    return `the names file cannot be written (${explain(err)})`;
+  }
+  return undefined;
+}

@@ -1,0 +1,138 @@
+// Step 22, built on step 11: a tunnel service. ssh -R NAME:80:localhost:3000 puts your local app on the web, at a name.
+// Run: npx tsx <this file>   Connect: ssh -R alice-app:80:localhost:3000 -p 2022 alice@localhost   Password: wonderland
+// What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import ssh2 from 'ssh2';
+import type { Connection, ServerChannel } from 'ssh2';
+import { algorithms } from '../shared/server/algorithms.ts';
+import { allowedAddress, prohibit } from '../shared/channels/forwarding.ts';
+import { domain, serveHttpFront } from '../shared/channels/http-front.ts';
+import { askedName, claim, owned } from '../shared/channels/tunnel-names.ts';
+import { readHostKeys } from '../shared/server/host-keys.ts';
+import { listen } from '../shared/server/listen.ts';
+import { keyMayLogIn } from '../shared/login/key-login.ts';
+import { log } from '../shared/core/log.ts';
+import { limits } from '../shared/core/options.ts';
+import { readPasswordFile } from '../shared/login/passwords.ts';
+
+const { Server } = ssh2;
+
+const passwords = readPasswordFile();
+
+/** Carries bytes both ways, each side no faster than the other reads; the end of one side ends the other. */
+function join(channel: Duplex, socket: Socket): void {
+  channel.pipe(socket).pipe(channel);
+  socket.on('error', () => channel.destroy());
+  channel.once('close', () => socket.destroy());
+}
+
+/** One `ssh -R NAME:80:...`: the connection that asked, and the address and port it asked with. */
+interface Tunnel { client: Connection; bindAddr: string; bindPort: number }
+/** Each name's tunnels, taken in turn: an owner's several connections on one name share its requests. */
+const tunnels = new Map<string, { list: Tunnel[]; next: number }>();
+let httpPort = 0; // the front's, once it listens
+const address = (name: string) => `http://${name}.${domain}:${httpPort}/`;
+
+// How a request finds its tunnel: its Host names it; a channel is opened back through that tunnel's connection, as
+// for any ssh -R, and the owner's ssh connects it to their app.
+serveHttpFront((name, from) => {
+  const found = tunnels.get(name);
+  if (!found) return owned(name) ? Promise.reject(new Error(`${name} is not connected`)) : undefined; // 502, or 404
+  const tunnel = found.list[found.next++ % found.list.length]!;
+  return new Promise((resolve, reject) => tunnel.client.forwardOut(tunnel.bindAddr, tunnel.bindPort, from.address, from.port,
+    (err, channel) => (err ? reject(err) : resolve(channel))));
+}, (port) => ((httpPort = port), console.log(`tunnels: http://NAME.${domain}:${port}/`)));
+
+const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
+  let user = '';
+  client.on('authentication', async (ctx) => {
+    if (ctx.method === 'password' && await passwords.check(ctx.username, ctx.password, info)) {
+      user = ctx.username;
+      ctx.accept();
+    } else if (ctx.method === 'publickey' && keyMayLogIn(ctx, info)) { // unsigned, accept() says "this key would do"
+      user = ctx.username;
+      ctx.accept();
+    } else {
+      ctx.reject(['publickey', 'password']); // the ways to log in that are left
+    }
+  });
+
+  let closed = false;
+  client.once('close', () => (closed = true));
+
+  // What the user is told about their tunnels: in their session (ssh without -N), once it opens.
+  const said: string[] = [];
+  const sessions = new Set<ServerChannel>();
+  const tell = (line: string) => (said.length < 100 && said.push(line), sessions.forEach((each) => each.write(`${line}\r\n`)));
+  client.on('session', (acceptSession) => {
+    const session = acceptSession();
+    session.on('pty', (accept) => accept?.());
+    session.on('shell', (accept) => {
+      const channel = accept();
+      sessions.add(channel);
+      channel.write(said.map((line) => `${line}\r\n`).join(''));
+      channel.on('data', (data: Buffer) => data.includes(3) && (channel.exit(0), channel.end())); // Ctrl-C ends it, and ssh
+      channel.on('close', () => sessions.delete(channel));
+    });
+  });
+
+  // ssh -L and ssh -D, as in step 11.
+  client.on('tcpip', async (accept, reject, { destIP, destPort }) => {
+    const to = `${destIP}:${destPort}`;
+    if (destPort === 0 || destPort > 65535) return prohibit(reject, `${destPort} is not a port`); // else connect() throws
+    const address = await allowedAddress(destIP);
+    if (!address) {
+      log(info, `refused to forward to ${to}: not in FORWARD_TO`);
+      return prohibit(reject, `${to} is not a destination this server forwards to`);
+    }
+    const socket = connect(destPort, address);
+    const failed = (err: Error) => {
+      log(info, `cannot forward to ${to}: ${err.message}`);
+      reject(); // ssh prints "connect failed"
+    };
+    socket.once('error', failed);
+    socket.once('connect', () => {
+      socket.off('error', failed);
+      const channel = closed ? undefined : accept();
+      if (channel) join(channel, socket);
+      else socket.destroy();
+    });
+  });
+
+  // ssh -R NAME:80:localhost:3000: no port is listened on; the name is bound, and the HTTP front sends its requests.
+  const mine = new Map<string, string>(); // each forward's name, by the address and port it was asked with
+  const unbind = (forward: string) => {
+    const name = mine.get(forward)!;
+    const found = tunnels.get(name)!;
+    found.list = found.list.filter((each) => each.client !== client);
+    if (found.list.length === 0) tunnels.delete(name);
+    mine.delete(forward);
+  };
+  client.on('request', (accept, reject, kind, { bindAddr, bindPort }) => {
+    const forward = `${bindAddr}:${bindPort}`;
+    if (kind === 'cancel-tcpip-forward') return mine.has(forward) ? (unbind(forward), accept?.()) : reject?.();
+    const name = askedName(bindAddr, (each) => tunnels.has(each));
+    const refused = kind !== 'tcpip-forward' ? 'not a forward' : !name ? `"${bindAddr}" is not a name (a-z, 0-9, -)`
+      : bindPort !== 80 ? 'only port 80 is served: ssh -R NAME:80:localhost:PORT'
+        : mine.has(forward) || [...mine.values()].includes(name) ? `${name} is bound already` : mine.size >= limits.maxRemoteForwards ? 'MAX_REMOTE_FORWARDS reached'
+          : claim(name, user, bindAddr === '' || bindAddr.toLowerCase() === 'localhost');
+    if (refused) {
+      log(info, `refused ${kind} of ${JSON.stringify(bindAddr)}:${bindPort}: ${refused}`);
+      tell(`tunnels: ${refused}`);
+      return reject?.();
+    }
+    const tunnel = { client, bindAddr, bindPort };
+    mine.set(forward, name!);
+    const found = tunnels.get(name!) ?? { list: [], next: 0 };
+    tunnels.set(name!, found);
+    found.list.push(tunnel);
+    log(info, `${user} bound ${name} (${found.list.length} tunnel${found.list.length > 1 ? 's' : ''})`);
+    tell(`Your app is at ${address(name!)}`);
+    accept?.();
+  });
+  // No name outlives the connection that bound it.
+  client.once('close', () => [...mine.keys()].forEach(unbind));
+});
+
+listen(server);

@@ -1,0 +1,181 @@
+// Step 22, a tunnel service: real OpenSSH clients bind names with ssh -R, real curl (and a WebSocket client) asks
+// the step's HTTP front for them, and apps started here answer: each request must reach the right app, whole.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import WebSocket, { WebSocketServer } from 'ws';
+import { guarded, logged, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
+
+const dir = temporaryDir();
+const names = join(dir, 'tunnel-names');
+const env = { TUNNELS_HTTP: '127.0.0.1:0', TUNNEL_NAMES: names };
+
+/** 50 MB that a download must bring back byte for byte: a counter's bytes, so that no two MiB are alike. */
+const big = Buffer.alloc(50_000_000);
+for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i / 4, i);
+const bigHash = createHash('sha256').update(big).digest('hex');
+
+/** An app on a free port of 127.0.0.1: it says who it is and what it was asked; /big is the 50 MB; WebSockets echo. */
+async function app(tag: string): Promise<{ port: number; server: Server }> {
+  const server = createServer((request, response) => {
+    if (request.url === '/big') return void response.writeHead(200, { 'Content-Length': big.length }).end(big);
+    const h = request.headers;
+    response.end(`${tag} ${request.method} ${request.url} host=${h.host} for=${h['x-forwarded-for']} `
+      + `proto=${h['x-forwarded-proto']} fhost=${h['x-forwarded-host']}\n`);
+  });
+  new WebSocketServer({ server }).on('connection', (socket) => socket.on('message', (data) => socket.send(`${tag} echoes ${data}`)));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as { port: number }).port, server };
+}
+
+/** A process's output and exit status, once it has ended (it runs async: the apps answer from this process). */
+function run(command: string, args: string[], env: Record<string, string> = {}) {
+  const child = guarded(spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  return new Promise<{ stdout: string; stderr: string; status: number | null }>((resolve) =>
+    child.once('close', (status) => resolve({ stdout, stderr, status })));
+}
+
+describe('step 22: tunnels', { timeout: 180_000 }, () => {
+  let step: Step;
+  let http = 0; // the front's port
+  const apps: Server[] = [];
+  const tunnels: ChildProcess[] = [];
+  before(async () => {
+    step = await startStep('22-tunnels.ts', { env });
+    http = Number((await logged(step, /^tunnels: http:\/\/NAME\.localhost:(\d+)\/$/m))[1]);
+  });
+  after(async () => {
+    for (const each of tunnels) each.kill();
+    for (const each of apps) each.close();
+    await step.stop();
+    assert.doesNotMatch(step.output(), /^internal error/m);
+  });
+  const started = async (tag: string) => {
+    const made = await app(tag);
+    apps.push(made.server);
+    return made.port;
+  };
+  /** `ssh -N -R SPEC` as `user`, which ends if the forward is refused; resolves once the step has bound `name`. */
+  const tunnel = async (user: string, password: string, spec: string, name?: string) => {
+    const from = step.output().length;
+    const child = guarded(spawn('ssh', [...sshOptions, '-N', '-o', 'ExitOnForwardFailure=yes', '-R', spec, '-p',
+      String(step.port), `${user}@localhost`], { env: { ...process.env, ...sshEnv(password) }, stdio: ['ignore', 'pipe', 'pipe'] }));
+    tunnels.push(child);
+    if (name) await logged(step, new RegExp(` ${user} bound ${name} \\(`), from);
+    return child;
+  };
+  const url = (name: string, path = '/') => `http://${name}.localhost:${http}${path}`;
+  const curl = (...args: string[]) => run('curl', ['-sS', '--max-time', '60', ...args]);
+
+  test('two users\' apps under two names, each answered by its own; X-Forwarded-*; the browser\'s connection kept alive', async () => {
+    await tunnel('alice', 'wonderland', `alice-app:80:localhost:${await started('A')}`, 'alice-app');
+    await tunnel('bob', 'builder', `bob-app:80:localhost:${await started('B')}`, 'bob-app');
+    const fields = (name: string, path: string, tag: string) => `${tag} GET ${path} host=${name}.localhost:${http} for=127.0.0.1 `
+      + `proto=http fhost=${name}.localhost:${http}\n`;
+    // Two requests in one curl: the second on the first's connection (it makes no new one).
+    const both = await curl('-w', 'connects=%{num_connects}\n', url('alice-app', '/one'), url('alice-app', '/two?x=1'));
+    assert.equal(both.stdout, `${fields('alice-app', '/one', 'A')}connects=1\n${fields('alice-app', '/two?x=1', 'A')}connects=0\n`);
+    assert.equal((await curl(url('bob-app', '/'))).stdout, fields('bob-app', '/', 'B'));
+    // A POST's body goes through to the app as it came.
+    assert.equal((await curl('-d', 'x=1', url('bob-app', '/form'))).stdout.split(' ').slice(0, 3).join(' '), 'B POST /form');
+  });
+
+  test('the session says where the app is, a generated name too; Ctrl-C ends ssh with status 0', async () => {
+    const port = await started('C');
+    for (const [spec, pattern] of [[`alice-web:80:localhost:${port}`, /^Your app is at (http:\/\/alice-web\.localhost:\d+\/)$/],
+      [`80:localhost:${port}`, /^Your app is at (http:\/\/[a-z][0-9a-f]{7}\.localhost:\d+\/)$/]] as const) {
+      const terminal = new Terminal(['ssh', ...sshOptions, '-o', 'LogLevel=ERROR', '-R', spec, '-p', String(step.port), 'alice@localhost'],
+        sshEnv('wonderland'));
+      try {
+        const address = await waitFor('the address', () => terminal.screen().map((row) => pattern.exec(row)?.[1]).find(Boolean));
+        assert.equal(address.endsWith(`:${http}/`), true);
+        assert.match((await curl(`${address}page`)).stdout, /^C GET \/page /);
+        terminal.sendKeys('C-c');
+        assert.equal(await waitFor('ssh to end', () => terminal.exitStatus()), 0);
+      } finally {
+        terminal.close();
+      }
+    }
+  });
+
+  test('a name is its first owner\'s, across a restart: bob is refused alice\'s; a name unbound answers 502, an unknown 404', async () => {
+    await tunnel('alice', 'wonderland', `alice-owned:80:localhost:${await started('D')}`, 'alice-owned');
+    const from = step.output().length;
+    const refused = await run('ssh', [...sshOptions, '-N', '-o', 'ExitOnForwardFailure=yes', '-R', 'alice-owned:80:localhost:9',
+      '-p', String(step.port), 'bob@localhost'], sshEnv('builder'));
+    assert.equal(refused.status, 255);
+    assert.match(refused.stderr, /^Error: remote port forwarding failed for listen port 80$/m);
+    await logged(step, / refused tcpip-forward of "alice-owned":80: the name alice-owned belongs to another user$/m, from);
+    assert.match(readFileSync(names, 'utf8'), /^alice-owned alice$/m);
+    // Another step with the same names file: the name is still alice's.
+    const again = await startStep('22-tunnels.ts', { env });
+    try {
+      const twice = await run('ssh', [...sshOptions, '-N', '-o', 'ExitOnForwardFailure=yes', '-R', 'alice-owned:80:localhost:9',
+        '-p', String(again.port), 'bob@localhost'], sshEnv('builder'));
+      assert.equal(twice.status, 255);
+      const port = Number((await logged(again, /^tunnels: http:\/\/NAME\.localhost:(\d+)\/$/m))[1]);
+      const gone = await curl('-i', `http://alice-owned.localhost:${port}/`);
+      assert.match(gone.stdout, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
+      assert.match(gone.stdout, /\r\n\r\n502: the tunnel cannot be reached now\n$/);
+      const unknown = await curl('-i', `http://nobody-here.localhost:${port}/`);
+      assert.match(unknown.stdout, /^HTTP\/1\.1 404 Not Found\r\n[^]*\r\n\r\n404: no tunnel is named nobody-here\n$/);
+    } finally {
+      await again.stop();
+    }
+  });
+
+  test('two tunnels of one name are taken in turn', async () => {
+    await tunnel('alice', 'wonderland', `alice-rr:80:localhost:${await started('E1')}`, 'alice-rr');
+    await tunnel('alice', 'wonderland', `alice-rr:80:localhost:${await started('E2')}`, 'alice-rr');
+    const tags: string[] = [];
+    for (let i = 0; i < 4; i++) tags.push((await curl(url('alice-rr'))).stdout.split(' ')[0]!);
+    assert.ok(['E1,E2,E1,E2', 'E2,E1,E2,E1'].includes(tags.join(',')), tags.join(','));
+  });
+
+  test('a 50 MB download comes byte for byte; a WebSocket echoes through the tunnel', async () => {
+    await tunnel('alice', 'wonderland', `alice-big:80:localhost:${await started('F')}`, 'alice-big');
+    const file = join(dir, 'big');
+    assert.equal((await curl('-o', file, url('alice-big', '/big'))).status, 0);
+    assert.equal(createHash('sha256').update(readFileSync(file)).digest('hex'), bigHash);
+    const socket = new WebSocket(`ws://127.0.0.1:${http}/live`, { headers: { Host: `alice-big.localhost:${http}` } });
+    socket.on('error', () => {});
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    const echoed = new Promise<string>((resolve) => socket.once('message', (data) => resolve(String(data))));
+    socket.send('hello');
+    assert.equal(await echoed, 'F echoes hello');
+    socket.close();
+  });
+
+  test('what an HTTP client sends never reaches the wrong tunnel: Host spelled otherwise, smuggling, garbage', async () => {
+    await tunnel('alice', 'wonderland', `alice-host:80:localhost:${await started('G')}`, 'alice-host');
+    // Uppercase, a trailing dot, a port: the same name.
+    for (const host of [`ALICE-HOST.LOCALHOST:${http}`, `alice-host.localhost.:${http}`, 'alice-host.localhost']) {
+      assert.match((await curl('-H', `Host: ${host}`, `http://127.0.0.1:${http}/`)).stdout, /^G GET \/ /, host);
+    }
+    /** The front's whole answer to `raw`, sent as it is on a connection of its own. */
+    const answer = (raw: string) => new Promise<string>((resolve) => {
+      const socket = connect(http, '127.0.0.1');
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk)).on('error', () => {}).on('close', () => resolve(text));
+      socket.end(raw);
+    });
+    // Content-Length beside Transfer-Encoding, the start of a smuggled request: refused, and no app is asked.
+    const smuggled = await answer(`POST / HTTP/1.1\r\nHost: alice-host.localhost\r\nContent-Length: 4\r\n`
+      + 'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: alice-host.localhost\r\n\r\n');
+    assert.match(smuggled, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.doesNotMatch(smuggled, /G GET/);
+    assert.match(await answer('NOT HTTP AT ALL\r\n\r\n'), /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(await answer(`GET / HTTP/1.1\r\nHost: alice-host.localhost.evil.example\r\n\r\n`), /^HTTP\/1\.1 404 /);
+    assert.match(await answer(`GET / HTTP/1.1\r\n\r\n`), /^HTTP\/1\.1 400 /); // no Host at all
+    assert.match((await curl(url('alice-host'))).stdout, /^G GET \/ /); // and it serves on
+  });
+});
