@@ -7,8 +7,8 @@ import ssh2 from 'ssh2';
 import type { Connection, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { allowedAddress, prohibit } from '../shared/channels/forwarding.ts';
-import { domain, serveHttpFront } from '../shared/channels/http-front.ts';
-import { askedName, claim, owned } from '../shared/channels/tunnel-names.ts';
+import { allowed, domain, serveHttpFront } from '../shared/channels/http-front.ts';
+import { asked, claim, owned } from '../shared/channels/tunnel-names.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { listen } from '../shared/server/listen.ts';
 import { keyMayLogIn } from '../shared/login/key-login.ts';
@@ -27,8 +27,8 @@ function join(channel: Duplex, socket: Socket): void {
   channel.once('close', () => socket.destroy());
 }
 
-/** One `ssh -R NAME:80:...`: the connection that asked, and the address and port it asked with. */
-interface Tunnel { client: Connection; bindAddr: string; bindPort: number }
+/** One `ssh -R NAME:80:...`: the connection that asked, the address and port it asked with, and its password. */
+interface Tunnel { client: Connection; bindAddr: string; bindPort: number; credentials?: string }
 /** Each name's tunnels, taken in turn: an owner's several connections on one name share its requests. */
 const tunnels = new Map<string, { list: Tunnel[]; next: number }>();
 let httpPort = 0; // the front's, once it listens
@@ -36,10 +36,11 @@ const address = (name: string) => `http://${name}.${domain}:${httpPort}/`;
 
 // How a request finds its tunnel: its Host names it; a channel is opened back through that tunnel's connection, as
 // for any ssh -R, and the owner's ssh connects it to their app.
-serveHttpFront((name, from) => {
+serveHttpFront((name, from, authorization) => {
   const found = tunnels.get(name);
   if (!found) return owned(name) ? Promise.reject(new Error(`${name} is not connected`)) : undefined; // 502, or 404
   const tunnel = found.list[found.next++ % found.list.length]!;
+  if (!allowed(tunnel.credentials, authorization)) return 'password'; // 401: a browser asks its user for them
   return new Promise((resolve, reject) => tunnel.client.forwardOut(tunnel.bindAddr, tunnel.bindPort, from.address, from.port,
     (err, channel) => (err ? reject(err) : resolve(channel))));
 }, (port) => ((httpPort = port), console.log(`tunnels: http://NAME.${domain}:${port}/`)));
@@ -112,23 +113,22 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
   client.on('request', (accept, reject, kind, { bindAddr, bindPort }) => {
     const forward = `${bindAddr}:${bindPort}`;
     if (kind === 'cancel-tcpip-forward') return mine.has(forward) ? (unbind(forward), accept?.()) : reject?.();
-    const name = askedName(bindAddr, (each) => tunnels.has(each));
-    const refused = kind !== 'tcpip-forward' ? 'not a forward' : !name ? `"${bindAddr}" is not a name (a-z, 0-9, -)`
+    const wanted = kind === 'tcpip-forward' ? asked(bindAddr, (each) => tunnels.has(each)) : undefined;
+    const name = wanted?.name ?? '';
+    const refused = kind !== 'tcpip-forward' ? 'not a forward' : !wanted ? 'that is not a name (a-z, 0-9, -)'
       : bindPort !== 80 ? 'only port 80 is served: ssh -R NAME:80:localhost:PORT'
-        : mine.has(forward) || [...mine.values()].includes(name) ? `${name} is bound already` : mine.size >= limits.maxRemoteForwards ? 'MAX_REMOTE_FORWARDS reached'
-          : claim(name, user, bindAddr === '' || bindAddr.toLowerCase() === 'localhost');
+        : mine.has(forward) || [...mine.values()].includes(name) ? `${name} is bound already`
+          : mine.size >= limits.maxRemoteForwards ? 'MAX_REMOTE_FORWARDS reached' : claim(name, user, wanted.generated);
     if (refused) {
-      log(info, `refused ${kind} of ${JSON.stringify(bindAddr)}:${bindPort}: ${refused}`);
+      log(info, `refused ${kind} of ${JSON.stringify(name)}:${bindPort}: ${refused}`);
       tell(`tunnels: ${refused}`);
       return reject?.();
     }
-    const tunnel = { client, bindAddr, bindPort };
-    mine.set(forward, name!);
-    const found = tunnels.get(name!) ?? { list: [], next: 0 };
-    tunnels.set(name!, found);
-    found.list.push(tunnel);
+    mine.set(forward, name);
+    const found = tunnels.get(name) ?? tunnels.set(name, { list: [], next: 0 }).get(name)!;
+    found.list.push({ client, bindAddr, bindPort, credentials: wanted!.credentials });
     log(info, `${user} bound ${name} (${found.list.length} tunnel${found.list.length > 1 ? 's' : ''})`);
-    tell(`Your app is at ${address(name!)}`);
+    tell(`Your app is at ${address(name)}`);
     accept?.();
   });
   // No name outlives the connection that bound it.

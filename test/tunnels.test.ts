@@ -141,6 +141,25 @@ describe('step 22: tunnels', { timeout: 180_000 }, () => {
     assert.ok(['E1,E2,E1,E2', 'E2,E1,E2,E1'].includes(tags.join(',')), tags.join(','));
   });
 
+  test('a tunnel with a user and password: asked of every visitor (401), compared whole; kept out of the names file and the log', async () => {
+    const port = await started('H');
+    await tunnel('alice', 'wonderland', `[visitor:s3cret:x@alice-auth]:80:localhost:${port}`, 'alice-auth');
+    const asked = await curl('-i', url('alice-auth'));
+    assert.match(asked.stdout, /^HTTP\/1\.1 401 Unauthorized\r\n/);
+    assert.match(asked.stdout, /^WWW-Authenticate: Basic realm="alice-auth", charset="UTF-8"\r$/m);
+    assert.match(asked.stdout, /\r\n\r\n401: this tunnel wants a user and password\n$/);
+    for (const wrong of ['visitor:s3cret', 'visitor:s3cret:', 'visitor:s3cret:xx', 'Visitor:s3cret:x', ':s3cret:x']) {
+      assert.match((await curl('-i', '-u', wrong, url('alice-auth'))).stdout, /^HTTP\/1\.1 401 /, wrong);
+    }
+    assert.match((await curl('-u', 'visitor:s3cret:x', url('alice-auth', '/in'))).stdout, /^H GET \/in /);
+    // A WebSocket without them is refused too.
+    const socket = new WebSocket(`ws://127.0.0.1:${http}/`, { headers: { Host: `alice-auth.localhost:${http}` } });
+    const status = await new Promise<number>((resolve) => socket.on('error', () => {}).once('unexpected-response', (request, response) => resolve(response.statusCode!)));
+    assert.equal(status, 401);
+    assert.doesNotMatch(readFileSync(names, 'utf8'), /s3cret/);
+    assert.doesNotMatch(step.output(), /s3cret/);
+  });
+
   test('a 50 MB download comes byte for byte; a WebSocket echoes through the tunnel', async () => {
     await tunnel('alice', 'wonderland', `alice-big:80:localhost:${await started('F')}`, 'alice-big');
     const file = join(dir, 'big');

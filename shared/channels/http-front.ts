@@ -1,13 +1,29 @@
 // Step 22's HTTP front: each request's Host names a tunnel, and the request goes through a channel of that tunnel's
 // to the app on its owner's computer. Node's http reads both sides (never this file): keep-alive with the browser,
 // bodies streamed both ways at the pace of the slower side, and an Upgrade (WebSockets) passed through as bytes.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fail } from '../core/errors.ts';
 
-/** Opens a channel to one of the tunnels of `name`, for a request from `from`; undefined when no tunnel has it. */
-export type Route = (name: string, from: { address: string; port: number }) => Promise<Duplex> | undefined;
+/**
+ * Opens a channel to one of the tunnels of `name`, for a request from `from` that gave `authorization`: undefined
+ * when no tunnel has the name (404), `'password'` when the tunnel wants a user and password it did not give (401).
+ */
+export type Route = (name: string, from: { address: string; port: number }, authorization?: string) =>
+  Promise<Duplex> | 'password' | undefined;
+
+/**
+ * Whether a request's `Authorization` header gives `credentials` (`USER:PASSWORD`) by HTTP's Basic scheme; true
+ * when there are none to give. Compared in constant time: how long it takes tells nothing of how much matched.
+ */
+export function allowed(credentials: string | undefined, authorization = ''): boolean {
+  if (credentials === undefined) return true;
+  const [, given = ''] = /^Basic ([A-Za-z0-9+/=]{0,400})$/i.exec(authorization) ?? [];
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return timingSafeEqual(digest(Buffer.from(given, 'base64').toString()), digest(credentials));
+}
 
 /** Where the front listens: `TUNNELS_HTTP`, HOST:PORT (default 127.0.0.1:8080; port 0 picks a free one). */
 const [, host = '', portText = ''] = /^(\S+):(\d{1,5})$/.exec(process.env.TUNNELS_HTTP || '127.0.0.1:8080') ?? [];
@@ -53,11 +69,15 @@ export function serveHttpFront(route: Route, listening: (port: number) => void):
   const open = (incoming: IncomingMessage) => {
     const name = nameIn(incoming.headers.host);
     const from = { address: incoming.socket.remoteAddress ?? '', port: incoming.socket.remotePort ?? 0 };
-    return name === undefined ? undefined : route(name, from);
+    return name === undefined ? undefined : route(name, from, incoming.headers.authorization);
   };
   server.on('request', (incoming: IncomingMessage, response: ServerResponse) => {
     const opening = open(incoming);
     if (!opening) return page(response, 404, `no tunnel is named ${nameIn(incoming.headers.host) ?? 'by this host'}`);
+    if (opening === 'password') {
+      response.setHeader('WWW-Authenticate', `Basic realm="${nameIn(incoming.headers.host)}", charset="UTF-8"`);
+      return page(response, 401, 'this tunnel wants a user and password');
+    }
     opening.then((channel) => {
       // One channel a request, to the app through the owner's ssh; the browser's connection is kept alive here.
       const upstream = request({ method: incoming.method, path: incoming.url, headers: forwarded(incoming), createConnection: () => channel as Socket });
@@ -78,6 +98,7 @@ export function serveHttpFront(route: Route, listening: (port: number) => void):
     const refuse = (status: string) => socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     const opening = open(incoming);
     if (!opening) return refuse('404 Not Found');
+    if (opening === 'password') return refuse('401 Unauthorized');
     opening.then((channel) => {
       const headers = Object.entries(forwarded(incoming, true)).flatMap(([field, value]) =>
         (Array.isArray(value) ? value : [value ?? '']).map((each) => `${field}: ${each}\r\n`));

@@ -23,18 +23,24 @@ if (existsSync(namesFile)) {
   });
 }
 
+/** What a `tcpip-forward` request asks for: a name, whether it was made up, and a password for its visitors. */
+export interface Asked { name: string; generated: boolean; credentials?: string }
+
 /**
- * The name a `tcpip-forward` request asks for, from its address: `alice-app` as it is, in lowercase; `localhost`
- * or nothing (`ssh -R 80:localhost:3000`) asks for a new name, which `taken` must not already hold. Undefined when
- * the address is not a name.
+ * What a `tcpip-forward` request asks for, read from its address: `alice-app` as it is, in lowercase; `localhost`
+ * or nothing (`ssh -R 80:localhost:3000`) asks for a new name, which `taken` must not already hold; and
+ * `USER:PASSWORD@alice-app` (`ssh -R '[USER:PASSWORD@alice-app]:80:...'`: the brackets keep OpenSSH from reading
+ * its colons) asks visitors for that user and password too. Undefined when the address is not a name.
  */
-export function askedName(bindAddr: string, taken: (name: string) => boolean): string | undefined {
-  const name = bindAddr.toLowerCase();
-  if (name !== '' && name !== 'localhost') return NAME.test(name) ? name : undefined;
+export function asked(bindAddr: string, taken: (name: string) => boolean): Asked | undefined {
+  const [, credentials, rest = ''] = /^(?:(.*:.*)@)?([^@]*)$/.exec(bindAddr) ?? [];
+  const name = rest.toLowerCase();
+  if (credentials !== undefined && (credentials.length > 200 || credentials.startsWith(':'))) return undefined;
+  if (name !== '' && name !== 'localhost') return NAME.test(name) ? { name, generated: false, credentials } : undefined;
   for (;;) {
     // Eight letters and digits, which no one owns and no tunnel uses: a name of this connection's alone.
     const made = randomBytes(5).toString('hex').slice(0, 8).replace(/^[0-9]/, 'x');
-    if (!owners.has(made) && !taken(made)) return made;
+    if (!owners.has(made) && !taken(made)) return { name: made, generated: true, credentials };
   }
 }
 
