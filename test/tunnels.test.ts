@@ -4,12 +4,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, get as httpGet, request as httpRequest, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
-import { guarded, logged, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
+import { guarded, logged, ssh2Login, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
+import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
 const names = join(dir, 'tunnel-names');
@@ -196,5 +197,142 @@ describe('step 22: tunnels', { timeout: 180_000 }, () => {
     assert.match(await answer(`GET / HTTP/1.1\r\nHost: alice-host.localhost.evil.example\r\n\r\n`), /^HTTP\/1\.1 404 /);
     assert.match(await answer(`GET / HTTP/1.1\r\n\r\n`), /^HTTP\/1\.1 400 /); // no Host at all
     assert.match((await curl(url('alice-host'))).stdout, /^G GET \/ /); // and it serves on
+  });
+});
+
+describe('step 22 attacked: what a public front must survive', { timeout: 240_000 }, () => {
+  let step: Step;
+  let http = 0;
+  const apps: Server[] = [];
+  const tunnels: ChildProcess[] = [];
+  before(async () => {
+    step = await startStep('22-tunnels.ts', { env: { ...env, TUNNEL_NAMES: join(dir, 'attacked-names'), TUNNEL_CONNECTIONS_MAX: '20' } });
+    http = Number((await logged(step, /^tunnels: http:\/\/NAME\.localhost:(\d+)\/$/m))[1]);
+  });
+  after(async () => {
+    for (const each of tunnels) each.kill();
+    for (const each of apps) each.close();
+    await step.stop();
+    assert.doesNotMatch(step.output(), /^internal error/m);
+  });
+  /** An app on a free port whose every request gets `handle`; resolves with its port. */
+  const started = async (handle: RequestListener) => {
+    const server = createServer(handle);
+    apps.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as { port: number }).port;
+  };
+  const tunnel = async (name: string, port: number) => {
+    const from = step.output().length;
+    tunnels.push(guarded(spawn('ssh', [...sshOptions, '-N', '-o', 'ExitOnForwardFailure=yes', '-R', `${name}:80:localhost:${port}`,
+      '-p', String(step.port), 'alice@localhost'], { env: { ...process.env, ...sshEnv('wonderland') }, stdio: 'ignore' })));
+    await logged(step, new RegExp(` alice bound ${name} \\(`), from);
+  };
+  /** A GET of `name`'s page: its status and body (a fresh connection each time). */
+  const get = (name: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const request = httpGet({ host: '127.0.0.1', port: http, path: '/', headers: { Host: `${name}.localhost:${http}` }, agent: false }, (response) => {
+      let body = '';
+      response.on('data', (chunk) => (body += chunk)).on('end', () => resolve({ status: response.statusCode!, body }));
+    });
+    request.on('error', reject);
+  });
+
+  test('slowloris: 300 connections sending their headers a byte a second are closed; the others are served meanwhile', async () => {
+    await tunnel('alice-slow', await started((request, response) => response.end('served\n')));
+    const sockets = Array.from({ length: 300 }, () => connect(http, '127.0.0.1').on('error', () => {}).resume());
+    let closed = 0;
+    for (const socket of sockets) socket.once('close', () => (closed += 1));
+    const header = `GET / HTTP/1.1\r\nHost: alice-slow.localhost\r\nX-Slow: ${'a'.repeat(100)}`;
+    let sent = 0;
+    const drip = setInterval(() => {
+      const byte = header[sent++ % header.length]!;
+      for (const socket of sockets) if (socket.writable) socket.write(byte);
+    }, 1000);
+    try {
+      for (let i = 0; i < 5; i++) assert.deepEqual(await get('alice-slow'), { status: 200, body: 'served\n' });
+      // Node's headersTimeout (10 s), checked each second: all are closed well within the wait.
+      await waitFor('every slow connection closed', () => closed === 300 || undefined, 30_000);
+    } finally {
+      clearInterval(drip);
+      sockets.forEach((socket) => socket.destroy());
+    }
+    assert.deepEqual(await get('alice-slow'), { status: 200, body: 'served\n' });
+  });
+
+  test('10,000 requests to names no one has: each a 404, the step\'s memory bounded, a tunnel served after', async () => {
+    await tunnel('alice-after', await started((request, response) => response.end('after\n')));
+    const peak = await peakDuring(step.pid, async () => {
+      let next = 0;
+      await Promise.all(Array.from({ length: 50 }, async () => {
+        while (next < 10_000) {
+          const n = next++;
+          const { status } = await get(`nobody-${n}`);
+          assert.equal(status, 404, `request ${n}`);
+        }
+      }));
+    });
+    assert.ok(peak < 200, `RSS at most ${peak.toFixed(0)} MiB`);
+    assert.deepEqual(await get('alice-after'), { status: 200, body: 'after\n' });
+  });
+
+  test('an app that never answers holds TUNNEL_CONNECTIONS_MAX (20) of its name, then 503; other names are served', async () => {
+    const held: ServerResponse[] = [];
+    let answering = false; // until the end: then it answers what comes
+    await tunnel('alice-stuck', await started((request, response) => (answering ? response.end('now\n') : held.push(response))));
+    await tunnel('alice-free', await started((request, response) => response.end('free\n')));
+    const waiting = Array.from({ length: 20 }, () => get('alice-stuck').catch(() => undefined));
+    await waitFor('the 20 requests at the app', () => held.length === 20 || undefined);
+    const refused = await get('alice-stuck');
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body, '503: alice-stuck has as many connections as it may (TUNNEL_CONNECTIONS_MAX)\n');
+    assert.deepEqual(await get('alice-free'), { status: 200, body: 'free\n' });
+    answering = true;
+    for (const response of held) response.end('late\n');
+    await Promise.all(waiting);
+    // Each answered request gives its place back, as its channel closes.
+    for (const deadline = Date.now() + 20_000; (await get('alice-stuck')).status !== 200;) {
+      assert.ok(Date.now() < deadline, 'no place given back in 20 s');
+    }
+  });
+
+  test('an app that never reads: a 50 MB upload stalls at the windows, and the step keeps no more than they hold', async () => {
+    await tunnel('alice-deaf', await started((request) => request.pause())); // reads nothing, answers nothing
+    const before = residentMiB(step.pid);
+    const peak = await peakDuring(step.pid, () => new Promise<void>((resolve) => {
+      const upload = httpRequest({ host: '127.0.0.1', port: http, method: 'POST', path: '/', agent: false,
+        headers: { Host: `alice-deaf.localhost:${http}`, 'Content-Length': 50_000_000 } });
+      upload.on('error', () => resolve());
+      const chunk = Buffer.alloc(1 << 20);
+      let written = 0;
+      const write = () => {
+        while (written < 50 && upload.write(chunk)) written++;
+        if (written < 50) upload.once('drain', () => (written++, write()));
+      };
+      write();
+      // Five seconds of offering it: the front takes what the channel's window and the sockets hold, then waits.
+      setTimeout(() => (upload.destroy(), resolve()), 5000);
+    }));
+    assert.ok(peak - before < 50, `RSS from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+  });
+
+  test('2000 tcpip-forward requests on one connection: MAX_REMOTE_FORWARDS (10) bound, and at most 10 names owned', async () => {
+    const client = await ssh2Login(step.port, 'bob', 'builder');
+    try {
+      const results = await Promise.all(Array.from({ length: 2000 }, (unused, i) => new Promise<boolean>((resolve) =>
+        client.forwardIn(`bob-${i}`, 80, (err) => resolve(!err)))));
+      assert.equal(results.filter(Boolean).length, 10);
+    } finally {
+      client.end();
+    }
+    const owned = readFileSync(join(dir, 'attacked-names'), 'utf8').split('\n').filter((line) => line.endsWith(' bob'));
+    assert.equal(owned.length, 10);
+    // A second connection of bob's: past the 10 names a user may own, new names are refused.
+    const second = await ssh2Login(step.port, 'bob', 'builder');
+    try {
+      assert.equal(await new Promise<boolean>((resolve) => second.forwardIn('bob-new', 80, (err) => resolve(!err))), false);
+      assert.equal(await new Promise<boolean>((resolve) => second.forwardIn('bob-1', 80, (err) => resolve(!err))), true);
+    } finally {
+      second.end();
+    }
   });
 });

@@ -6,6 +6,7 @@ import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fail } from '../core/errors.ts';
+import { limits } from '../core/options.ts';
 
 /**
  * Opens a channel to one of the tunnels of `name`, for a request from `from` that gave `authorization`: undefined
@@ -65,15 +66,31 @@ function forwarded(incoming: IncomingMessage, upgrade = false): IncomingHttpHead
  * for a name no tunnel has, 502 when the tunnel cannot be reached. Calls `listening` with its port.
  */
 export function serveHttpFront(route: Route, listening: (port: number) => void): void {
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024 });
+  // Headers must all come within 10 s (checked each second: slowloris), a request within 60 s; a connection kept
+  // alive waits 5 s for its next request; at most TUNNELS_HTTP_MAX connections at once.
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024,
+    connectionsCheckingInterval: 1000 });
+  server.maxConnections = limits.tunnelsHttpMax;
+  /** The channels open for each name now: at most TUNNEL_CONNECTIONS_MAX, so that no one name takes every connection. */
+  const serving = new Map<string, number>();
   const open = (incoming: IncomingMessage) => {
     const name = nameIn(incoming.headers.host);
     const from = { address: incoming.socket.remoteAddress ?? '', port: incoming.socket.remotePort ?? 0 };
-    return name === undefined ? undefined : route(name, from, incoming.headers.authorization);
+    if (name === undefined) return undefined;
+    if ((serving.get(name) ?? 0) >= limits.tunnelConnectionsMax) return 'busy';
+    const opening = route(name, from, incoming.headers.authorization);
+    if (typeof opening !== 'object') return opening;
+    serving.set(name, (serving.get(name) ?? 0) + 1);
+    const done = () => (serving.get(name) === 1 ? serving.delete(name) : serving.set(name, serving.get(name)! - 1));
+    return opening.then((channel) => (channel.once('close', done), channel), (err: Error) => {
+      done();
+      throw err;
+    });
   };
   server.on('request', (incoming: IncomingMessage, response: ServerResponse) => {
     const opening = open(incoming);
     if (!opening) return page(response, 404, `no tunnel is named ${nameIn(incoming.headers.host) ?? 'by this host'}`);
+    if (opening === 'busy') return page(response, 503, `${nameIn(incoming.headers.host)} has as many connections as it may (TUNNEL_CONNECTIONS_MAX)`);
     if (opening === 'password') {
       response.setHeader('WWW-Authenticate', `Basic realm="${nameIn(incoming.headers.host)}", charset="UTF-8"`);
       return page(response, 401, 'this tunnel wants a user and password');
@@ -99,6 +116,7 @@ export function serveHttpFront(route: Route, listening: (port: number) => void):
     const opening = open(incoming);
     if (!opening) return refuse('404 Not Found');
     if (opening === 'password') return refuse('401 Unauthorized');
+    if (opening === 'busy') return refuse('503 Service Unavailable');
     opening.then((channel) => {
       const headers = Object.entries(forwarded(incoming, true)).flatMap(([field, value]) =>
         (Array.isArray(value) ? value : [value ?? '']).map((each) => `${field}: ${each}\r\n`));
@@ -110,10 +128,13 @@ export function serveHttpFront(route: Route, listening: (port: number) => void):
       channel.once('close', () => socket.destroy());
     }, () => refuse('502 Bad Gateway'));
   });
-  server.on('clientError', (err, socket: Socket) => {
-    // A request Node's parser refuses (too large, malformed, Content-Length beside Transfer-Encoding): 400, no route.
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    // A request Node's parser refuses (too large, malformed, Content-Length beside Transfer-Encoding), or headers not
+    // all come in time: 400 or 408, no route, and the connection closed at once (a client that never reads our
+    // answer, or never closes its side, holds nothing).
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    if (socket.writable) socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    socket.destroy();
   });
   server.on('error', (err) => fail(`the HTTP front cannot listen on ${host}:${portText}: ${err.message} (set TUNNELS_HTTP)`));
   server.listen(Number(portText), host, () => listening((server.address() as { port: number }).port));

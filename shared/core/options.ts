@@ -83,6 +83,10 @@ Environment:
                           default: localhost)
   TUNNEL_NAMES            the file of tunnel names and their owners, a NAME OWNER line each
                           (step 22; default: keys/tunnel-names)
+  TUNNELS_HTTP_MAX        connections the HTTP front of the tunnels keeps open at once, past which
+                          new ones are closed unread (step 22; default: 1000)
+  TUNNEL_CONNECTIONS_MAX  requests and WebSockets one tunnel name serves at once, past which the
+                          front answers 503 (step 22; default: 100)
   STORE_URL               the Valkey or Redis server the machines of a fleet share their state in,
                           redis://HOST:PORT (step 21; default: redis://127.0.0.1:6379)
   MACHINE                 this machine's name in the fleet, as /who shows it (step 21; default:
@@ -185,6 +189,8 @@ export const limits = {
   recordingMax: setting('RECORDING_MAX', 64, 1, 1_000_000),
   recordingsMax: setting('RECORDINGS_MAX', 10_000, 1),
   recordingsPerUser: setting('RECORDINGS_PER_USER', 1000, 1),
+  tunnelsHttpMax: setting('TUNNELS_HTTP_MAX', 1000, 1),
+  tunnelConnectionsMax: setting('TUNNEL_CONNECTIONS_MAX', 100, 1),
   chatLineMax: setting('CHAT_LINE_MAX', 300, 1),
   chatRate: setting('CHAT_RATE', 10, 1),
   chatQueueMax: setting('CHAT_QUEUE_MAX', 65536, 1024),
