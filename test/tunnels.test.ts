@@ -1,15 +1,16 @@
 // Step 22, a tunnel service: real OpenSSH clients bind names with ssh -R, real curl (and a WebSocket client) asks
 // the step's HTTP front for them, and apps started here answer: each request must reach the right app, whole.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, get as httpGet, request as httpRequest, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
 import WebSocket, { WebSocketServer } from 'ws';
-import { guarded, logged, ssh2Login, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
+import { guarded, logged, root, ssh2Login, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
@@ -173,6 +174,38 @@ describe('step 22: tunnels', { timeout: 180_000 }, () => {
     socket.send('hello');
     assert.equal(await echoed, 'F echoes hello');
     socket.close();
+  });
+
+  test('headless Chromium opens http://NAME.localhost:PORT/: the app\'s page, and a message live over its WebSocket', async () => {
+    const executablePath = spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
+    assert.ok(executablePath, 'Debian\'s chromium is installed (.ci/run installs it): `command -v chromium` finds none');
+    // The app: a page whose script opens a WebSocket to where the page came from, and shows what comes on it.
+    const server = createServer((request, response) => response.writeHead(200, { 'Content-Type': 'text/html' }).end(`<!doctype html>
+<title>alice's app</title><h1>Served from alice's computer</h1><p id="live">waiting</p>
+<script>const socket = new WebSocket(\`ws://\${location.host}/live\`);
+socket.onmessage = (event) => (document.getElementById('live').textContent = event.data);</script>`));
+    new WebSocketServer({ server }).on('connection', (socket, request) => socket.send(`live: hello, visitor from ${request.headers['x-forwarded-for']}`));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    apps.push(server);
+    await tunnel('alice', 'wonderland', `alice-page:80:localhost:${(server.address() as { port: number }).port}`, 'alice-page');
+    const artifacts = join(root, 'test', 'artifacts');
+    mkdirSync(artifacts, { recursive: true });
+    const shot = join(artifacts, 'tunnel-page.png');
+    rmSync(shot, { force: true });
+    // Debian's Chromium, driven by playwright-core as test/bastion.test.ts drives it; it takes NAME.localhost to 127.0.0.1.
+    const browser = await chromium.launch({ executablePath, headless: true, args: ['--disable-gpu', '--disable-quic'], timeout: 60_000 });
+    try {
+      const page = await browser.newPage({ viewport: { width: 800, height: 400 } });
+      page.setDefaultTimeout(30_000);
+      const shown = await page.goto(url('alice-page'));
+      assert.equal(shown?.status(), 200);
+      assert.equal(await page.title(), 'alice\'s app');
+      await page.locator('#live', { hasText: 'live: hello, visitor from 127.0.0.1' }).waitFor();
+      await page.screenshot({ path: shot });
+      assert.ok(statSync(shot).size > 5_000, 'a screenshot of the page');
+    } finally {
+      await browser.close();
+    }
   });
 
   test('what an HTTP client sends never reaches the wrong tunnel: Host spelled otherwise, smuggling, garbage', async () => {
