@@ -27,7 +27,8 @@
 //
 // This file reads the options and runs the parts, a file each: startup.ts (--startup), soak.ts (--soak), versus-go.ts
 // (--versus-go); else sessions.ts (every server side by side), throughput.ts (bytes through them), scaling.ts (a room
-// of 100, more cores, more machines), ink.ts (step 18's memory), under-attack.ts (--attacks), then report.ts.
+// of 100, more cores, more machines), ink.ts (step 18's memory), tunnels.ts (step 22's HTTP through a tunnel),
+// under-attack.ts (--attacks), then report.ts.
 // harness.ts is what they share: starting servers, the load, /proc, the bench's folder and users.
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -39,6 +40,7 @@ import { measureSessions } from './sessions.ts';
 import { measureSoak } from './soak.ts';
 import { measureStartup } from './startup.ts';
 import { measureThroughput } from './throughput.ts';
+import { measureTunnels } from './tunnels.ts';
 import { measureUnderAttack } from './under-attack.ts';
 import { measureVersusGo } from './versus-go.ts';
 
@@ -88,6 +90,7 @@ else {
   sshd?.stop();
   await measureScaling(args, results);
   await measureInk(args, results);
+  await measureTunnels(args, results);
   const underAttack = await measureUnderAttack(args, results);
   report(args, results, servers, startupMs, underAttack);
 }
