@@ -16,6 +16,11 @@ const PROBE_MS = 1000;
  * knows (its own limits, its own people): a store that hangs must not hang logins for ANSWER_MS each.
  */
 export const LOGIN_WAIT_MS = 100;
+/**
+ * The most calls sent and not yet answered: past it, a call is not sent, and answers undefined at once. A hung
+ * store with a long STORE_TIMEOUT would otherwise keep every call of a flood of connections, in this process.
+ */
+const MAX_UNANSWERED = 1000;
 
 /** ioredis, set to fail at once rather than queue a call while it is not connected, and to reconnect within 2 s. */
 const settings: RedisOptions = {
@@ -46,6 +51,8 @@ export class Store extends EventEmitter {
   /** When each call not yet answered was sent, by its number, oldest first: the store answers them in that order. */
   private readonly unanswered = new Map<number, number>();
   private everUp = false;
+  /** Whether a login has waited LOGIN_WAIT_MS for the store in vain, and no call has been answered in time since. */
+  private slow = false;
   private closed = false;
   private probing?: NodeJS.Timeout;
 
@@ -84,8 +91,22 @@ export class Store extends EventEmitter {
     const answer = this.call(() => run.call(this.commands, keys.length, ...keys, ...args));
     if (waitMs === undefined) return answer;
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), waitMs)));
-    return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), waitMs)));
+    const first = await Promise.race([answer, late]);
+    clearTimeout(timer);
+    if (first !== undefined) this.answeredInTime(first !== 'late'); // (undefined: failed, and down() says so)
+    return first === 'late' ? undefined : first;
+  }
+
+  /**
+   * Says so, once, when a login waited for the store in vain (the fleet's limits then go unchecked for it, and this
+   * machine's own decide), and again once a call is answered in time.
+   */
+  private answeredInTime(inTime: boolean): void {
+    if (inTime === !this.slow) return;
+    this.slow = !inTime;
+    console.log(`store ${this.shown}: ${this.slow ? `slow (no answer in ${LOGIN_WAIT_MS} ms): logins go on with this machine's own `
+      + 'limits alone until it answers in time' : 'answering in time again: the fleet\'s limits are checked again'}`);
   }
 
   /** How long the oldest call not yet answered has waited, in milliseconds; 0 when every call is answered. */
@@ -120,6 +141,7 @@ export class Store extends EventEmitter {
   }
 
   private async call<T>(run: () => Promise<T>): Promise<T | undefined> {
+    if (this.unanswered.size >= MAX_UNANSWERED) return undefined; // not sent: the store is far behind already
     const number = ++this.roundTrips;
     this.unanswered.set(number, performance.now());
     try {
