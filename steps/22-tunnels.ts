@@ -28,7 +28,7 @@ function join(channel: Duplex, socket: Socket): void {
 }
 
 /** One `ssh -R NAME:80:...`: the connection that asked, the address and port it asked with, and its password. */
-interface Tunnel { client: Connection; bindAddr: string; bindPort: number; credentials?: string }
+interface Tunnel { client: Connection; user: string; bindAddr: string; bindPort: number; credentials?: string }
 /** Each name's tunnels, taken in turn: an owner's several connections on one name share its requests. */
 const tunnels = new Map<string, { list: Tunnel[]; next: number }>();
 let httpPort = 0; // the front's, once it listens
@@ -36,13 +36,14 @@ const address = (name: string) => `http://${name}.${domain}:${httpPort}/`;
 
 // How a request finds its tunnel: its Host names it; a channel is opened back through that tunnel's connection, as
 // for any ssh -R, and the owner's ssh connects it to their app.
-serveHttpFront((name, from, authorization) => {
+serveHttpFront((name, authorization) => {
   const found = tunnels.get(name);
-  if (!found) return owned(name) ? Promise.reject(new Error(`${name} is not connected`)) : undefined; // 502, or 404
+  if (!found) return owned(name) ? 'gone' : undefined; // 502, or 404
+  // A password set on any of the name's tunnels is asked of every request for it (401: a browser asks for them).
+  if (!found.list.every((each) => allowed(each.credentials, authorization))) return 'password';
   const tunnel = found.list[found.next++ % found.list.length]!;
-  if (!allowed(tunnel.credentials, authorization)) return 'password'; // 401: a browser asks its user for them
-  return new Promise((resolve, reject) => tunnel.client.forwardOut(tunnel.bindAddr, tunnel.bindPort, from.address, from.port,
-    (err, channel) => (err ? reject(err) : resolve(channel))));
+  return { owner: tunnel.user, open: (from) => new Promise((resolve, reject) => tunnel.client.forwardOut(tunnel.bindAddr,
+    tunnel.bindPort, from.address, from.port, (err, channel) => (err ? reject(err) : resolve(channel)))) };
 }, (port) => ((httpPort = port), console.log(`tunnels: http://NAME.${domain}:${port}/`)));
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {
@@ -63,8 +64,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
   client.once('close', () => (closed = true));
 
   // What the user is told about their tunnels: in their session (ssh without -N), once it opens.
-  const said: string[] = [];
-  const sessions = new Set<ServerChannel>();
+  const [said, sessions] = [[] as string[], new Set<ServerChannel>()];
   const tell = (line: string) => (said.length < 100 && said.push(line), sessions.forEach((each) => each.write(`${line}\r\n`)));
   client.on('session', (acceptSession) => {
     const session = acceptSession();
@@ -115,10 +115,12 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     if (kind === 'cancel-tcpip-forward') return mine.has(forward) ? (unbind(forward), accept?.()) : reject?.();
     const wanted = kind === 'tcpip-forward' ? asked(bindAddr, (each) => tunnels.has(each)) : undefined;
     const name = wanted?.name ?? '';
+    // A name in use by another user's tunnel (a made-up one, which no one owns) is theirs for as long as it is.
     const refused = kind !== 'tcpip-forward' ? 'not a forward' : !wanted ? 'that is not a name (a-z, 0-9, -)'
       : bindPort !== 80 ? 'only port 80 is served: ssh -R NAME:80:localhost:PORT'
-        : mine.has(forward) || [...mine.values()].includes(name) ? `${name} is bound already`
-          : mine.size >= limits.maxRemoteForwards ? 'MAX_REMOTE_FORWARDS reached' : claim(name, user, wanted.generated);
+        : tunnels.get(name)?.list.some((each) => each.user !== user) ? `the name ${name} is in use by another user`
+          : mine.has(forward) || [...mine.values()].includes(name) ? `${name} is bound already`
+            : mine.size >= limits.maxRemoteForwards ? 'MAX_REMOTE_FORWARDS reached' : claim(name, user, wanted.generated);
     if (refused) {
       log(info, `refused ${kind} of ${JSON.stringify(name)}:${bindPort}: ${refused}`);
       tell(`tunnels: ${refused}`);
@@ -126,8 +128,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     }
     mine.set(forward, name);
     const found = tunnels.get(name) ?? tunnels.set(name, { list: [], next: 0 }).get(name)!;
-    found.list.push({ client, bindAddr, bindPort, credentials: wanted!.credentials });
-    log(info, `${user} bound ${name} (${found.list.length} tunnel${found.list.length > 1 ? 's' : ''})`);
+    log(info, `${user} bound ${name} (${found.list.push({ client, user, bindAddr, bindPort, credentials: wanted!.credentials })})`);
     tell(`Your app is at ${address(name)}`);
     accept?.();
   });

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, get as httpGet, request as httpRequest, type RequestListener, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer as createTcpServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -116,7 +116,8 @@ describe('step 22: tunnels', { timeout: 180_000 }, () => {
       '-p', String(step.port), 'bob@localhost'], sshEnv('builder'));
     assert.equal(refused.status, 255);
     assert.match(refused.stderr, /^Error: remote port forwarding failed for listen port 80$/m);
-    await logged(step, / refused tcpip-forward of "alice-owned":80: the name alice-owned belongs to another user$/m, from);
+    // While alice's tunnel is there, the name is hers as it is in use; and it is hers in the names file.
+    await logged(step, / refused tcpip-forward of "alice-owned":80: the name alice-owned is in use by another user$/m, from);
     assert.match(readFileSync(names, 'utf8'), /^alice-owned alice$/m);
     // Another step with the same names file: the name is still alice's.
     const again = await startStep('22-tunnels.ts', { env });
@@ -124,6 +125,7 @@ describe('step 22: tunnels', { timeout: 180_000 }, () => {
       const twice = await run('ssh', [...sshOptions, '-N', '-o', 'ExitOnForwardFailure=yes', '-R', 'alice-owned:80:localhost:9',
         '-p', String(again.port), 'bob@localhost'], sshEnv('builder'));
       assert.equal(twice.status, 255);
+      await logged(again, / refused tcpip-forward of "alice-owned":80: the name alice-owned belongs to another user$/m);
       const port = Number((await logged(again, /^tunnels: http:\/\/NAME\.localhost:(\d+)\/$/m))[1]);
       const gone = await curl('-i', `http://alice-owned.localhost:${port}/`);
       assert.match(gone.stdout, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
@@ -255,11 +257,11 @@ describe('step 22 attacked: what a public front must survive', { timeout: 240_00
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return (server.address() as { port: number }).port;
   };
-  const tunnel = async (name: string, port: number) => {
+  const tunnel = async (address: string, port: number, [user, password] = ['alice', 'wonderland'], name = address) => {
     const from = step.output().length;
-    tunnels.push(guarded(spawn('ssh', [...sshOptions, '-N', '-o', 'ExitOnForwardFailure=yes', '-R', `${name}:80:localhost:${port}`,
-      '-p', String(step.port), 'alice@localhost'], { env: { ...process.env, ...sshEnv('wonderland') }, stdio: 'ignore' })));
-    await logged(step, new RegExp(` alice bound ${name} \\(`), from);
+    tunnels.push(guarded(spawn('ssh', [...sshOptions, '-N', '-o', 'ExitOnForwardFailure=yes', '-R', `${address}:80:localhost:${port}`,
+      '-p', String(step.port), `${user}@localhost`], { env: { ...process.env, ...sshEnv(password!) }, stdio: 'ignore' })));
+    await logged(step, new RegExp(` ${user} bound ${name} \\(`), from);
   };
   /** A GET of `name`'s page: its status and body (a fresh connection each time). */
   const get = (name: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -308,17 +310,17 @@ describe('step 22 attacked: what a public front must survive', { timeout: 240_00
     assert.deepEqual(await get('alice-after'), { status: 200, body: 'after\n' });
   });
 
-  test('an app that never answers holds TUNNEL_CONNECTIONS_MAX (20) of its name, then 503; other names are served', async () => {
+  test('an app that never answers holds TUNNEL_CONNECTIONS_MAX (20) of its owner\'s, then 503; other users\' names are served', async () => {
     const held: ServerResponse[] = [];
     let answering = false; // until the end: then it answers what comes
     await tunnel('alice-stuck', await started((request, response) => (answering ? response.end('now\n') : held.push(response))));
-    await tunnel('alice-free', await started((request, response) => response.end('free\n')));
+    await tunnel('bob-0', await started((request, response) => response.end('free\n')), ['bob', 'builder']);
     const waiting = Array.from({ length: 20 }, () => get('alice-stuck').catch(() => undefined));
     await waitFor('the 20 requests at the app', () => held.length === 20 || undefined);
     const refused = await get('alice-stuck');
     assert.equal(refused.status, 503);
-    assert.equal(refused.body, '503: alice-stuck has as many connections as it may (TUNNEL_CONNECTIONS_MAX)\n');
-    assert.deepEqual(await get('alice-free'), { status: 200, body: 'free\n' });
+    assert.equal(refused.body, '503: alice-stuck\'s owner has as many connections as they may (TUNNEL_CONNECTIONS_MAX)\n');
+    assert.deepEqual(await get('bob-0'), { status: 200, body: 'free\n' });
     answering = true;
     for (const response of held) response.end('late\n');
     await Promise.all(waiting);
@@ -346,6 +348,98 @@ describe('step 22 attacked: what a public front must survive', { timeout: 240_00
       setTimeout(() => (upload.destroy(), resolve()), 5000);
     }));
     assert.ok(peak - before < 50, `RSS from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+  });
+
+  test('a made-up name in use is its user\'s: bob asking for it is refused, and every request goes to alice\'s app', async () => {
+    const port = await started((request, response) => response.end('alice\'s\n'));
+    const from = step.output().length;
+    tunnels.push(guarded(spawn('ssh', [...sshOptions, '-N', '-R', `80:localhost:${port}`, '-p', String(step.port), 'alice@localhost'],
+      { env: { ...process.env, ...sshEnv('wonderland') }, stdio: 'ignore' })));
+    const name = (await logged(step, / alice bound ([a-z][0-9a-f]{7}) \(/, from))[1]!;
+    const refused = await run('ssh', [...sshOptions, '-N', '-o', 'ExitOnForwardFailure=yes', '-R', `${name}:80:localhost:9`,
+      '-p', String(step.port), 'bob@localhost'], sshEnv('builder'));
+    assert.equal(refused.status, 255);
+    await logged(step, new RegExp(` refused tcpip-forward of "${name}":80: the name ${name} is in use by another user$`, 'm'), from);
+    for (let i = 0; i < 4; i++) assert.deepEqual(await get(name), { status: 200, body: 'alice\'s\n' });
+    const file = join(dir, 'attacked-names'); // (none yet when no name has been owned)
+    assert.doesNotMatch(existsSync(file) ? readFileSync(file, 'utf8') : '', new RegExp(name));
+  });
+
+  test('answers never read, then dropped, and requests reset before their channel opens: the owner\'s places come back', async () => {
+    const big = Buffer.alloc(20_000_000);
+    let asked = 0;
+    // (bob's: an upload alice's app never read may hold one of her places until the front's 60 s for a request end.)
+    await tunnel('bob-1', await started((request, response) => {
+      asked += 1;
+      response.end(request.url === '/big' ? big : 'small\n');
+    }), ['bob', 'builder']);
+    // Twenty GETs of 20 MB whose answers are never read (TUNNEL_CONNECTIONS_MAX of them), then dropped.
+    const readers = Array.from({ length: 20 }, () => connect(http, '127.0.0.1').on('error', () => {}).pause());
+    for (const socket of readers) socket.write(`GET /big HTTP/1.1\r\nHost: bob-1.localhost\r\n\r\n`);
+    await waitFor('the twenty at the app', () => asked === 20 || undefined);
+    for (const socket of readers) socket.destroy();
+    // Then 150 requests, each reset as soon as it is sent: before the front has its channel.
+    for (let i = 0; i < 150; i++) {
+      const socket = connect(http, '127.0.0.1').on('error', () => {});
+      socket.write(`GET / HTTP/1.1\r\nHost: bob-1.localhost\r\n\r\n`, () => socket.resetAndDestroy());
+    }
+    for (const deadline = Date.now() + 20_000; ;) {
+      const answer = await get('bob-1');
+      if (answer.status === 200) break;
+      assert.ok(Date.now() < deadline, `still ${answer.status} after 20 s: ${answer.body}`);
+    }
+  });
+
+  test('an upgrade the app does not take: its answer is not passed on as a pipe, and what follows never reaches it', async () => {
+    const seen: string[] = [];
+    await tunnel('alice-plain', await started((request, response) => {
+      seen.push(`${request.method} ${request.url} ${request.headers['x-forwarded-for']}`);
+      response.end('plain\n'); // and keeps the connection alive, as Go's and Python's servers do
+    }));
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect(http, '127.0.0.1');
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk)).on('error', () => {}).on('close', () => resolve(text));
+      socket.write('GET /first HTTP/1.1\r\nHost: alice-plain.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'
+        + 'GET /second HTTP/1.1\r\nHost: anything.example\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n');
+    });
+    assert.match(answer, /^HTTP\/1\.1 502 Bad Gateway\r\n[^]*502: the tunnel's app did not take the upgrade \(it answered 200\)\n$/);
+    assert.deepEqual(seen, ['GET /first 127.0.0.1']);
+  });
+
+  test('a password on one of a name\'s tunnels is asked for every request; the client\'s own X-Forwarded-* are not passed on', async () => {
+    const headers: string[] = [];
+    const port = await started((request, response) => {
+      const h = request.headers;
+      headers.push(`${h.host} ${h['x-forwarded-for']} ${h.forwarded} ${h['x-real-ip']}`);
+      response.end('in\n');
+    });
+    await tunnel('[v:pw@alice-mixed]', port, undefined, 'alice-mixed');
+    await tunnel('alice-mixed', port);
+    for (let i = 0; i < 4; i++) assert.equal((await get('alice-mixed')).status, 401);
+    const spoofed = await run('curl', ['-sS', '-u', 'v:pw', '-H', 'X-Forwarded-For: 1.2.3.4', '-H', 'Forwarded: for=1.2.3.4',
+      '-H', 'X-Real-IP: 1.2.3.4', '-H', 'Connection: host, x-real-ip', `http://127.0.0.1:${http}/`, '-H', `Host: alice-mixed.localhost:${http}`]);
+    assert.equal(spoofed.stdout, 'in\n');
+    assert.deepEqual(headers, [`alice-mixed.localhost:${http} 127.0.0.1 undefined undefined`]);
+  });
+
+  test('an app that answers what is not HTTP gets its visitor a 502, and its owner\'s connection goes on', async () => {
+    const odd = createTcpServer((socket) => socket.on('error', () => {}).end('HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n'));
+    await new Promise<void>((resolve) => odd.listen(0, '127.0.0.1', resolve));
+    try {
+      const fine = await started((request, response) => response.end('fine\n'));
+      const from = step.output().length;
+      // One connection of alice's with both tunnels.
+      tunnels.push(guarded(spawn('ssh', [...sshOptions, '-N', '-R', `alice-odd:80:localhost:${(odd.address() as { port: number }).port}`,
+        '-R', `alice-fine:80:localhost:${fine}`, '-p', String(step.port), 'alice@localhost'], { env: { ...process.env, ...sshEnv('wonderland') }, stdio: 'ignore' })));
+      await logged(step, / alice bound alice-fine \(/, from);
+      await logged(step, / alice bound alice-odd \(/, from);
+      const answer = await get('alice-odd');
+      assert.equal(answer.status, 502);
+      assert.deepEqual(await get('alice-fine'), { status: 200, body: 'fine\n' });
+    } finally {
+      odd.close();
+    }
   });
 
   test('2000 tcpip-forward requests on one connection: MAX_REMOTE_FORWARDS (10) bound, and at most 10 names owned', async () => {

@@ -33,10 +33,12 @@ export interface Asked { name: string; generated: boolean; credentials?: string 
  * its colons) asks visitors for that user and password too. Undefined when the address is not a name.
  */
 export function asked(bindAddr: string, taken: (name: string) => boolean): Asked | undefined {
-  const [, credentials, rest = ''] = /^(?:(.*:.*)@)?([^@]*)$/.exec(bindAddr) ?? [];
+  const match = /^(?:([^:@]+:[^@]*)@)?([^@]*)$/.exec(bindAddr); // an @ without a user and password is no name
+  if (!match || (match[1]?.length ?? 0) > 200) return undefined;
+  const [, credentials, rest = ''] = match;
   const name = rest.toLowerCase();
-  if (credentials !== undefined && (credentials.length > 200 || credentials.startsWith(':'))) return undefined;
-  if (name !== '' && name !== 'localhost') return NAME.test(name) ? { name, generated: false, credentials } : undefined;
+  // (A name of xn--, punycode, could be made to look like another's in a browser's address bar.)
+  if (name !== '' && name !== 'localhost') return NAME.test(name) && !name.startsWith('xn--') ? { name, generated: false, credentials } : undefined;
   for (;;) {
     // Eight letters and digits, which no one owns and no tunnel uses: a name of this connection's alone.
     const made = randomBytes(5).toString('hex').slice(0, 8).replace(/^[0-9]/, 'x');

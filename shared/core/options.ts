@@ -85,7 +85,7 @@ Environment:
                           (step 22; default: keys/tunnel-names)
   TUNNELS_HTTP_MAX        connections the HTTP front of the tunnels keeps open at once, past which
                           new ones are closed unread (step 22; default: 1000)
-  TUNNEL_CONNECTIONS_MAX  requests and WebSockets one tunnel name serves at once, past which the
+  TUNNEL_CONNECTIONS_MAX  requests and WebSockets one user's tunnels serve at once, past which the
                           front answers 503 (step 22; default: 100)
   STORE_URL               the Valkey or Redis server the machines of a fleet share their state in,
                           redis://HOST:PORT (step 21; default: redis://127.0.0.1:6379)
