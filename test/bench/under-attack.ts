@@ -372,6 +372,17 @@ export async function measureUnderAttack(args: Args, results: Record<string, any
         })));
         for (const bob of bobs) bob.end();
       }, async () => (await bastionWithInner()).bastionEnv, bastionCommand],
+    ['bob\'s commands of 17 KiB, each sending 1 MB of NUL bytes, each a login of OpenSSH\'s ssh -A, four at a time for 10 s (all recorded); alice\'s commands through it',
+      '20-bastion.ts', async (port) => {
+        // Four loops of OpenSSH's client, in processes of their own: what they read costs the bench's event loop nothing.
+        const { agent } = await bastionWithInner();
+        const command = `: ${'x'.repeat(17 * 1024)}; head -c 1000000 /dev/zero`;
+        const ssh = ['ssh', '-F', '/dev/null', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'LogLevel=ERROR',
+          '-o', 'IdentitiesOnly=yes', '-i', join(dir, 'id_ed25519'), '-A', '-p', String(port), 'bob@127.0.0.1'].map((word) => `'${word}'`).join(' ');
+        const loop = `end=$(( $(date +%s) + 10 )); while [ $(date +%s) -lt $end ]; do ${ssh} "$COMMAND" > /dev/null; done`;
+        await Promise.all(Array.from({ length: 4 }, () => new Promise((resolve) => spawn('sh', ['-c', loop], {
+          env: { ...process.env, SSH_AUTH_SOCK: agent, COMMAND: command }, stdio: 'ignore' }).once('close', resolve))));
+      }, async () => (await bastionWithInner()).bastionEnv, bastionCommand],
     ['2000 env requests of 30 kB in a session of each of 5 connections to the bastion; alice\'s commands through it',
       '20-bastion.ts', async (port) => {
         const bobs: ssh2.Client[] = [];
