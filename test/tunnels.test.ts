@@ -46,21 +46,30 @@ function run(command: string, args: string[], env: Record<string, string> = {}) 
     child.once('close', (status) => resolve({ stdout, stderr, status })));
 }
 
-describe('step 22: tunnels', { timeout: 180_000 }, () => {
-  let step: Step;
-  let http = 0; // the front's port
-  const apps: Server[] = [];
-  const tunnels: ChildProcess[] = [];
+/**
+ * Step 22 with `stepEnv`, started before the tests of the enclosing describe and stopped after them, with the apps
+ * and ssh processes they started: its `step` and front's port `http` are there once it has started.
+ */
+function useTunnels(stepEnv: Record<string, string>) {
+  const state = { step: undefined as unknown as Step, http: 0, apps: [] as Server[], tunnels: [] as ChildProcess[] };
   before(async () => {
-    step = await startStep('22-tunnels.ts', { env });
-    http = Number((await logged(step, /^tunnels: http:\/\/NAME\.localhost:(\d+)\/$/m))[1]);
+    state.step = await startStep('22-tunnels.ts', { env: stepEnv });
+    state.http = Number((await logged(state.step, /^tunnels: http:\/\/NAME\.localhost:(\d+)\/$/m))[1]);
   });
   after(async () => {
-    for (const each of tunnels) each.kill();
-    for (const each of apps) each.close();
-    await step.stop();
-    assert.doesNotMatch(step.output(), /^internal error/m);
+    for (const each of state.tunnels) each.kill();
+    for (const each of state.apps) each.close();
+    await state.step?.stop();
+    assert.doesNotMatch(state.step?.output() ?? '', /^internal error/m);
   });
+  return state;
+}
+
+describe('step 22: tunnels', { timeout: 180_000 }, () => {
+  const front = useTunnels(env);
+  const { apps, tunnels } = front;
+  let [step, http] = [front.step, 0]; // the step, and its front's port, once started
+  before(() => ({ step, http } = front));
   const started = async (tag: string) => {
     const made = await app(tag);
     apps.push(made.server);
@@ -236,20 +245,10 @@ socket.onmessage = (event) => (document.getElementById('live').textContent = eve
 });
 
 describe('step 22 attacked: what a public front must survive', { timeout: 240_000 }, () => {
-  let step: Step;
-  let http = 0;
-  const apps: Server[] = [];
-  const tunnels: ChildProcess[] = [];
-  before(async () => {
-    step = await startStep('22-tunnels.ts', { env: { ...env, TUNNEL_NAMES: join(dir, 'attacked-names'), TUNNEL_CONNECTIONS_MAX: '20' } });
-    http = Number((await logged(step, /^tunnels: http:\/\/NAME\.localhost:(\d+)\/$/m))[1]);
-  });
-  after(async () => {
-    for (const each of tunnels) each.kill();
-    for (const each of apps) each.close();
-    await step.stop();
-    assert.doesNotMatch(step.output(), /^internal error/m);
-  });
+  const front = useTunnels({ ...env, TUNNEL_NAMES: join(dir, 'attacked-names'), TUNNEL_CONNECTIONS_MAX: '20' });
+  const { apps, tunnels } = front;
+  let [step, http] = [front.step, 0];
+  before(() => ({ step, http } = front));
   /** An app on a free port whose every request gets `handle`; resolves with its port. */
   const started = async (handle: RequestListener) => {
     const server = createServer(handle);
