@@ -10,7 +10,7 @@ import { mayArrive, maySay } from '../shared/channels/chat-rate.ts';
 import { beforeStop, listen } from '../shared/server/listen.ts';
 import { log, safe } from '../shared/core/log.ts';
 import { fleet, limits } from '../shared/core/options.ts';
-import { Store } from '../shared/core/store.ts';
+import { LOGIN_WAIT_MS, Store } from '../shared/core/store.ts';
 import { FleetRoom } from '../shared/channels/fleet-room.ts';
 import { shareLimits } from '../shared/server/fleet-limits.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
@@ -79,7 +79,7 @@ function chatProtocol(channel: ServerChannel, { user, terminal, info, disconnect
 
   here.add(member);
   const departed = room.arrive(user);
-  void room.who().then(({ count, notes }) => {
+  void room.who(LOGIN_WAIT_MS).then(({ count, notes }) => { // a login waits for the store 0.1 s at most
     member.show([`Welcome, ${name}, on ${fleet.machine}. ${count} here; /who says who, /quit (or Ctrl-C) leaves.`, ...notes]);
     if (here.has(member)) room.send({ kind: 'joined', name: user }); // to everyone, this machine's people too
   });

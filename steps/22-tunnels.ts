@@ -4,11 +4,12 @@
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import type { Connection, ServerChannel } from 'ssh2';
+import type { Connection } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
-import { allowedAddress, prohibit } from '../shared/channels/forwarding.ts';
+import { allowedAddress, joinChannels, prohibit } from '../shared/channels/forwarding.ts';
 import { allowed, domain, serveHttpFront } from '../shared/channels/http-front.ts';
-import { asked, claim, owned } from '../shared/channels/tunnel-names.ts';
+import { notices } from '../shared/channels/notices.ts';
+import { asked, claim, mayReach, owned } from '../shared/channels/tunnel-names.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { listen } from '../shared/server/listen.ts';
 import { keyMayLogIn } from '../shared/login/key-login.ts';
@@ -63,24 +64,20 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
   let closed = false;
   client.once('close', () => (closed = true));
 
-  // What the user is told about their tunnels: in their session (ssh without -N), once it opens.
-  const [said, sessions] = [[] as string[], new Set<ServerChannel>()];
-  const tell = (line: string) => (said.length < 100 && said.push(line), sessions.forEach((each) => each.write(`${line}\r\n`)));
-  client.on('session', (acceptSession) => {
-    const session = acceptSession();
-    session.on('pty', (accept) => accept?.());
-    session.on('shell', (accept) => {
-      const channel = accept();
-      sessions.add(channel);
-      channel.write(said.map((line) => `${line}\r\n`).join(''));
-      channel.on('data', (data: Buffer) => data.includes(3) && (channel.exit(0), channel.end())); // Ctrl-C ends it, and ssh
-      channel.on('close', () => sessions.delete(channel));
-    });
-  });
+  // What the user is told about their tunnels: in their session (ssh without -N), once it opens (shared/).
+  const tell = notices(client);
 
-  // ssh -L and ssh -D, as in step 11.
+  // ssh -L and ssh -D, as in step 11; and ssh -L 5432:NAME:5432 to an alias, for its owner and those they let.
   client.on('tcpip', async (accept, reject, { destIP, destPort }) => {
     const to = `${destIP}:${destPort}`;
+    const alias = tunnels.get(to.toLowerCase())?.list.find((each) => mayReach(user, destIP.toLowerCase(), each.user));
+    if (alias) {
+      return alias.client.forwardOut(alias.bindAddr, alias.bindPort, info.ip ?? '', info.port ?? 0, (err, far) => {
+        const near = err || closed ? undefined : accept();
+        if (near) joinChannels(near, far); // the two users' channels, end to end (shared/)
+        else err ? reject() : far.close();
+      });
+    }
     if (destPort === 0 || destPort > 65535) return prohibit(reject, `${destPort} is not a port`); // else connect() throws
     const address = await allowedAddress(destIP);
     if (!address) {
@@ -115,21 +112,24 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     if (kind === 'cancel-tcpip-forward') return mine.has(forward) ? (unbind(forward), accept?.()) : reject?.();
     const wanted = kind === 'tcpip-forward' ? asked(bindAddr, (each) => tunnels.has(each)) : undefined;
     const name = wanted?.name ?? '';
-    // A name in use by another user's tunnel (a made-up one, which no one owns) is theirs for as long as it is.
+    // Port 80 is the web's; any other is an alias, NAME:PORT, reached by logged-in users alone (ssh -L). A name in use
+    // by another user's tunnel (a made-up one, which no one owns) is theirs for as long as it is.
+    const key = bindPort === 80 ? name : `${name}:${bindPort}`;
     const refused = kind !== 'tcpip-forward' ? 'not a forward' : !wanted ? 'that is not a name (a-z, 0-9, -)'
-      : bindPort !== 80 ? 'only port 80 is served: ssh -R NAME:80:localhost:PORT'
-        : tunnels.get(name)?.list.some((each) => each.user !== user) ? `the name ${name} is in use by another user`
-          : mine.has(forward) || [...mine.values()].includes(name) ? `${name} is bound already`
+      : bindPort < 1 || bindPort > 65535 ? `${bindPort} is not a port`
+        : [...tunnels].some(([each, { list }]) => each.split(':')[0] === name && list.some((one) => one.user !== user))
+          ? `the name ${name} is in use by another user`
+          : mine.has(forward) || [...mine.values()].includes(key) ? `${key} is bound already`
             : mine.size >= limits.maxRemoteForwards ? 'MAX_REMOTE_FORWARDS reached' : claim(name, user, wanted.generated);
     if (refused) {
       log(info, `refused ${kind} of ${JSON.stringify(name)}:${bindPort}: ${refused}`);
       tell(`tunnels: ${refused}`);
       return reject?.();
     }
-    mine.set(forward, name);
-    const found = tunnels.get(name) ?? tunnels.set(name, { list: [], next: 0 }).get(name)!;
-    log(info, `${user} bound ${name} (${found.list.push({ client, user, bindAddr, bindPort, credentials: wanted!.credentials })})`);
-    tell(`Your app is at ${address(name)}`);
+    mine.set(forward, key);
+    const found = tunnels.get(key) ?? tunnels.set(key, { list: [], next: 0 }).get(key)!;
+    log(info, `${user} bound ${key} (${found.list.push({ client, user, bindAddr, bindPort, credentials: wanted!.credentials })})`);
+    tell(bindPort === 80 ? `Your app is at ${address(name)}` : `Reach it with ssh -L ${bindPort}:${key} (TUNNEL_ACCESS says who else may)`);
     accept?.();
   });
   // No name outlives the connection that bound it.

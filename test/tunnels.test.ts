@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, get as httpGet, request as httpRequest, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { connect, createServer as createTcpServer } from 'node:net';
 import { join } from 'node:path';
@@ -15,7 +15,8 @@ import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
 const names = join(dir, 'tunnel-names');
-const env = { TUNNELS_HTTP: '127.0.0.1:0', TUNNEL_NAMES: names };
+const access = join(dir, 'tunnel-access');
+const env = { TUNNELS_HTTP: '127.0.0.1:0', TUNNEL_NAMES: names, TUNNEL_ACCESS: access };
 
 /** 50 MB that a download must bring back byte for byte: a counter's bytes, so that no two MiB are alike. */
 const big = Buffer.alloc(50_000_000);
@@ -36,8 +37,9 @@ async function app(tag: string): Promise<{ port: number; server: Server }> {
 }
 
 /** A process's output and exit status, once it has ended (it runs async: the apps answer from this process). */
-function run(command: string, args: string[], env: Record<string, string> = {}) {
-  const child = guarded(spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+function run(command: string, args: string[], env: Record<string, string> = {}, input?: string) {
+  const child = guarded(spawn(command, args, { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] }));
+  child.stdin?.end(input);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk) => (stdout += chunk));
@@ -185,6 +187,25 @@ describe('step 22: tunnels', { timeout: 180_000 }, () => {
     socket.send('hello');
     assert.equal(await echoed, 'F echoes hello');
     socket.close();
+  });
+
+  test('a TCP alias (-R NAME:5432:...) is not on the web: its owner reaches it with ssh -W, bob only once TUNNEL_ACCESS lets him', async () => {
+    const db = createTcpServer((socket) => socket.on('error', () => {}).on('data', (data) => socket.end(`db: ${data}`)));
+    await new Promise<void>((resolve) => db.listen(0, '127.0.0.1', resolve));
+    apps.push(db as unknown as Server);
+    await tunnel('alice', 'wonderland', `alice-db:5432:localhost:${(db.address() as { port: number }).port}`, 'alice-db:5432');
+    /** `ssh -W alice-db:5432` as `user`: a direct-tcpip channel to the alias, its standard input and output joined to it. */
+    const reach = (user: string, password: string) => run('ssh', [...sshOptions, '-o', 'LogLevel=ERROR', '-W', 'ALICE-DB:5432',
+      '-p', String(step.port), `${user}@localhost`], sshEnv(password), 'select 1\n');
+    assert.deepEqual(await reach('alice', 'wonderland'), { stdout: 'db: select 1\n', stderr: '', status: 0 });
+    const from = step.output().length;
+    // To bob, with no line in TUNNEL_ACCESS, the alias is not there: refused as any destination not in FORWARD_TO.
+    assert.deepEqual(await reach('bob', 'builder'), { stdout: '', stderr: 'stdio forwarding failed\r\n', status: 255 });
+    await logged(step, / refused to forward to ALICE-DB:5432: not in FORWARD_TO$/m, from);
+    writeFileSync(access, 'alice-db bob\n');
+    assert.equal((await reach('bob', 'builder')).stdout, 'db: select 1\n');
+    // Not published: the name has no web tunnel (502, as for an owner not connected), and the app was never asked.
+    assert.match((await curl('-i', url('alice-db'))).stdout, /^HTTP\/1\.1 502 /);
   });
 
   test('headless Chromium opens http://NAME.localhost:PORT/: the app\'s page, and a message live over its WebSocket', async () => {

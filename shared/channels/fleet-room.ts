@@ -3,7 +3,7 @@
 // renews every few seconds; a machine that dies stops renewing, and its people leave the list by themselves.
 // With the store unreachable, the room is this machine's alone until it answers again.
 import { safe } from '../core/log.ts';
-import { LOGIN_WAIT_MS, type Store } from '../core/store.ts';
+import type { Store } from '../core/store.ts';
 
 /** What happens in the room, as it goes through the store: made safe to show by the machine that shows it. */
 export type RoomEvent = ({ kind: 'joined' | 'left'; name: string } | { kind: 'said'; name: string; text: string })
@@ -138,11 +138,11 @@ export class FleetRoom {
 
   /**
    * Who is online, in the whole fleet: how many, and a line that lists them (`* here: alice (a), bob (b)`), made
-   * safe to show. When the store is unreachable, or has not answered within LOGIN_WAIT_MS (a login waits for it),
-   * this machine's people alone, and `notes` says so.
+   * safe to show. When the store is unreachable, or has not answered within `waitMs` (a login's welcome waits
+   * LOGIN_WAIT_MS), this machine's people alone, and `notes` says so.
    */
-  async who(): Promise<{ count: number; line: string; notes: string[] }> {
-    const answer = await this.store.script(WHO, [ONLINE], [MAX_LISTED], LOGIN_WAIT_MS);
+  async who(waitMs?: number): Promise<{ count: number; line: string; notes: string[] }> {
+    const answer = await this.store.script(WHO, [ONLINE], [MAX_LISTED], waitMs);
     const local = !Array.isArray(answer);
     const [total, ...entries] = local ? [this.here.size, ...this.here.values()] : answer as [number, ...string[]];
     const online = entries.slice(0, MAX_LISTED).flatMap((entry) => {

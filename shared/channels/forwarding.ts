@@ -1,6 +1,7 @@
 // Port forwarding's rules (step 11): where `ssh -L` and `-D` may connect, and how a refusal is told.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import type { ServerChannel } from 'ssh2';
 import { plainAddress } from '../core/address-blocks.ts';
 import { safe } from '../core/log.ts';
 import { limits } from '../core/options.ts';
@@ -29,4 +30,18 @@ export async function allowedAddress(host: string): Promise<string | undefined> 
   // An IPv4 address written as IPv6 (::ffff:127.0.0.1, ::ffff:7f00:1) is checked, and reached, as the IPv4 address
   // it is; IPv4 and IPv6 blocks are matched apart (shared/core/address-blocks.ts).
   return found.map(({ address }) => plainAddress(address)).find((address) => limits.forwardTo.has(address));
+}
+
+/**
+ * Joins two channels both ways, as step 22 joins a user's `ssh -L` to another's `ssh -R`: each one's data to the
+ * other, no faster than it is taken; its EOF as EOF (ssh2 closes a server's channel at `end()`, which would cut off
+ * the answer still to come the other way); and the close of either closes both.
+ */
+export function joinChannels(a: ServerChannel, b: ServerChannel): void {
+  for (const [from, to] of [[a, b], [b, a]] as const) {
+    from.pipe(to, { end: false });
+    from.once('end', () => to.eof());
+    from.once('close', () => to.close());
+    from.on('error', () => to.close());
+  }
 }

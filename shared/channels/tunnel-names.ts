@@ -7,6 +7,8 @@ import { explain, fail, shown } from '../core/errors.ts';
 
 /** The file of names and their owners: `TUNNEL_NAMES`, else `keys/tunnel-names` (git ignores it). */
 export const namesFile = process.env.TUNNEL_NAMES || fileURLToPath(new URL('../../keys/tunnel-names', import.meta.url));
+/** Who may reach which alias besides its owner: `TUNNEL_ACCESS`, else `keys/tunnel-access`, a line `NAME USER...` each. */
+export const accessFile = process.env.TUNNEL_ACCESS || fileURLToPath(new URL('../../keys/tunnel-access', import.meta.url));
 /** The most names one user may own. */
 export const NAMES_PER_USER = 10;
 /** A name: a DNS label, in lowercase (letters, digits and hyphens, at most 63, no hyphen first or last). */
@@ -72,4 +74,20 @@ export function claim(name: string, user: string, generated: boolean): string | 
     return `the names file cannot be written (${explain(err)})`;
   }
   return undefined;
+}
+
+/**
+ * Whether `user` may reach the TCP alias `name` (`ssh -R NAME:5432:...`) of `owner` with `ssh -L`: its owner may, and
+ * those its line in the access file names (`db bob carol`), read as each is asked, so that an edit counts at once.
+ */
+export function mayReach(user: string, name: string, owner: string): boolean {
+  if (user === owner) return true;
+  let text = '';
+  try {
+    text = readFileSync(accessFile, 'utf8');
+  } catch {} // no file: the owners alone
+  return text.split('\n').some((line) => {
+    const [each, ...users] = line.trim().split(/\s+/);
+    return each === name && users.includes(user);
+  });
 }

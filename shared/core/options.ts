@@ -83,6 +83,8 @@ Environment:
                           default: localhost)
   TUNNEL_NAMES            the file of tunnel names and their owners, a NAME OWNER line each
                           (step 22; default: keys/tunnel-names)
+  TUNNEL_ACCESS           who may reach a TCP alias besides its owner, a NAME USER... line each
+                          (step 22; default: keys/tunnel-access)
   TUNNELS_HTTP_MAX        connections the HTTP front of the tunnels keeps open at once, past which
                           new ones are closed unread (step 22; default: 1000)
   TUNNEL_CONNECTIONS_MAX  requests and WebSockets one user's tunnels serve at once, past which the
