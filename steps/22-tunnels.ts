@@ -28,9 +28,9 @@ function join(channel: Duplex, socket: Socket): void {
   channel.once('close', () => socket.destroy());
 }
 
-/** One `ssh -R NAME:80:...`: the connection that asked, the address and port it asked with, and its password. */
+/** One `ssh -R NAME:PORT:...`: the connection that asked, its user, the address and port it asked with, a password. */
 interface Tunnel { client: Connection; user: string; bindAddr: string; bindPort: number; credentials?: string }
-/** Each name's tunnels, taken in turn: an owner's several connections on one name share its requests. */
+/** Each name's tunnels (NAME on the web, NAME:PORT an alias), taken in turn: an owner's connections share them. */
 const tunnels = new Map<string, { list: Tunnel[]; next: number }>();
 let httpPort = 0; // the front's, once it listens
 const address = (name: string) => `http://${name}.${domain}:${httpPort}/`;
