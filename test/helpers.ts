@@ -223,6 +223,8 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
       RECORDINGS_DIR: join(sharedRecordings, 'recordings'), RECORDINGS_PORT: '0',
       // Step 22's HTTP front on a free port, not 8080, and its names apart from the reader's.
       TUNNELS_HTTP: '127.0.0.1:0', TUNNEL_NAMES: join(sharedRecordings, 'tunnel-names'),
+      // Step 23's users' sockets apart from the reader's.
+      SOCKETS_DIR: join(sharedRecordings, 'sockets'),
       // And no draining at SIGTERM (what a test leaves open must not keep the step), unless a test asks.
       SOURCE_PENALTY_MAX: '0', DRAIN_TIMEOUT: '0',
       ...options.env,

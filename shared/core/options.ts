@@ -34,8 +34,9 @@ Environment:
   PER_SOURCE_MAX_STARTUPS connections from one address that may be logging in at once (default: 5)
   MAX_SESSIONS            sessions one connection may have open at once (default: 10)
   MAX_FORWARDS            connections one connection may forward at once with ssh -L and -D
-                          (default: 100)
-  MAX_REMOTE_FORWARDS     ports one connection may listen on with ssh -R (default: 10)
+                          (default: 100; as many again to sockets, step 23)
+  MAX_REMOTE_FORWARDS     ports (or sockets, step 23) one connection may listen on with ssh -R
+                          (default: 10)
   SFTP_HOME               the folder of the users' folders for SFTP (step 12; default: home/)
   SFTP_MAX_HANDLES        files and folders one SFTP session may have open at once (default: 100)
   CHAT_LINE_MAX           the longest message, in characters, of the chat room (step 13; default:
@@ -77,6 +78,11 @@ Environment:
                           (step 20; default: 10000)
   RECORDINGS_PER_USER     the recordings of one user the folder may hold, past which that user's new
                           sessions are refused (step 20; default: 1000)
+  SOCKETS_DIR             the folder of the users' socket folders for ssh -R PATH (step 23;
+                          default: conch-steps-sockets-UID in the system's temporary folder)
+  FORWARD_TO_SOCKETS      the sockets any user may reach with ssh -L PORT:PATH (step 23): paths,
+                          separated by commas, a folder's ending in / (default: none; each user
+                          reaches their own)
   TUNNELS_HTTP            where the HTTP front of the tunnels listens, HOST:PORT (step 22; default:
                           127.0.0.1:8080)
   TUNNELS_DOMAIN          the domain under which the tunnels' names are, NAME.DOMAIN (step 22;

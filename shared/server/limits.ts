@@ -124,17 +124,20 @@ function keyTypeName(blob: Buffer): string {
 
 /**
  * Lets a connection have at most `MAX_SESSIONS` session channels open at once (as sshd's MaxSessions), and at most
- * `MAX_FORWARDS` channels of `ssh -L` and `-D` (step 11). The step's listeners see a new channel only below that
- * number; above it, the channel is refused. The first refusal on a connection is logged; more are counted by the log.
+ * `MAX_FORWARDS` channels of `ssh -L` and `-D` (step 11), and as many of `ssh -L` to a socket (step 23). The step's
+ * listeners see a new channel only below that number; above it, the channel is refused. The first refusal on a connection is logged; more are counted by the log.
  */
 export function limitChannels(client: Connection, info: ClientInfo): void {
   limit(client, info, 'session', limits.maxSessions, 'a session', 'MAX_SESSIONS');
   limit(client, info, 'tcpip', limits.maxForwards, 'a forwarded connection', 'MAX_FORWARDS');
+  limit(client, info, 'openssh.streamlocal', limits.maxForwards, 'a forwarded connection to a socket', 'MAX_FORWARDS');
 }
 
 type Listener = (accept: () => unknown, reject: () => void, ...rest: unknown[]) => void;
 
-function limit(client: Connection, info: ClientInfo, event: 'session' | 'tcpip', max: number, what: string, name: string) {
+type Limited = 'session' | 'tcpip' | 'openssh.streamlocal';
+
+function limit(client: Connection, info: ClientInfo, event: Limited, max: number, what: string, name: string) {
   // With no listener of the step's, ssh2 refuses every such channel itself, and that stays so.
   const stepListeners = client.listeners(event) as Listener[];
   if (stepListeners.length === 0) return;
