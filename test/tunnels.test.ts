@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import WebSocket, { WebSocketServer } from 'ws';
-import { guarded, logged, root, ssh2Login, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
+import { freePort, guarded, logged, root, ssh2Login, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
@@ -189,7 +189,7 @@ describe('step 22: tunnels', { timeout: 180_000 }, () => {
     socket.close();
   });
 
-  test('a TCP alias (-R NAME:5432:...) is not on the web: its owner reaches it with ssh -W, bob only once TUNNEL_ACCESS lets him', async () => {
+  test('a TCP alias (-R NAME:5432:...) is not on the web: its owner reaches it with ssh -W, bob only once TUNNEL_ACCESS lets him, with -W and -L', async () => {
     const db = createTcpServer((socket) => socket.on('error', () => {}).on('data', (data) => socket.end(`db: ${data}`)));
     await new Promise<void>((resolve) => db.listen(0, '127.0.0.1', resolve));
     apps.push(db as unknown as Server);
@@ -204,6 +204,28 @@ describe('step 22: tunnels', { timeout: 180_000 }, () => {
     await logged(step, / refused to forward to ALICE-DB:5432: not in FORWARD_TO$/m, from);
     writeFileSync(access, 'alice-db bob\n');
     assert.equal((await reach('bob', 'builder')).stdout, 'db: select 1\n');
+    // And with ssh -L, as a reader reaches a database: a port of bob's own, each connection to it a channel to the alias.
+    const local = await freePort();
+    const forward = guarded(spawn('ssh', [...sshOptions, '-o', 'LogLevel=ERROR', '-N', '-L', `${local}:alice-db:5432`,
+      '-p', String(step.port), 'bob@localhost'], { env: { ...process.env, ...sshEnv('builder') }, stdio: 'ignore' }));
+    try {
+      const ask = () => new Promise<string>((resolve) => {
+        let answer = '';
+        const socket = connect(local, '127.0.0.1', () => socket.end('select 1\n'));
+        socket.on('data', (chunk) => (answer += chunk)).on('close', () => resolve(answer)).on('error', () => {});
+      });
+      // Until ssh -L listens (a connection refused before that answers ''), then the answer through it.
+      for (const deadline = Date.now() + 20_000; ;) {
+        const answer = await ask();
+        if (answer !== '' || Date.now() > deadline) {
+          assert.equal(answer, 'db: select 1\n');
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50)); // the interval of the poll, under its deadline
+      }
+    } finally {
+      forward.kill();
+    }
     // Not published: the name has no web tunnel (502, as for an owner not connected), and the app was never asked.
     assert.match((await curl('-i', url('alice-db'))).stdout, /^HTTP\/1\.1 502 /);
   });
