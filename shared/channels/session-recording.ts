@@ -47,6 +47,9 @@ export function recordingsFull(user: string): string | undefined {
   return undefined;
 }
 
+/** As many NUL bytes as a channel's packet holds, to compare a chunk with (a native compare, not a loop). */
+const ZEROS = Buffer.alloc(64 * 1024);
+
 /** A user's name as recordings' file names hold it. */
 const fileUser = (user: string) => (/^[A-Za-z0-9_.-]{1,64}$/.test(user) ? user : 'unnamed');
 
@@ -91,6 +94,12 @@ export function startRecording(session: Recorded, note: (message: string) => voi
   if (session.command !== undefined) write(`${JSON.stringify([0, 'm', `command: ${session.command.replaceAll('\0', '')}`])}\n`);
   const text = new StringDecoder('utf8'); // a character cut between two reads waits for its end
   const typed = new StringDecoder('utf8');
+  /** A chunk's text, NUL bytes left out: a chunk of nothing else (a flood of them) is not even decoded. */
+  const decoded = (decoder: StringDecoder, data: Buffer) => {
+    if (data.length <= ZEROS.length && data.equals(ZEROS.subarray(0, data.length))) return '';
+    const chunk = decoder.write(data);
+    return data.includes(0) ? chunk.replaceAll('\0', '') : chunk;
+  };
   const event = (code: string, data: string) => {
     if (file.destroyed || file.writableEnded) return;
     const seconds = Math.round((Date.now() - started.getTime()) / 1000 * 1e6) / 1e6;
@@ -103,11 +112,11 @@ export function startRecording(session: Recorded, note: (message: string) => voi
   return {
     name,
     output: (data: Buffer) => {
-      const chunk = text.write(data).replaceAll('\0', '');
+      const chunk = decoded(text, data);
       if (chunk) event('o', chunk);
     },
     input: (data: Buffer) => {
-      const chunk = typed.write(data).replaceAll('\0', '');
+      const chunk = decoded(typed, data);
       if (chunk) event('i', chunk);
     },
     resize: (cols: number, rows: number) => event('r', `${cols}x${rows}`),
