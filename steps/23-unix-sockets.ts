@@ -9,7 +9,7 @@ import { algorithms } from '../shared/server/algorithms.ts';
 import { prohibit } from '../shared/channels/forwarding.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
 import { listen } from '../shared/server/listen.ts';
-import { freeSocketPath, socketToListenOn, socketToReach } from '../shared/channels/unix-sockets.ts';
+import { socketPathClosed, socketToListenOn, socketToReach, takeSocketPath } from '../shared/channels/unix-sockets.ts';
 import { log } from '../shared/core/log.ts';
 import { limits } from '../shared/core/options.ts';
 import { readPasswordFile } from '../shared/login/passwords.ts';
@@ -79,7 +79,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     forwards += 1;
     const path = where.path;
     // A socket file there already: removed if a step that was killed left it, refused if something answers on it.
-    const busy = await freeSocketPath(path);
+    const busy = await takeSocketPath(path);
     if (busy) {
       forwards -= 1;
       log(info, `cannot listen on ${path} for ssh -R: ${busy}`);
@@ -91,6 +91,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
         else join(channel, socket);
       });
     });
+    listener.once('close', () => socketPathClosed(path)); // its file is removed: the path is free again
     listener.listen(path, () => {
       if (closed) return listener.close();
       chmodSync(path, 0o600); // the server's own system user alone may connect, as sshd's StreamLocalBindMask
@@ -100,6 +101,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
     });
     listener.once('error', (err) => {
       forwards -= 1;
+      socketPathClosed(path);
       log(info, `cannot listen on ${path} for ssh -R: ${err.message}`);
       reject?.();
     });

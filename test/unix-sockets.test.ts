@@ -291,6 +291,58 @@ describe('step 23 attacked', { timeout: 120_000 }, () => {
     }
   });
 
+  test('one stale path asked for twice at once, on one connection and on two: granted once', async () => {
+    const folder = join(sockets, 'alice');
+    mkdirSync(folder, { recursive: true, mode: 0o700 });
+    const [first, second] = [await login(step().port), await login(step().port)];
+    try {
+      for (const [name, clients] of [['once.sock', [first, first]], ['twice.sock', [first, second]]] as const) {
+        const made = spawnSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', join(folder, name)]);
+        assert.equal(made.status, 0, String(made.stderr));
+        const asked = await Promise.allSettled(clients.map((client) => forwardIn(client, name)));
+        assert.equal(asked.filter((result) => result.status === 'fulfilled').length, 1, name);
+        // The one granted serves at that path: a connection to it comes back as a channel.
+        const winner = clients[asked.findIndex((result) => result.status === 'fulfilled')]!;
+        const opened = new Promise<void>((resolve) => winner.once('unix connection', (info, accept) => (accept().end(), resolve())));
+        const local = connect(join(folder, name)).on('error', () => {});
+        await opened;
+        local.destroy();
+      }
+    } finally {
+      first.end();
+      second.end();
+    }
+  });
+
+  test('a live socket whose queue is full is not taken for a stale one: refused, and left in place', async () => {
+    const path = join(sockets, 'alice', 'full.sock');
+    mkdirSync(join(sockets, 'alice'), { recursive: true, mode: 0o700 });
+    // A server that listens and never accepts, its queue filled by connections of its own: a connection to it now
+    // fails with EAGAIN, not with the ECONNREFUSED of a socket nobody listens on.
+    const full = guarded(spawn('python3', ['-c', [
+      'import socket, sys, time',
+      's = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(0)',
+      'held = []',
+      'while True:',
+      '    c = socket.socket(socket.AF_UNIX); c.setblocking(False)',
+      '    try: c.connect(sys.argv[1]); held.append(c)',
+      '    except BlockingIOError: break',
+      'print("full", flush=True); time.sleep(60)',
+    ].join('\n'), path], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let said = '';
+    full.stdout!.on('data', (chunk) => (said += chunk));
+    const client = await login(step().port);
+    try {
+      await waitFor('the queue to fill', () => said.includes('full') || undefined);
+      await assert.rejects(forwardIn(client, 'full.sock'));
+      await logged(step(), /cannot listen on \S+full\.sock for ssh -R: cannot tell whether \S+ is in use \(EAGAIN\)$/m);
+      assert.ok(isSocket(path), 'the live socket is still there');
+    } finally {
+      client.end();
+      full.kill();
+    }
+  });
+
   test('the sockets of a connection that drops are removed', async () => {
     const client = await login(step().port);
     await forwardIn(client, 'dropped.sock');

@@ -66,26 +66,39 @@ export function socketToReach(user: string, asked: string): string | undefined {
     ? path : undefined;
 }
 
+/** The paths this process listens on, or is about to: another request for one is refused, whatever is on disk. */
+const taken = new Set<string>();
+
 /**
- * Makes `path` free to listen on, as OpenSSH's StreamLocalBindUnlink does, but only for what is stale: a socket
- * file that nothing answers on any more (left by a step that was killed) is removed. Resolves with why the path is
- * not free (something listens there, or it is not a socket), or undefined.
+ * Takes `path` to listen on, as OpenSSH's StreamLocalBindUnlink does, but only for what is stale: a socket file that
+ * refuses connections (left by a step that was killed) is removed. Refused, with the reason: a path this process has
+ * taken already (two requests at once included), one something answers on, one that cannot be tried just now (out
+ * of files, say), and a file that is not a socket. A path taken is given back with `socketPathClosed()`.
  */
-export async function freeSocketPath(path: string): Promise<string | undefined> {
-  const stats = (() => {
-    try {
-      return lstatSync(path);
-    } catch {
-      return undefined; // nothing there
-    }
-  })();
-  if (!stats) return undefined;
+export async function takeSocketPath(path: string): Promise<string | undefined> {
+  if (taken.has(path)) return `${path} is in use`;
+  taken.add(path);
+  const refused = await staleOrRefused(path);
+  if (refused) taken.delete(path);
+  return refused;
+}
+
+/** Gives back a path `takeSocketPath()` took, once its listener has closed or failed to listen. */
+export function socketPathClosed(path: string): void {
+  taken.delete(path);
+}
+
+async function staleOrRefused(path: string): Promise<string | undefined> {
+  const stats = lstatSync(path, { throwIfNoEntry: false });
+  if (!stats) return undefined; // nothing there
   if (!stats.isSocket()) return `${path} is there already, and is not a socket`;
-  const answers = await new Promise<boolean>((done) => {
-    const probe = connect(path, () => (probe.destroy(), done(true)));
-    probe.once('error', () => done(false));
+  const code = await new Promise<string | undefined>((done) => {
+    const probe = connect(path, () => (probe.destroy(), done(undefined)));
+    probe.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
   });
-  if (answers) return `${path} is in use`;
+  // Only a refusal says that nothing listens there; any other failure (EMFILE, EAGAIN: a full queue) says nothing.
+  if (code === undefined) return `${path} is in use`;
+  if (code !== 'ECONNREFUSED') return `cannot tell whether ${path} is in use (${code})`;
   try {
     unlinkSync(path);
     return undefined;
