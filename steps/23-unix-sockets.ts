@@ -22,6 +22,7 @@ const passwords = readPasswordFile();
 function join(channel: Duplex, socket: Socket): void {
   channel.pipe(socket).pipe(channel);
   socket.on('error', () => channel.destroy());
+  socket.once('close', () => channel.resume()); // what comes after has nowhere to go: dropped, so the channel ends
   channel.once('close', () => socket.destroy());
 }
 

@@ -216,6 +216,19 @@ describe('step 11 attacked', { timeout: 120_000 }, () => {
     }
   });
 
+  test('one ssh -L serves more connections, one after another, than MAX_FORWARDS: each one closed gives its place back', async () => {
+    const local = await freePort();
+    const client = forwardingSsh(step().port, ['-L', `${local}:localhost:${webPort}`]);
+    try {
+      await until('ssh -L to listen', () => taken(local));
+      // Each a connection of its own (no agent), closed by the web server after its answer: 60, with MAX_FORWARDS 20.
+      for (let i = 0; i < 60; i++) assert.equal(String(await fetchBody(local, '/')), 'hello\n', `request ${i + 1}`);
+      assert.equal(count(step(), /MAX_FORWARDS/g), 0);
+    } finally {
+      await client.stop();
+    }
+  });
+
   test('ports below 1024, more than MAX_REMOTE_FORWARDS listeners and unknown names are refused; cancel works', async () => {
     const client = await ssh2Login(step().port, 'alice', 'wonderland');
     try {

@@ -205,7 +205,7 @@ describe('step 23: Unix-domain sockets with OpenSSH', { timeout: 120_000 }, () =
 });
 
 describe('step 23 attacked', { timeout: 120_000 }, () => {
-  const { dir, sockets, app, step } = useSocketStep({ MAX_REMOTE_FORWARDS: '3', MAX_FORWARDS: '20' });
+  const { dir, sockets, app, step } = useSocketStep({ MAX_REMOTE_FORWARDS: '3', MAX_FORWARDS: '20', MAX_FORWARDS_PER_USER: '30' });
   let echo: Server;
   before(async () => (echo = await echoServer(app)));
   after(() => echo.close());
@@ -288,6 +288,39 @@ describe('step 23 attacked', { timeout: 120_000 }, () => {
         .filter((result) => result.status === 'fulfilled').length, 20);
     } finally {
       client.end();
+    }
+  });
+
+  test('a user\'s channels over all their connections: MAX_FORWARDS_PER_USER (30), while another user has his own', async () => {
+    const [one, two, bob] = [await login(step().port), await login(step().port), await login(step().port, 'bob', 'builder')];
+    const openOn = async (client: ssh2.Client, count: number) => (await Promise.allSettled(Array.from({ length: count },
+      () => forwardOut(client, app)))).flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+    try {
+      const first = await openOn(one, 20);
+      assert.equal(first.length, 20);
+      assert.equal((await openOn(two, 20)).length, 10, 'the second connection: what is left of the 30');
+      await logged(step(), /refused a forwarded connection to a socket: alice has 30 open over all their connections \(MAX_FORWARDS_PER_USER\)$/m);
+      assert.equal((await openOn(bob, 20)).length, 20, 'bob\'s are his own');
+      // Closed ones give their places back, to any connection of the user's.
+      await Promise.all(first.map((channel) => new Promise((resolve) => channel.once('close', resolve).resume().close())));
+      assert.equal((await openOn(two, 20)).length, 10, 'the second connection: up to its own 20');
+    } finally {
+      for (const client of [one, two, bob]) client.end();
+    }
+  });
+
+  test('one ssh -L PORT:PATH serves more connections, one after another, than MAX_FORWARDS', async () => {
+    // alice's web server behind a socket of hers, and a port of hers to it: each request a channel both ways, which
+    // the web server closes first, as it answers (no agent: a connection each).
+    const local = await freePort();
+    const clients = [forwardingSsh(step().port, ['-o', 'ExitOnForwardFailure=yes', '-R', `./web.sock:localhost:${webPort}`]),
+      forwardingSsh(step().port, ['-L', `${local}:./web.sock`])];
+    try {
+      await waitFor('the socket', () => isSocket(join(sockets, 'alice', 'web.sock')) || undefined);
+      await listening(local);
+      for (let i = 0; i < 60; i++) assert.equal(String(await fetchBody(local, '/')), 'hello\n', `request ${i + 1}`);
+    } finally {
+      for (const client of clients) await client.stop();
     }
   });
 

@@ -35,6 +35,8 @@ Environment:
   MAX_SESSIONS            sessions one connection may have open at once (default: 10)
   MAX_FORWARDS            connections one connection may forward at once with ssh -L and -D
                           (default: 100; as many again to sockets, step 23)
+  MAX_FORWARDS_PER_USER   forwarded connections one user may have open at once over all their
+                          connections, to ports and sockets together (default: 100)
   MAX_REMOTE_FORWARDS     ports (or sockets, step 23) one connection may listen on with ssh -R
                           (default: 10)
   SFTP_HOME               the folder of the users' folders for SFTP (step 12; default: home/)
@@ -186,6 +188,7 @@ export const limits = {
   perSourceMaxStartups: setting('PER_SOURCE_MAX_STARTUPS', 5, 1),
   maxSessions: setting('MAX_SESSIONS', 10, 1),
   maxForwards: setting('MAX_FORWARDS', 100, 1),
+  maxForwardsPerUser: setting('MAX_FORWARDS_PER_USER', 100, 1),
   maxRemoteForwards: setting('MAX_REMOTE_FORWARDS', 10, 1),
   sftpMaxHandles: setting('SFTP_MAX_HANDLES', 100, 1),
   gitMaxPush: setting('GIT_MAX_PUSH', 1024, 1, 1_000_000),

@@ -124,25 +124,48 @@ function keyTypeName(blob: Buffer): string {
 
 /**
  * Lets a connection have at most `MAX_SESSIONS` session channels open at once (as sshd's MaxSessions), and at most
- * `MAX_FORWARDS` channels of `ssh -L` and `-D` (step 11), and as many of `ssh -L` to a socket (step 23). The step's
- * listeners see a new channel only below that number; above it, the channel is refused. The first refusal on a connection is logged; more are counted by the log.
+ * `MAX_FORWARDS` channels of `ssh -L` and `-D` (step 11), and as many of `ssh -L` to a socket (step 23); and a user,
+ * over all their connections, at most `MAX_FORWARDS_PER_USER` forwarded channels of both kinds. The step's listeners
+ * see a new channel only below those numbers; above them, the channel is refused. The first refusal on a connection
+ * is logged; more are counted by the log.
  */
 export function limitChannels(client: Connection, info: ClientInfo): void {
+  // The user is known once the login is over, before any channel can be asked for.
+  let user = '';
+  let trying = '';
+  client.on('authentication', (ctx) => (trying = ctx.username));
+  client.once('ready', () => (user = trying));
+  const perUser = { of: () => user, max: limits.maxForwardsPerUser };
   limit(client, info, 'session', limits.maxSessions, 'a session', 'MAX_SESSIONS');
-  limit(client, info, 'tcpip', limits.maxForwards, 'a forwarded connection', 'MAX_FORWARDS');
-  limit(client, info, 'openssh.streamlocal', limits.maxForwards, 'a forwarded connection to a socket', 'MAX_FORWARDS');
+  limit(client, info, 'tcpip', limits.maxForwards, 'a forwarded connection', 'MAX_FORWARDS', perUser);
+  limit(client, info, 'openssh.streamlocal', limits.maxForwards, 'a forwarded connection to a socket', 'MAX_FORWARDS', perUser);
 }
 
 type Listener = (accept: () => unknown, reject: () => void, ...rest: unknown[]) => void;
 
 type Limited = 'session' | 'tcpip' | 'openssh.streamlocal';
 
-function limit(client: Connection, info: ClientInfo, event: Limited, max: number, what: string, name: string) {
+/** Forwarded channels open, by user, over all their connections (`MAX_FORWARDS_PER_USER`). */
+const forwardsOf = new Map<string, number>();
+
+/** One forwarded channel of `user`'s fewer. */
+function forwardClosed(user: string): void {
+  const left = (forwardsOf.get(user) ?? 1) - 1;
+  if (left > 0) forwardsOf.set(user, left);
+  else forwardsOf.delete(user);
+}
+
+function limit(client: Connection, info: ClientInfo, event: Limited, max: number, what: string, name: string,
+  perUser?: { of: () => string; max: number }) {
   // With no listener of the step's, ssh2 refuses every such channel itself, and that stays so.
   const stepListeners = client.listeners(event) as Listener[];
   if (stepListeners.length === 0) return;
   client.removeAllListeners(event);
   let open = 0;
+  // What a connection counted is given back when it ends, whatever became of each channel: a user's count outlives
+  // the connection, and a channel that never says it closed must not hold a place of theirs for ever.
+  const counting = new Set<() => void>();
+  client.once('close', () => counting.forEach((release) => release()));
   // (Cast: @types/ssh2 types each event's listener on its own, and this one serves two.)
   (client as unknown as NodeJS.EventEmitter).on(event, (accept: () => Channel | undefined,
     reject: (...why: unknown[]) => void, ...rest: unknown[]) => {
@@ -150,14 +173,26 @@ function limit(client: Connection, info: ClientInfo, event: Limited, max: number
       log(info, `refused ${what}: ${open} are open on this connection (${name})`);
       return reject();
     }
+    const user = perUser?.of() ?? '';
+    const theirs = forwardsOf.get(user) ?? 0;
+    if (perUser && theirs >= perUser.max) {
+      log(info, `refused ${what}: ${user} has ${theirs} open over all their connections (MAX_FORWARDS_PER_USER)`);
+      return reject();
+    }
+    if (perUser) forwardsOf.set(user, theirs + 1);
     // Counted from the request (a step may take a while to answer it) until it is refused or its channel closes.
     open += 1;
     let counted = true;
     let answered = false;
     const release = () => {
-      if (counted) open -= 1;
+      if (counted) {
+        open -= 1;
+        if (perUser) forwardClosed(user);
+      }
       counted = false;
+      counting.delete(release);
     };
+    counting.add(release);
     const acceptCounted = () => {
       answered = true;
       const channel = accept();
