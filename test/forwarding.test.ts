@@ -9,7 +9,7 @@ import { readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { peakDuring, remoteForwardBurst, residentMiB } from './hostile.ts';
-import { count, freePort, guarded, logged, quiet, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
+import { count, freePort, guarded, logged, quiet, run, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
 
 const BODY = randomBytes(20 * 1024 * 1024);
 
@@ -114,14 +114,8 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
     const client = forwardingSsh(step().port, ['-D', String(local)]);
     try {
       await until('ssh -D to listen', () => taken(local));
-      // Not spawnSync: the web server is in this process, and must answer while curl waits.
-      const curl = guarded(spawn('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${local}`, `http://localhost:${webPort}/`],
-        { stdio: ['ignore', 'pipe', 'pipe'] }));
-      let [stdout, stderr] = ['', ''];
-      curl.stdout.on('data', (chunk) => (stdout += chunk));
-      curl.stderr.on('data', (chunk) => (stderr += chunk));
-      const [status] = await once(curl, 'close');
-      assert.deepEqual({ stdout, stderr, status }, { stdout: 'hello\n', stderr: '', status: 0 });
+      assert.deepEqual(await run('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${local}`, `http://localhost:${webPort}/`]),
+        { stdout: 'hello\n', stderr: '', status: 0 });
     } finally {
       await client.stop();
     }

@@ -236,6 +236,21 @@ function launch(file: string, args: string[], options: StartOptions): ChildProce
   return child;
 }
 
+/**
+ * Runs COMMAND to its end, without waiting synchronously (a server the test runs in its own process must answer
+ * meanwhile): its output and exit status, and INPUT as its standard input if given.
+ */
+export function run(command: string, args: string[], env: Record<string, string> = {}, input?: string) {
+  const child = guarded(spawn(command, args, { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] }));
+  child.stdin?.end(input);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  return new Promise<{ stdout: string; stderr: string; status: number | null }>((resolve) =>
+    child.once('close', (status) => resolve({ stdout, stderr, status })));
+}
+
 /** An SSH_ASKPASS program that answers every password prompt with $TEST_PASSWORD (noting the time of each
  * prompt in $ASKPASS_LOG, when that is set). */
 const askpass = join(temporaryDir(), 'askpass');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import WebSocket, { WebSocketServer } from 'ws';
-import { freePort, guarded, logged, root, ssh2Login, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
+import { freePort, guarded, logged, root, run, ssh2Login, sshEnv, sshOptions, startStep, type Step, temporaryDir, Terminal, waitFor } from './helpers.ts';
 import { peakDuring, residentMiB } from './hostile.ts';
 
 const dir = temporaryDir();
@@ -34,18 +34,6 @@ async function app(tag: string): Promise<{ port: number; server: Server }> {
   new WebSocketServer({ server }).on('connection', (socket) => socket.on('message', (data) => socket.send(`${tag} echoes ${data}`)));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { port: (server.address() as { port: number }).port, server };
-}
-
-/** A process's output and exit status, once it has ended (it runs async: the apps answer from this process). */
-function run(command: string, args: string[], env: Record<string, string> = {}, input?: string) {
-  const child = guarded(spawn(command, args, { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] }));
-  child.stdin?.end(input);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  return new Promise<{ stdout: string; stderr: string; status: number | null }>((resolve) =>
-    child.once('close', (status) => resolve({ stdout, stderr, status })));
 }
 
 /**

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { peakDuring, residentMiB } from './hostile.ts';
-import { count, freePort, guarded, logged, runStep, sshEnv, sshOptions, temporaryDir, useStep, waitFor } from './helpers.ts';
+import { count, freePort, guarded, logged, run, runStep, sshEnv, sshOptions, temporaryDir, useStep, waitFor } from './helpers.ts';
 
 const BODY = randomBytes(20 * 1024 * 1024);
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -144,13 +144,7 @@ describe('step 23: Unix-domain sockets with OpenSSH', { timeout: 120_000 }, () =
       assert.equal(body.length, BODY.length);
       assert.equal(sha256(body), sha256(BODY));
       // And curl, as the lesson has it.
-      // Not spawnSync: the web server is in this process, and must answer while curl waits.
-      const curl = guarded(spawn('curl', ['-sS', '--unix-socket', path, 'http://localhost/'], { stdio: ['ignore', 'pipe', 'pipe'] }));
-      let [stdout, stderr] = ['', ''];
-      curl.stdout.on('data', (chunk) => (stdout += chunk));
-      curl.stderr.on('data', (chunk) => (stderr += chunk));
-      const [status] = await once(curl, 'close');
-      assert.deepEqual({ stdout, stderr, status }, { stdout: 'hello\n', stderr: '', status: 0 });
+      assert.deepEqual(await run('curl', ['-sS', '--unix-socket', path, 'http://localhost/']), { stdout: 'hello\n', stderr: '', status: 0 });
     } finally {
       await client.stop();
     }
