@@ -2,8 +2,8 @@
 // Run: npx tsx <this file>         Connect: ssh -p 2022 alice@localhost         Password: wonderland
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import { createServer, connect, type Server as TcpServer, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
+import type { ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { allowedAddress, prohibit } from '../shared/channels/forwarding.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
@@ -16,9 +16,11 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-/** Carries bytes both ways, each side no faster than the other reads; the end of one side ends the other. */
-function join(channel: Duplex, socket: Socket): void {
-  channel.pipe(socket).pipe(channel);
+/** Carries bytes both ways, each side no faster than the other reads; the end of one side is passed on to the other. */
+function join(channel: ServerChannel, socket: Socket): void {
+  channel.pipe(socket);
+  socket.pipe(channel, { end: false }); // its end is an EOF, after what came before it: ssh2's end() would close too
+  socket.once('end', () => channel.write('', () => channel.eof()));
   socket.on('error', () => channel.destroy());
   socket.once('close', () => channel.resume()); // what comes after has nowhere to go: dropped, so the channel ends
   channel.once('close', () => socket.destroy());
@@ -45,7 +47,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       log(info, `refused to forward to ${to}: not in FORWARD_TO`);
       return prohibit(reject, `${to} is not a destination this server forwards to`);
     }
-    const socket = connect(destPort, address);
+    const socket = connect({ port: destPort, host: address, allowHalfOpen: true }); // TCP may be half-closed
     const failed = (err: Error) => {
       log(info, `cannot forward to ${to}: ${err.message}`);
       reject(); // ssh prints "connect failed"
@@ -77,7 +79,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       return reject?.();
     }
     forwards += 1;
-    const listener = createServer((socket) => {
+    const listener = createServer({ allowHalfOpen: true }, (socket) => {
       client.forwardOut(bindAddr, port(), socket.remoteAddress ?? '', socket.remotePort ?? 0, (err, channel) => {
         if (err) socket.destroy();
         else join(channel, socket);

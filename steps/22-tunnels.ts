@@ -2,9 +2,8 @@
 // Run: npx tsx <this file>   Connect: ssh -R alice-app:80:localhost:3000 -p 2022 alice@localhost   Password: wonderland
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import { connect, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import type { Connection } from 'ssh2';
+import type { Connection, ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { allowedAddress, joinChannels, prohibit } from '../shared/channels/forwarding.ts';
 import { allowed, domain, serveHttpFront } from '../shared/channels/http-front.ts';
@@ -21,9 +20,11 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-/** Carries bytes both ways, each side no faster than the other reads; the end of one side ends the other. */
-function join(channel: Duplex, socket: Socket): void {
-  channel.pipe(socket).pipe(channel);
+/** Carries bytes both ways, each side no faster than the other reads; the end of one side is passed on to the other. */
+function join(channel: ServerChannel, socket: Socket): void {
+  channel.pipe(socket);
+  socket.pipe(channel, { end: false }); // its end is an EOF, after what came before it: ssh2's end() would close too
+  socket.once('end', () => channel.write('', () => channel.eof()));
   socket.on('error', () => channel.destroy());
   socket.once('close', () => channel.resume()); // what comes after has nowhere to go: dropped, so the channel ends
   channel.once('close', () => socket.destroy());
@@ -36,8 +37,7 @@ const tunnels = new Map<string, { list: Tunnel[]; next: number }>();
 let httpPort = 0; // the front's, once it listens
 const address = (name: string) => `http://${name}.${domain}:${httpPort}/`;
 
-// How a request finds its tunnel: its Host names it; a channel is opened back through that tunnel's connection, as
-// for any ssh -R, and the owner's ssh connects it to their app.
+// A request's Host names its tunnel; a channel back through that tunnel's connection reaches the owner's app.
 serveHttpFront((name, authorization) => {
   const found = tunnels.get(name);
   if (!found) return owned(name) ? 'gone' : undefined; // 502, or 404
@@ -85,7 +85,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       log(info, `refused to forward to ${to}: not in FORWARD_TO`);
       return prohibit(reject, `${to} is not a destination this server forwards to`);
     }
-    const socket = connect(destPort, address);
+    const socket = connect({ port: destPort, host: address, allowHalfOpen: true }); // TCP may be half-closed
     const failed = (err: Error) => {
       log(info, `cannot forward to ${to}: ${err.message}`);
       reject(); // ssh prints "connect failed"

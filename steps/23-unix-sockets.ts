@@ -3,8 +3,8 @@
 // What you will see, line by line, and why: the lesson beside this file (the .md of the same name).
 import { chmodSync } from 'node:fs';
 import { createServer, connect, type Server as TcpServer, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
+import type { ServerChannel } from 'ssh2';
 import { algorithms } from '../shared/server/algorithms.ts';
 import { prohibit } from '../shared/channels/forwarding.ts';
 import { readHostKeys } from '../shared/server/host-keys.ts';
@@ -18,9 +18,11 @@ const { Server } = ssh2;
 
 const passwords = readPasswordFile();
 
-/** Carries bytes both ways, each side no faster than the other reads; the end of one side ends the other. */
-function join(channel: Duplex, socket: Socket): void {
-  channel.pipe(socket).pipe(channel);
+/** Carries bytes both ways, each side no faster than the other reads; the end of one side is passed on to the other. */
+function join(channel: ServerChannel, socket: Socket): void {
+  channel.pipe(socket);
+  socket.pipe(channel, { end: false }); // its end is an EOF, after what came before it: ssh2's end() would close too
+  socket.once('end', () => channel.write('', () => channel.eof()));
   socket.on('error', () => channel.destroy());
   socket.once('close', () => channel.resume()); // what comes after has nowhere to go: dropped, so the channel ends
   channel.once('close', () => socket.destroy());
@@ -48,7 +50,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       log(info, `refused to forward to ${socketPath}: not ${user}'s, nor in FORWARD_TO_SOCKETS`);
       return prohibit(reject, `${socketPath} is not a socket this server forwards to`);
     }
-    const socket = connect(path);
+    const socket = connect({ path, allowHalfOpen: true }); // half-closed, as a socket may be
     socket.once('error', (err) => (log(info, `cannot forward to ${path}: ${err.message}`), reject()));
     socket.once('connect', () => {
       socket.removeAllListeners('error');
@@ -86,7 +88,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       log(info, `cannot listen on ${path} for ssh -R: ${busy}`);
       return reject?.();
     }
-    const listener = createServer((socket) => {
+    const listener = createServer({ allowHalfOpen: true }, (socket) => {
       client.openssh_forwardOutStreamLocal(socketPath, (err, channel) => {
         if (err) socket.destroy();
         else join(channel, socket);

@@ -187,6 +187,34 @@ describe('step 23: Unix-domain sockets with OpenSSH', { timeout: 120_000 }, () =
     }
   });
 
+  test('ssh -R ./half.sock: a connection that sends its request and its end still gets the whole answer after it', async () => {
+    // An app of alice's that reads to the end, then answers with the hash of what it read and 7 MB.
+    const answer = randomBytes(7 * 1024 * 1024);
+    const hashing = createServer({ allowHalfOpen: true }, (socket) => {
+      const hash = createHash('sha256');
+      socket.on('data', (chunk) => hash.update(chunk)).on('error', () => {});
+      socket.on('end', () => socket.end(Buffer.concat([Buffer.from(hash.digest('hex')), answer])));
+    }).listen(0, '127.0.0.1');
+    await once(hashing, 'listening');
+    const path = join(sockets, 'alice', 'half.sock');
+    const client = forwardingSsh(step().port, ['-R', `./half.sock:localhost:${(hashing.address() as AddressInfo).port}`]);
+    try {
+      await waitFor('the socket', () => isSocket(path) || undefined);
+      const request = randomBytes(3 * 1024 * 1024);
+      const got = await new Promise<Buffer>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const socket = connect({ path, allowHalfOpen: true }, () => socket.end(request));
+        socket.on('data', (chunk: Buffer) => chunks.push(chunk)).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject);
+      });
+      assert.equal(got.length, 64 + answer.length);
+      assert.equal(String(got.subarray(0, 64)), sha256(request));
+      assert.ok(got.subarray(64).equals(answer), 'the 7 MB answer, whole');
+    } finally {
+      await client.stop();
+      hashing.close();
+    }
+  });
+
   test('ssh -R to a path outside the user\'s folder: ssh says it failed, and nothing is made there', async () => {
     const outside = join(dir, 'outside.sock');
     const client = forwardingSsh(step().port, ['-o', 'ExitOnForwardFailure=yes', '-R', `${outside}:localhost:${webPort}`]);
