@@ -23,7 +23,7 @@ function join(channel: ServerChannel, socket: Socket): void {
   socket.once('end', () => channel.write('', () => channel.eof()));
   socket.on('error', () => channel.destroy());
   socket.once('close', () => channel.resume()); // what comes after has nowhere to go: dropped, so the channel ends
-  channel.once('close', () => socket.destroy());
+  channel.once('close', () => socket.end(() => socket.destroy())); // what it was given still goes out first
 }
 
 const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, info) => {

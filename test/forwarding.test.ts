@@ -152,10 +152,14 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
     // An app that reads to the end, then answers with the hash of what it read and 7 MB; and one that says hello and
     // ends its side at once, then tells the test what it still read.
     const answer = randomBytes(7 * 1024 * 1024);
+    // The answer is read only once the app has handed all of it on: the step then holds what its reader has not taken,
+    // as the ssh client's EOF and close come.
+    let answered = () => {};
+    const handedOn = new Promise<void>((resolve) => (answered = resolve));
     const hashing = createServer({ allowHalfOpen: true }, (socket) => {
       const hash = createHash('sha256');
       socket.on('data', (chunk) => hash.update(chunk)).on('error', () => {});
-      socket.on('end', () => socket.end(Buffer.concat([Buffer.from(hash.digest('hex')), answer])));
+      socket.on('end', () => socket.end(Buffer.concat([Buffer.from(hash.digest('hex')), answer]), () => answered()));
     });
     let lateRead = '';
     let lateEnded = () => {};
@@ -177,6 +181,8 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
       const got = await new Promise<Buffer>((resolve, reject) => {
         const chunks: Buffer[] = [];
         const socket = connect({ port: allocated, host: '127.0.0.1', allowHalfOpen: true }, () => socket.end(request));
+        socket.pause();
+        void handedOn.then(() => socket.resume());
         socket.on('data', (chunk: Buffer) => chunks.push(chunk)).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject);
       });
       assert.equal(got.length, 64 + answer.length);

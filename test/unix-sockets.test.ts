@@ -190,10 +190,14 @@ describe('step 23: Unix-domain sockets with OpenSSH', { timeout: 120_000 }, () =
   test('ssh -R ./half.sock: a connection that sends its request and its end still gets the whole answer after it', async () => {
     // An app of alice's that reads to the end, then answers with the hash of what it read and 7 MB.
     const answer = randomBytes(7 * 1024 * 1024);
+    // The answer is read only once the app has handed all of it on: the step then holds what its reader has not taken,
+    // as the ssh client's EOF and close come.
+    let answered = () => {};
+    const handedOn = new Promise<void>((resolve) => (answered = resolve));
     const hashing = createServer({ allowHalfOpen: true }, (socket) => {
       const hash = createHash('sha256');
       socket.on('data', (chunk) => hash.update(chunk)).on('error', () => {});
-      socket.on('end', () => socket.end(Buffer.concat([Buffer.from(hash.digest('hex')), answer])));
+      socket.on('end', () => socket.end(Buffer.concat([Buffer.from(hash.digest('hex')), answer]), () => answered()));
     }).listen(0, '127.0.0.1');
     await once(hashing, 'listening');
     const path = join(sockets, 'alice', 'half.sock');
@@ -204,6 +208,8 @@ describe('step 23: Unix-domain sockets with OpenSSH', { timeout: 120_000 }, () =
       const got = await new Promise<Buffer>((resolve, reject) => {
         const chunks: Buffer[] = [];
         const socket = connect({ path, allowHalfOpen: true }, () => socket.end(request));
+        socket.pause();
+        void handedOn.then(() => socket.resume());
         socket.on('data', (chunk: Buffer) => chunks.push(chunk)).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject);
       });
       assert.equal(got.length, 64 + answer.length);
