@@ -9,7 +9,7 @@ import { readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { peakDuring, remoteForwardBurst, residentMiB } from './hostile.ts';
-import { count, freePort, guarded, logged, quiet, run, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
+import { count, freePort, guarded, hashingApp, logged, quiet, run, ssh2Login, sshEnv, sshOptions, useStep, waitFor } from './helpers.ts';
 
 const BODY = randomBytes(20 * 1024 * 1024);
 
@@ -151,16 +151,7 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
   test('half-closed connections both ways: an answer after the request\'s end, a request after the answer\'s end', async () => {
     // An app that reads to the end, then answers with the hash of what it read and 7 MB; and one that says hello and
     // ends its side at once, then tells the test what it still read.
-    const answer = randomBytes(7 * 1024 * 1024);
-    // The answer is read only once the app has handed all of it on: the step then holds what its reader has not taken,
-    // as the ssh client's EOF and close come.
-    let answered = () => {};
-    const handedOn = new Promise<void>((resolve) => (answered = resolve));
-    const hashing = createServer({ allowHalfOpen: true }, (socket) => {
-      const hash = createHash('sha256');
-      socket.on('data', (chunk) => hash.update(chunk)).on('error', () => {});
-      socket.on('end', () => socket.end(Buffer.concat([Buffer.from(hash.digest('hex')), answer]), () => answered()));
-    });
+    const hashing = await hashingApp();
     let lateRead = '';
     let lateEnded = () => {};
     const lateDone = new Promise<void>((resolve) => (lateEnded = resolve));
@@ -168,26 +159,16 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
       socket.end('hello\n');
       socket.on('data', (chunk) => (lateRead += chunk)).on('end', () => lateEnded()).on('error', () => {});
     });
-    for (const server of [hashing, greeting]) server.listen(0, '127.0.0.1');
-    await Promise.all([once(hashing, 'listening'), once(greeting, 'listening')]);
+    greeting.listen(0, '127.0.0.1');
+    await once(greeting, 'listening');
     const local = await freePort();
-    const remote = forwardingSsh(step().port, ['-R', `0:localhost:${(hashing.address() as AddressInfo).port}`]);
+    const remote = forwardingSsh(step().port, ['-R', `0:localhost:${hashing.port}`]);
     const forward = forwardingSsh(step().port, ['-L', `${local}:localhost:${(greeting.address() as AddressInfo).port}`]);
     try {
       const allocated = await waitFor('the allocated port', () =>
         Number(/Allocated port (\d+) for remote forward/.exec(remote.stderr())?.[1]) || undefined);
       // ssh -R: 3 MB sent, then the end; the answer comes after it.
-      const request = randomBytes(3 * 1024 * 1024);
-      const got = await new Promise<Buffer>((resolve, reject) => {
-        const chunks: Buffer[] = [];
-        const socket = connect({ port: allocated, host: '127.0.0.1', allowHalfOpen: true }, () => socket.end(request));
-        socket.pause();
-        void handedOn.then(() => socket.resume());
-        socket.on('data', (chunk: Buffer) => chunks.push(chunk)).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject);
-      });
-      assert.equal(got.length, 64 + answer.length);
-      assert.equal(String(got.subarray(0, 64)), sha256(request));
-      assert.ok(got.subarray(64).equals(answer), 'the 7 MB answer, whole');
+      await hashing.ask({ port: allocated, host: '127.0.0.1' });
       // ssh -L: the app's hello and end come first; what is sent after them still reaches it.
       await until('ssh -L to listen', () => taken(local));
       const hello = await new Promise<string>((resolve, reject) => {
@@ -201,7 +182,8 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
     } finally {
       await remote.stop();
       await forward.stop();
-      for (const server of [hashing, greeting]) server.close();
+      hashing.close();
+      greeting.close();
     }
   });
 

@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type NetConnectOpts } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
@@ -249,6 +251,38 @@ export function run(command: string, args: string[], env: Record<string, string>
   child.stderr!.on('data', (chunk) => (stderr += chunk));
   return new Promise<{ stdout: string; stderr: string; status: number | null }>((resolve) =>
     child.once('close', (status) => resolve({ stdout, stderr, status })));
+}
+
+/**
+ * An app on a free loopback port that reads to its end, then answers with the SHA-256 (hex) of what it read and 7 MB
+ * of its own; and `ask(to)`, which connects to it through a forward (`to`), sends 3 MB and its end, reads the answer
+ * only once the app has handed all of it on (so that the step holds what its reader has not taken as the ends come),
+ * and checks the answer whole. One `ask` an app.
+ */
+export async function hashingApp() {
+  const answer = randomBytes(7 * 1024 * 1024);
+  let answered = () => {};
+  const handedOn = new Promise<void>((resolve) => (answered = resolve));
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    const hash = createHash('sha256');
+    socket.on('data', (chunk) => hash.update(chunk)).on('error', () => {});
+    socket.on('end', () => socket.end(Buffer.concat([Buffer.from(hash.digest('hex')), answer]), () => answered()));
+  }).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const ask = async (to: NetConnectOpts) => {
+    const request = randomBytes(3 * 1024 * 1024);
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = connect({ ...to, allowHalfOpen: true }, () => socket.end(request));
+      socket.pause();
+      void handedOn.then(() => socket.resume());
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk)).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject);
+    });
+    assert.equal(got.length, 64 + answer.length);
+    assert.equal(String(got.subarray(0, 64)), createHash('sha256').update(request).digest('hex'));
+    assert.ok(got.subarray(64).equals(answer), 'the 7 MB answer, whole');
+  };
+  return { port: (server.address() as AddressInfo).port, ask, close: () => server.close() };
 }
 
 /** An SSH_ASKPASS program that answers every password prompt with $TEST_PASSWORD (noting the time of each
