@@ -4,18 +4,19 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { Algorithms, Connection, PseudoTtyInfo, PublicKeyAuthContext, ServerChannel } from 'ssh2';
 import { newHostKey } from '../shared/server/host-keys.ts';
 import { parseCertificate, signedByCertifiedKey, type Certificate } from '../shared/login/openssh-certificate.ts';
-import { guarded, root, sshOptions, temporaryDir, Terminal, todaysSsh, waitFor } from './helpers.ts';
+import { guarded, root, sshOptions, temporaryDir, Terminal, todayRuntime, todaysSsh, waitFor } from './helpers.ts';
 import { raw as rawClient, rawSession } from './hostile.ts';
 import { softwareSecurityKey } from './security-key-token.ts';
 import { patchParts, withParts } from '../shared/tools/patch-series.ts';
+import { bindingProblem } from '../shared/tools/crypto-binding.ts';
 
 /** Applies the one part `name` to a fresh ssh2 1.17.0 with `git apply`, as a pull request would be; `file` of lib/ after. */
 function appliedAlone(name: string, file: string): string {
@@ -844,6 +845,36 @@ describe('the ssh2 patch: its cipher binding on Node 26', { timeout: 240_000 }, 
     } finally {
       rmSync(copy, { recursive: true, force: true });
     }
+  });
+});
+
+describe('npm install: ssh2\'s crypto binding, built for the Node that installs it', { timeout: 240_000 }, () => {
+  test('a binding built against another Node\'s headers (npm\'s nodedir) is built again by postinstall for this one', () => {
+    const node22 = dirname(dirname(todayRuntime('node22/bin/node')));
+    const node26 = todayRuntime('node26/bin/node');
+    // A project of its own: the patched ssh2 and nan, copied, with the binding built for Node 22 (its own headers).
+    const project = temporaryDir();
+    mkdirSync(join(project, 'node_modules'));
+    for (const name of ['ssh2', 'nan']) execFileSync('cp', ['-r', join(root, 'node_modules', name), join(project, 'node_modules', name)]);
+    rmSync(join(project, 'node_modules', 'ssh2', 'lib', 'protocol', 'crypto', 'build'), { recursive: true, force: true });
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ private: true, dependencies: { ssh2: '1.17.0', nan: '2' } }));
+    const tsx = (node: string, args: string[]) => spawnSync(node, ['--import', 'tsx', ...args], { cwd: root, encoding: 'utf8',
+      env: { ...process.env, PATH: `${dirname(node)}:${process.env.PATH}`, npm_config_nodedir: node22 } });
+    spawnSync('npm', ['rebuild', 'ssh2'], { cwd: project, encoding: 'utf8',
+      env: { ...process.env, PATH: `${join(node22, 'bin')}:${process.env.PATH}`, npm_config_nodedir: node22 } });
+    assert.equal(bindingProblem(project, join(node22, 'bin', 'node')), undefined, 'built for Node 22, it loads there');
+    // Installed so under Node 26 (npm's nodedir still Node 22's), ssh2 would go on without it, silently.
+    assert.match(bindingProblem(project, node26) ?? '', /NODE_MODULE_VERSION|self-register/);
+
+    const ran = tsx(node26, [join(root, 'shared', 'tools', 'crypto-binding.ts'), project]);
+    assert.equal(ran.status, 0, ran.stderr);
+    assert.match(ran.stdout, /^ssh2's crypto binding does not load in Node v26\.[\d.]+ \(.*\): rebuilding it against .*node26$/m);
+    assert.match(ran.stdout, /^ssh2's crypto binding loads in Node v26\.[\d.]+$/m);
+    assert.equal(bindingProblem(project, node26), undefined);
+
+    // Once it loads, it is left as it is.
+    const again = tsx(node26, [join(root, 'shared', 'tools', 'crypto-binding.ts'), project]);
+    assert.equal(again.stdout, `ssh2's crypto binding loads in Node ${spawnSync(node26, ['--version'], { encoding: 'utf8' }).stdout.trim()}\n`);
   });
 });
 
