@@ -57,7 +57,9 @@ export async function startStep(file: string, env: Record<string, string>, nodeO
   const begun = performance.now();
   // A step's file name, or a path from the project's root (test/bench/ssh2-server.ts)
   const path = file.includes('/') ? file : join('steps', file);
-  const child = spawn('npx', ['tsx', ...nodeOptions, path, '--port', '0'], {
+  // BENCH_STEP_IMPORT: a module loaded before every step the bench starts (spy-loop.ts, to see where a loop stood still).
+  const spy = process.env.BENCH_STEP_IMPORT ? ['--import', process.env.BENCH_STEP_IMPORT] : [];
+  const child = spawn('npx', ['tsx', ...spy, ...nodeOptions, path, '--port', '0'], {
     cwd: tree,
     // The load generator is one address that opens 8 connections at a time, and 1000 idle ones: the limits meant
     // for many clients from many addresses stay out of its way, as sshd's defaults do.

@@ -83,6 +83,11 @@ export function report(args: Args, results: Record<string, any>, servers: Server
     ['MB/s: step 08 cat / sshd cat > /dev/null', mbps('step 08, cat') / mbps('sshd, cat > /dev/null'), ['>=', 0.5]],
     ['MB/s: step 08 cat / sshd cat', mbps('step 08, cat') / mbps('sshd, cat')],
     ['MB/s: step 11 ssh -L / sshd ssh -L', mbps('step 11, ssh -L') / mbps('sshd, ssh -L'), ['>=', 0.5]],
+    // Issue 43: OpenSSH's own client through step 11, at least as fast as through sshd, with each cipher.
+    ['MB/s: step 11 / sshd, OpenSSH\'s ssh -L, aes128-gcm', mbps('step 11, OpenSSH\'s ssh -L, aes128-gcm@openssh.com')
+      / mbps('sshd, OpenSSH\'s ssh -L, aes128-gcm@openssh.com'), ['>=', 1]],
+    ['MB/s: step 11 / sshd, OpenSSH\'s ssh -L, chacha20-poly1305', mbps('step 11, OpenSSH\'s ssh -L, chacha20-poly1305@openssh.com')
+      / mbps('sshd, OpenSSH\'s ssh -L, chacha20-poly1305@openssh.com'), ['>=', 1]],
     ['MB/s: step 12 sftp put / sshd sftp put', mbps('step 12, sftp put') / mbps('sshd, sftp put'), ['>=', 0.5]],
     ['MB/s: step 12 sftp get / sshd sftp get', mbps('step 12, sftp get') / mbps('sshd, sftp get'), ['>=', 0.5]],
     ['MB/s: step 19 git push / sshd git-shell push', mbps('step 19, git push') / mbps('sshd, git-shell push'), ['>=', 0.5]],

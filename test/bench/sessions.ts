@@ -17,6 +17,7 @@ import {
 } from './harness.ts';
 import { close } from './load.ts';
 import { findSshd, type Sshd, SSHD_USER, startSshd } from './sshd.ts';
+import { bindingProblem } from '../../shared/tools/crypto-binding.ts';
 
 const WARM_UP_LOGINS = 200;
 
@@ -187,6 +188,8 @@ export async function measureSessions(args: Args): Promise<{
       model: cpus()[0]?.model,
       memoryGiB: Math.round(totalmem() / 2 ** 30),
       node: process.version,
+      // Whether ssh2's C++ binding (its AES-GCM and ChaCha20-Poly1305) loads in this Node: without it they cost more.
+      ssh2Binding: !bindingProblem(root),
       sshd: sshd?.version ?? null,
       go: 'why' in goServer ? null : spawnSync('go', ['version'], { encoding: 'utf8' }).stdout.trim(),
       sshdPasswordHash: sshd?.passwordHash ?? null,

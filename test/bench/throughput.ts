@@ -5,12 +5,13 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect as tcpConnect, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { ConnectConfig } from 'ssh2';
-import { alice, type Args, dir, env, progress, repeat, type Server, startStep, userKey } from './harness.ts';
+import { alice, type Args, dir, env, median, progress, repeat, RUNS, type Server, startStep, userKey } from './harness.ts';
 import { close, connect } from './load.ts';
 import { type Sshd, SSHD_USER } from './sshd.ts';
+import { freePort } from '../helpers.ts';
 
 const CAT_BYTES = 256 * 1024 * 1024;
 /** The size of the repository that git pushes and clones (step 19). */
@@ -52,6 +53,7 @@ async function forwarded(server: Server, config: ConnectConfig, sourcePort: numb
     channel.on('data', (chunk: Buffer) => (received += chunk.length));
     // The source has sent all: end this side too, as ssh -L does when the connection to it ends (sshd waits for it).
     channel.once('end', () => channel.end());
+    channel.write('go'); // the source sends once asked
     channel.once('close', () => (received === CAT_BYTES ? resolve() : reject(new Error(`got ${received} of ${CAT_BYTES}`))));
   }));
   const mbps = CAT_BYTES / 1e6 / ((performance.now() - begun) / 1000);
@@ -59,7 +61,49 @@ async function forwarded(server: Server, config: ConnectConfig, sourcePort: numb
   return { mbps };
 }
 
-/** A TCP server on loopback that sends CAT_BYTES to each connection, then closes it. */
+/** The ciphers OpenSSH's clients are measured with: the AES-GCM that ssh2's client prefers, and OpenSSH's own first. */
+const CIPHERS = ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com'] as const;
+
+/**
+ * MB/s of CAT_BYTES sent by the TCP server at `sourcePort` through OpenSSH's own `ssh -N -L`, with `cipher`: timed
+ * from the connection to the forwarded port to its last byte, once ssh has logged in and listens (not the login).
+ */
+async function openSshForwarded(port: number, login: string[], env: Record<string, string>, cipher: string, sourcePort: number) {
+  const local = await freePort();
+  const ssh = spawn('ssh', ['-F', '/dev/null', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=no',
+    '-o', 'LogLevel=ERROR', '-o', 'ExitOnForwardFailure=yes', '-o', `Ciphers=${cipher}`, '-N',
+    '-L', `${local}:127.0.0.1:${sourcePort}`, '-p', String(port), ...login], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let errors = '';
+  ssh.stderr.on('data', (chunk) => (errors += chunk));
+  const exited = once(ssh, 'close');
+  try {
+    // ssh listens once it has logged in: until then a connection is refused.
+    const deadline = performance.now() + 20_000;
+    for (;;) {
+      const connected = await new Promise<boolean>((resolve) => {
+        const socket = tcpConnect(local, '127.0.0.1').once('connect', () => (socket.destroy(), resolve(true)))
+          .once('error', () => resolve(false));
+      });
+      if (connected) break;
+      if (ssh.exitCode !== null || performance.now() > deadline) throw new Error(`ssh -L: ${errors.trim() || 'never listened'}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // (That probe opened a channel too, but sent nothing, so the source sent nothing through it.) This one is timed.
+    const begun = performance.now();
+    const received = await new Promise<number>((resolve, reject) => {
+      let count = 0;
+      tcpConnect(local, '127.0.0.1').on('data', (chunk: Buffer) => (count += chunk.length))
+        .once('end', () => resolve(count)).once('error', reject).write('go');
+    });
+    if (received !== CAT_BYTES) throw new Error(`ssh -L: got ${received} of ${CAT_BYTES}`);
+    return { mbps: CAT_BYTES / 1e6 / ((performance.now() - begun) / 1000) };
+  } finally {
+    ssh.kill();
+    await exited;
+  }
+}
+
+/** A TCP server on loopback that sends CAT_BYTES to each connection once it has sent something, then closes it. */
 async function byteSource() {
   const block = randomBytes(1024 * 1024);
   const source = createServer((socket) => {
@@ -71,7 +115,7 @@ async function byteSource() {
       }
       socket.end();
     };
-    pump();
+    socket.once('data', pump).on('error', () => {});
   });
   await new Promise<void>((resolve) => source.listen(0, '127.0.0.1', resolve));
   return { port: (source.address() as { port: number }).port, close: () => source.close() };
@@ -150,6 +194,17 @@ export async function measureThroughput(args: Args, results: Record<string, any>
     const byPassword = { SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force' };
     const forwarding = await startStep('11-port-forwarding.ts', env);
     results.throughput['step 11, ssh -L'] = (await repeat(() => forwarded(forwarding, alice.password, source.port))).mbps;
+    // OpenSSH's own ssh -L, with each cipher: step 11 and sshd in turn, round by round (the machine's speed moves).
+    const sshdLogin = ['-i', join(dir, 'id_ed25519'), '-o', 'IdentitiesOnly=yes', `${SSHD_USER}@127.0.0.1`];
+    for (const cipher of CIPHERS) {
+      const rounds: { step: number[]; sshd: number[] } = { step: [], sshd: [] };
+      for (let round = 0; round < RUNS; round++) {
+        rounds.step.push((await openSshForwarded(forwarding.port, ['alice@127.0.0.1'], byPassword, cipher, source.port)).mbps);
+        if (sshd) rounds.sshd.push((await openSshForwarded(sshd.port, sshdLogin, {}, cipher, source.port)).mbps);
+      }
+      results.throughput[`step 11, OpenSSH's ssh -L, ${cipher}`] = median(rounds.step);
+      if (sshd) results.throughput[`sshd, OpenSSH's ssh -L, ${cipher}`] = median(rounds.sshd);
+    }
     await forwarding.stop();
     const files = await startStep('12-sftp-server.ts', { ...env, SFTP_HOME: join(dir, 'sftp-home') });
     const stepSftp = await repeat(() => sftpCopy(files.port, ['alice@127.0.0.1'], byPassword, 'big.bin'));
@@ -160,8 +215,7 @@ export async function measureThroughput(args: Args, results: Record<string, any>
       const server = { port: sshd.port, pid: sshd.pid, stop: async () => {} };
       const login = { username: SSHD_USER, privateKey: userKey };
       results.throughput['sshd, ssh -L'] = (await repeat(() => forwarded(server, login, source.port))).mbps;
-      const keyLogin = ['-i', join(dir, 'id_ed25519'), '-o', 'IdentitiesOnly=yes', `${SSHD_USER}@127.0.0.1`];
-      const sshdSftp = await repeat(() => sftpCopy(sshd!.port, keyLogin, {}, 'sftp/big.bin'));
+      const sshdSftp = await repeat(() => sftpCopy(sshd!.port, sshdLogin, {}, 'sftp/big.bin'));
       results.throughput['sshd, sftp put'] = sshdSftp.put;
       results.throughput['sshd, sftp get'] = sshdSftp.get;
     }

@@ -15,6 +15,7 @@ import {
 import { close } from './load.ts';
 import { cpuByKind, perfMissing } from './perf.ts';
 import { buildWithTodaysGo, projectUnder } from './today.ts';
+import { bindingProblem } from '../../shared/tools/crypto-binding.ts';
 
 export async function measureVersusGo(json: string | undefined): Promise<void> {
   const WARM_UP = 500;
@@ -62,10 +63,10 @@ export async function measureVersusGo(json: string | undefined): Promise<void> {
     return { ...made, serverCpuMs };
   };
 
-  for (const { label, tree = root } of runtimes) {
+  for (const { label, nodeDir, tree = root } of runtimes) {
     // ssh2's own AES-GCM and ChaCha20-Poly1305 (a C++ addon, optional): without it, ssh2 uses node:crypto.
-    const binding = join(tree, 'node_modules', 'ssh2', 'lib', 'protocol', 'crypto', 'build', 'Release', 'sshcrypto.node');
-    console.log(`${label}: ssh2's crypto binding ${existsSync(binding) ? 'built' : 'not built (its ciphers come from node:crypto)'}`);
+    const problem = bindingProblem(tree, nodeDir ? join(nodeDir, 'node') : process.execPath);
+    console.log(`${label}: ssh2's crypto binding ${problem ? `not in use (${problem}): its ciphers come from node:crypto` : 'in use'}`);
   }
   for (const { label, nodeDir, tree } of runtimes) for (const kex of ['mlkem768x25519-sha256', 'curve25519-sha256']) {
     progress(`versus Go: ${label}, ${kex}: starting step 03 and Go`);
