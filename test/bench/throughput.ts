@@ -74,7 +74,8 @@ async function openSshForwarded(port: number, login: string[], env: Record<strin
     '-o', 'LogLevel=ERROR', '-o', 'ExitOnForwardFailure=yes', '-o', `Ciphers=${cipher}`, '-N',
     '-L', `${local}:127.0.0.1:${sourcePort}`, '-p', String(port), ...login], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let errors = '';
-  ssh.stderr.on('data', (chunk) => (errors += chunk));
+  ssh.stderr.on('data', (chunk) => (errors += chunk)).on('error', () => {});
+  ssh.on('error', (err) => (errors += err.message)); // no ssh: it closes, and the loop below says why
   const exited = once(ssh, 'close');
   try {
     // ssh listens once it has logged in: until then a connection is refused.
