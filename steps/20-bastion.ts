@@ -77,7 +77,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
       };
       if (!agent) return say(`This bastion logs you in to ${target.shown} with your own key: connect with ssh -A.`, 1);
       // A session that cannot be recorded is not started.
-      const full = recordingsFull(user);
+      const full = recordingsFull(user, channel);
       if (full) return (log(info, `${user}'s session refused: ${full}`), say('bastion: no session can be recorded now', 1));
       const connection = new Client();
       let refused: string | undefined; // why the inner server's host key was refused
@@ -102,7 +102,7 @@ const server = new Server({ hostKeys: readHostKeys(), algorithms }, (client, inf
           if (err) return say(`bastion: ${target.shown} refused the session: ${err.message}`, 1);
           inner = stream;
           recording = startRecording({ user, width: pty?.cols ?? 80, height: pty?.rows ?? 24, term: pty?.term,
-            title: `${user}@${target.shown}: ${command ?? 'shell'}`, command }, (message) => log(info, message));
+            title: `${user}@${target.shown}: ${command ?? 'shell'}`, command }, (message) => log(info, message), channel);
           log(info, `${user} → ${target.shown}, recorded in ${recording.name}: ${command ?? 'shell'}`);
           // Both ways no faster than the other side takes it; the user's EOF is the inner session's EOF.
           stream.on('data', recording.output);

@@ -525,7 +525,7 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
       // (the inner server then refuses bob, who may log in to the bastion alone).
       const unrecorded = { out: '', err: 'bastion: no session can be recorded now\n', code: 1, signal: undefined };
       assert.deepEqual(await execute(client, 'echo unrecorded'), unrecorded);
-      await logged(bounded, /alice's session refused: the recordings folder holds 5 recordings of alice's \(RECORDINGS_PER_USER\): none of theirs can be added$/m);
+      await logged(bounded, /alice's session refused: the recordings folder holds 5 recordings of alice's, with sessions under way \(RECORDINGS_PER_USER\): none of theirs can be added$/m);
       const bob = await login(bounded.port, agentSocket, 'bob');
       try {
         assert.deepEqual(await execute(bob, 'echo bob'), { out: '', err: `bastion: ${target()} refused bob with the keys in your agent\n`, code: 1, signal: undefined });
@@ -535,7 +535,7 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
         mkdirSync(join(folder, '2026-01-02T03-04-06Z-mallory-4567cdef.cast'));
         writeFileSync(join(folder, '2026-01-02T03-04-07Z-carol-89ab0123.cast'), '{"version":2,"width":80,"height":24,"timestamp":0,"title":"carol"}\n');
         assert.deepEqual(await execute(bob, 'echo bob'), unrecorded);
-        await logged(bounded, /bob's session refused: the recordings folder holds 8 recordings \(RECORDINGS_MAX\): none can be added$/m);
+        await logged(bounded, /bob's session refused: the recordings folder holds 8 recordings, with sessions under way \(RECORDINGS_MAX\): none can be added$/m);
       } finally {
         bob.end();
       }
@@ -605,6 +605,86 @@ describe('step 20: a bastion', { timeout: 180_000 }, () => {
       await other.stop();
     }
     assert.doesNotMatch(second.output(), /^internal error/m);
+  });
+
+  test('hostile: sessions asked for all at once stop at RECORDINGS_PER_USER and RECORDINGS_MAX, not past them', async () => {
+    // Each session was checked against the folder as it was before the burst, its file made only once logged in
+    // onward, one at a time: 30 asked for at once were all recorded, past RECORDINGS_PER_USER 5 (the red team's
+    // 1200 at once, against 1000, filled the folder for everyone).
+    const folder = join(dir, 'burst-recordings');
+    mkdirSync(folder);
+    // carol's four, already there: RECORDINGS_MAX (8) leaves room for four more.
+    for (let i = 0; i < 4; i++) writeFileSync(join(folder, `2026-01-02T03-04-0${i}Z-carol-0000000${i}.cast`), '{"version":2,"width":80,"height":24,"timestamp":0}\n');
+    const bounded = await startStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
+      KNOWN_HOSTS: knownHosts, RECORDINGS_DIR: folder, RECORDINGS_PORT: '0', TARGET: target(), ...many,
+      RECORDINGS_MAX: '8', RECORDINGS_PER_USER: '5' } });
+    const client = await login(bounded.port);
+    const burst = async () => {
+      const results = await Promise.all(Array.from({ length: 30 }, () => execute(client, 'echo recorded')));
+      for (const result of results) {
+        if (result.code === 0) assert.deepEqual(result, { out: 'recorded\n', err: '', code: 0, signal: undefined });
+        else assert.deepEqual(result, { out: '', err: 'bastion: no session can be recorded now\n', code: 1, signal: undefined });
+      }
+      return results.filter((result) => result.code === 0).length;
+    };
+    const alices = () => readdirSync(folder).filter((name) => name.includes('-alice-')).length;
+    try {
+      assert.equal(await burst(), 4, 'RECORDINGS_MAX: four of 30');
+      // (The files of sessions just ended may still be opening.)
+      assert.equal(await waitFor('four of alice\'s recordings', () => (alices() >= 4 ? alices() : undefined)), 4);
+      await logged(bounded, /alice's session refused: the recordings folder holds 8 recordings, with sessions under way \(RECORDINGS_MAX\): none can be added$/m);
+      // carol's taken away: now alice's own bound holds, one more of hers (five).
+      for (let i = 0; i < 4; i++) rmSync(join(folder, `2026-01-02T03-04-0${i}Z-carol-0000000${i}.cast`));
+      assert.equal(await burst(), 1, 'RECORDINGS_PER_USER: one of 30');
+      assert.equal(await waitFor('five of alice\'s recordings', () => (alices() >= 5 ? alices() : undefined)), 5);
+      await logged(bounded, /alice's session refused: the recordings folder holds 5 recordings of alice's, with sessions under way \(RECORDINGS_PER_USER\): none of theirs can be added$/m);
+    } finally {
+      client.end();
+      await bounded.stop();
+    }
+  });
+
+  test('hostile: one user\'s sessions onward stop at ONWARD_SESSIONS_MAX, so that one cannot fill the inner server', async () => {
+    // Each session through the bastion is a connection of its own to the inner server, which takes 1000 from everyone
+    // together (MAX_CONNECTIONS): the red team's 1000 sleeping sessions of one user's had every other user refused.
+    const bounded = await startStep('20-bastion.ts', { env: { SSH_AUTH_SOCK: '', SSH_AUTHORIZED_KEYS_DIR: bastionKeys,
+      KNOWN_HOSTS: knownHosts, RECORDINGS_DIR: join(dir, 'onward-recordings'), RECORDINGS_PORT: '0', TARGET: target(), ...many,
+      ONWARD_SESSIONS_MAX: '3' } });
+    const clients = [await login(bounded.port), await login(bounded.port)];
+    /**
+     * A session of `sleep 30` on the inner server, on one of alice's two connections: its channel once open, and
+     * what it said on stderr once closed (its refusal, if refused).
+     */
+    const sleeper = (client: ssh2.Client) => {
+      let opened!: (channel: ssh2.ClientChannel) => void;
+      const channel = new Promise<ssh2.ClientChannel>((resolve) => (opened = resolve));
+      const said = new Promise<string>((resolve, reject) => client.exec('sleep 30', (err, each) => {
+        if (err) return reject(err);
+        opened(each);
+        let text = '';
+        each.stderr.on('data', (chunk: Buffer) => (text += chunk));
+        each.on('close', () => resolve(text)).resume();
+      }));
+      return { channel, said };
+    };
+    try {
+      const first = bounded.output().length;
+      const sleeping = [0, 1, 2].map((i) => sleeper(clients[i % 2]!));
+      for (let i = 0; i < 3; i++) await logged(bounded, new RegExp(`(, recorded in \\S+\\.cast: sleep 30[^]*){${i + 1}}`), first);
+      // A fourth, on either connection: refused by the bastion, which says why.
+      const why = `bastion: you have 3 sessions on ${target()} (ONWARD_SESSIONS_MAX): end one first\n`;
+      assert.equal(await sleeper(clients[0]!).said, why);
+      assert.equal(await sleeper(clients[1]!).said, why);
+      // One closed by alice: its session onward ends with it, and the next one starts.
+      (await sleeping[0]!.channel).close();
+      assert.equal(await sleeping[0]!.said, '');
+      const after = bounded.output().length;
+      void sleeper(clients[1]!).said.catch(() => {});
+      await logged(bounded, /, recorded in \S+\.cast: sleep 30$/m, after);
+    } finally {
+      for (const client of clients) client.end();
+      await bounded.stop();
+    }
   });
 });
 
@@ -770,4 +850,5 @@ describe('step 20 and the inner server\'s limits for an address: one user\'s ses
       emptyAgent.kill();
     }
   });
+
 });

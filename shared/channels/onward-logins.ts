@@ -4,6 +4,8 @@
 // milliseconds later, each an onward login cut off halfway, had the inner server refuse every user of the bastion,
 // for some 20 s after he stopped. So each user logs in onward one login at a time, a login begun is let finish, and
 // a user whose onward logins keep failing (an agent with no key for it, one that never answers) waits a minute.
+// Each session onward is a connection of its own to the inner server, which takes so many (MAX_CONNECTIONS, 1000 by
+// default) from everyone together: a user holds ONWARD_SESSIONS_MAX at most, so that one cannot take them all.
 import type { Client, ConnectConfig } from 'ssh2';
 import { limits } from '../core/options.ts';
 
@@ -53,21 +55,39 @@ function recentFailures(user: string): number[] {
   return recent;
 }
 
+/** Each user's connections onward, from the moment one is asked for until it has closed (or was never begun). */
+const open = new Map<string, number>();
+
 /** The logins onward under way: how each is to be ended, and whether it is logged in, or is to be ended once it is. */
 const underWay = new WeakMap<Client, { finished: Finished; ready: boolean; ending: boolean }>();
 
 /**
  * Logs `user` in onward, `connection.connect(config)`, at their turn (`onwardTurn()`). Resolves once it has begun,
- * with nothing, or with why it was not begun. Once it is logged in, or has closed before, the user's next one
- * begins. Closed after the key exchange but before it was logged in, it counts as a failure of the user's: the
- * inner server did not take what their agent offered, or the agent never answered.
+ * with nothing, or with why it was not begun: among those, the user has ONWARD_SESSIONS_MAX connections onward
+ * already. Once it is logged in, or has closed before, the user's next one begins. Closed after the key exchange
+ * but before it was logged in, it counts as a failure of the user's: the inner server did not take what their agent
+ * offered, or the agent never answered.
  */
 export async function connectOnward(user: string, connection: Client, config: ConnectConfig): Promise<string | undefined> {
+  const held = open.get(user) ?? 0;
+  if (held >= limits.onwardSessionsMax) {
+    return `you have ${held} sessions on ${config.host}:${config.port} (ONWARD_SESSIONS_MAX): end one first`;
+  }
+  open.set(user, held + 1);
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    const left = open.get(user)! - 1;
+    if (left) open.set(user, left);
+    else open.delete(user);
+  };
   const state = { finished: (() => {}) as Finished, ready: false, ending: false };
   underWay.set(connection, state);
   const finished = await onwardTurn(user);
-  if (typeof finished === 'string') return finished;
-  if (state.ending) return void finished(); // the user left while it waited: nothing begun
+  if (typeof finished === 'string') return (release(), finished);
+  if (state.ending) return (release(), void finished()); // the user left while it waited: nothing begun
+  connection.once('close', release);
   state.finished = finished;
   let keysExchanged = false;
   connection.once('handshake', () => (keysExchanged = true));

@@ -24,28 +24,43 @@ export const recordingName = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ-[A-Za-z0-9_.-]{1,
 const HEADER_TEXT_MAX = 200;
 const cut = (text: string) => (text.length > HEADER_TEXT_MAX ? `${text.slice(0, HEADER_TEXT_MAX - 1)}…` : text);
 
+/** What recordingsFull() and startRecording() are given of a session: its channel, whose end and close they hear. */
+type Session = { once(event: 'close' | 'finish', listener: () => void): Session };
+
 /**
  * Why no session of `user`'s may start now, if none may: RECORDINGS_DIR holds RECORDINGS_MAX recordings already, or
  * RECORDINGS_PER_USER of theirs (a session that cannot be recorded is not started; one user's sessions do not use
- * up everyone's room), or cannot be read. Asked as each session starts: sessions starting together may each pass
- * it, and go a few past the bound.
+ * up everyone's room), or cannot be read. When one may, `session` counts as a recording from then on, until its own
+ * starts (startRecording() is given it) or it ends without one: a user's sessions are recorded only once logged in
+ * onward, one at a time, and a burst of them asked for at once would each find the folder as it was before it.
  */
-export function recordingsFull(user: string): string | undefined {
-  let kept: string[];
+export function recordingsFull(user: string, session: Session): string | undefined {
+  const kept = new Set(writing);
   try {
-    kept = readdirSync(recordingsDir).filter((name) => recordingName.test(name));
+    for (const name of readdirSync(recordingsDir)) if (recordingName.test(name)) kept.add(name);
   } catch (err) {
     return `the recordings folder cannot be read: ${explain(err)}`;
   }
-  if (kept.length >= limits.recordingsMax) {
-    return `the recordings folder holds ${kept.length} recordings (RECORDINGS_MAX): none can be added`;
+  const all = kept.size + starting.size;
+  if (all >= limits.recordingsMax) {
+    return `the recordings folder holds ${all} recordings, with sessions under way (RECORDINGS_MAX): none can be added`;
   }
-  const theirs = kept.filter((name) => name.slice(21, -14) === fileUser(user)).length;
+  const name = fileUser(user);
+  const theirs = [...kept].filter((file) => file.slice(21, -14) === name).length
+    + [...starting.values()].filter((each) => each === name).length;
   if (theirs >= limits.recordingsPerUser) {
-    return `the recordings folder holds ${theirs} recordings of ${fileUser(user)}'s (RECORDINGS_PER_USER): none of theirs can be added`;
+    return `the recordings folder holds ${theirs} recordings of ${name}'s, with sessions under way (RECORDINGS_PER_USER): none of theirs can be added`;
   }
+  starting.set(session, name);
+  // Its end: the step ended it (refused, or done), or the client closed it; its close alone, when the client is gone.
+  session.once('finish', () => starting.delete(session)).once('close', () => starting.delete(session));
   return undefined;
 }
+
+/** The sessions that recordingsFull() let start and whose recording has not begun: whose each is (as file names say). */
+const starting = new Map<Session, string>();
+/** The recordings being written, by file name, until their file has closed (until then it may not be in the folder). */
+const writing = new Set<string>();
 
 /** As many NUL bytes as a channel's packet holds, to compare a chunk with (a native compare, not a loop). */
 const ZEROS = Buffer.alloc(64 * 1024);
@@ -71,13 +86,16 @@ export interface Recorded {
  * its end. Each event is written as it happens (the file is appended to, not kept in memory). The header's texts
  * are cut short, NUL bytes (which a terminal ignores) are left out, and past RECORDING_MAX MiB the recording ends
  * with a marker that says so; `note` is told that, and a file that cannot be written (the session then goes on
- * unrecorded).
+ * unrecorded). `channel`, the session's that recordingsFull() counted: its recording now counts in its place.
  */
-export function startRecording(session: Recorded, note: (message: string) => void) {
+export function startRecording(session: Recorded, note: (message: string) => void, channel?: Session) {
   const started = new Date();
   const user = fileUser(session.user);
   const name = `${started.toISOString().slice(0, 19).replaceAll(':', '-')}Z-${user}-${randomBytes(4).toString('hex')}.cast`;
   const file: WriteStream = createWriteStream(join(recordingsDir, name), { flags: 'wx', mode: 0o600 });
+  writing.add(name);
+  if (channel) starting.delete(channel); // counted by its file from now on
+  file.once('close', () => writing.delete(name));
   file.on('error', (err) => note(`recording ${name}: ${explain(err)}`));
   const header = {
     version: 2, width: session.width, height: session.height, timestamp: Math.floor(started.getTime() / 1000),

@@ -72,6 +72,8 @@ Environment:
                           default: keys/known_hosts)
   ONWARD_FAILURES_MAX     failed logins to the inner server one user may have in a minute, past
                           which that user's sessions are refused for a while (step 20; default: 3)
+  ONWARD_SESSIONS_MAX     sessions one user may have on the inner server at once, over all their
+                          connections, past which new ones are refused (step 20; default: 50)
   RECORDINGS_DIR          the folder of the recorded sessions (step 20; default: recordings/)
   RECORDINGS_PORT         the port of the recordings page, on 127.0.0.1 (step 20; default: 2080)
   RECORDING_MAX           the largest recording of one session, in MiB, past which the rest of it is
@@ -197,6 +199,7 @@ export const limits = {
   gitMaxRunning: setting('GIT_MAX_RUNNING', 10, 1),
   gitMaxRunningAll: setting('GIT_MAX_RUNNING_ALL', 50, 1),
   onwardFailuresMax: setting('ONWARD_FAILURES_MAX', 3, 1),
+  onwardSessionsMax: setting('ONWARD_SESSIONS_MAX', 50, 1),
   recordingMax: setting('RECORDING_MAX', 64, 1, 1_000_000),
   recordingsMax: setting('RECORDINGS_MAX', 10_000, 1),
   recordingsPerUser: setting('RECORDINGS_PER_USER', 1000, 1),
