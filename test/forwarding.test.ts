@@ -149,7 +149,7 @@ describe('step 11: port forwarding with OpenSSH', { timeout: 120_000 }, () => {
   });
 
   test('half-closed connections both ways: an answer after the request\'s end, a request after the answer\'s end', async () => {
-    // An app that reads to the end, then answers with the hash of what it read and 7 MB; and one that says hello and
+    // An app that reads to the end, then answers with the hash of what it read and 1 MiB; and one that says hello and
     // ends its side at once, then tells the test what it still read.
     const hashing = await hashingApp();
     let lateRead = '';

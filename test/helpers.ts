@@ -254,13 +254,15 @@ export function run(command: string, args: string[], env: Record<string, string>
 }
 
 /**
- * An app on a free loopback port that reads to its end, then answers with the SHA-256 (hex) of what it read and 7 MB
+ * An app on a free loopback port that reads to its end, then answers with the SHA-256 (hex) of what it read and 1 MiB
  * of its own; and `ask(to)`, which connects to it through a forward (`to`), sends 3 MB and its end, reads the answer
  * only once the app has handed all of it on (so that the step holds what its reader has not taken as the ends come),
- * and checks the answer whole. One `ask` an app.
+ * and checks the answer whole. One `ask` an app. The answer is half of the window a step gives a channel (2 MiB), so
+ * that the way there always holds it all while the reader waits: at 7 MB it did only at times, and the test, its
+ * reader waiting for an app still writing, stood still.
  */
 export async function hashingApp() {
-  const answer = randomBytes(7 * 1024 * 1024);
+  const answer = randomBytes(1024 * 1024);
   let answered = () => {};
   const handedOn = new Promise<void>((resolve) => (answered = resolve));
   const server = createServer({ allowHalfOpen: true }, (socket) => {
@@ -280,7 +282,7 @@ export async function hashingApp() {
     });
     assert.equal(got.length, 64 + answer.length);
     assert.equal(String(got.subarray(0, 64)), createHash('sha256').update(request).digest('hex'));
-    assert.ok(got.subarray(64).equals(answer), 'the 7 MB answer, whole');
+    assert.ok(got.subarray(64).equals(answer), 'the answer, whole');
   };
   return { port: (server.address() as AddressInfo).port, ask, close: () => server.close() };
 }
